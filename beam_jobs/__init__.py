@@ -1,0 +1,11 @@
+"""beam-jobs: App Engine MapReduce one-off jobs, run on Apache Beam.
+
+The public face: `jobs` (the legacy job API), `RunJob` and `MapReduce` (the
+composite transforms a job compiles to) and `JobRegistry`.
+"""
+
+from beam_jobs import jobs
+from beam_jobs.registry import JobRegistry
+from beam_jobs.transforms import MapReduce, RunJob
+
+__all__ = ['jobs', 'JobRegistry', 'MapReduce', 'RunJob']

@@ -1,0 +1,182 @@
+"""Kinds in, ndb models out; writes out.
+
+Everything that touches the Datastore's data model lives here: which project
+and namespace a run uses, the ndb context job code runs inside, reading a kind
+as ndb model instances, and turning models and keys back into Beam's entities
+for the write transforms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from typing import Iterator, Optional, Type
+
+import apache_beam as beam
+from apache_beam.io.gcp.datastore.v1new import datastoreio
+from apache_beam.io.gcp.datastore.v1new import types as beam_types
+from google.auth import credentials as auth_credentials
+from google.cloud import datastore
+from google.cloud import ndb
+
+NAMESPACE_ENV = 'DATASTORE_NAMESPACE'
+METRICS_NAMESPACE = 'beam_jobs'
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Which Datastore a run reads, writes and keeps its records in."""
+
+    project: str
+    namespace: Optional[str] = None
+
+    @classmethod
+    def from_environment(cls, project: Optional[str] = None,
+                         namespace: Optional[str] = None) -> 'Target':
+        """Flags win; then the emulator's variables; then Google's defaults."""
+        project = (project or os.environ.get('DATASTORE_PROJECT_ID')
+                   or os.environ.get('GOOGLE_CLOUD_PROJECT'))
+        if not project:
+            raise ValueError(
+                'No Datastore project is set: pass --project, or set '
+                'DATASTORE_PROJECT_ID (or DATASTORE_EMULATOR_HOST to use the '
+                'local emulator).')
+        return cls(project, namespace or os.environ.get(NAMESPACE_ENV) or None)
+
+
+def is_emulator() -> bool:
+    return bool(os.environ.get('DATASTORE_EMULATOR_HOST'))
+
+
+def _credentials():
+    # The emulator takes no credentials; asking for real ones on a laptop
+    # would fail. On Dataflow the default credentials are the right ones.
+    if is_emulator():
+        return auth_credentials.AnonymousCredentials()
+    return None
+
+
+def client(target: Target) -> datastore.Client:
+    """A plain Datastore client for the target (used for run records)."""
+    # This client finds the emulator (and refuses explicit credentials for
+    # it) by itself, and the default credentials otherwise.
+    return datastore.Client(project=target.project, namespace=target.namespace)
+
+
+class NdbContext:
+    """An ndb context that job code runs inside, reusable per element.
+
+    Beam fuses stages, so a DoFn that yields while a context is open runs the
+    next stage inside it, and that stage could not open its own. Callers
+    therefore finish their work inside `active()` and yield afterwards. When a
+    context is already open on this thread (a test calling job code
+    directly), it is reused rather than nested.
+    """
+
+    def __init__(self, target: Target):
+        self._target = target
+        self._client: Optional[ndb.Client] = None
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        if ndb.context.get_context(raise_context_error=False) is not None:
+            yield
+            return
+        if self._client is None:
+            credentials = _credentials()
+            if credentials is None and not os.environ.get(
+                    'GOOGLE_APPLICATION_CREDENTIALS'):
+                # Building keys and models needs no credentials; only real
+                # RPCs do, and those pick the defaults up on Dataflow.
+                credentials = _default_or_anonymous_credentials()
+            self._client = ndb.Client(project=self._target.project,
+                                      namespace=self._target.namespace,
+                                      credentials=credentials)
+        with self._client.context():
+            yield
+
+    def __getstate__(self):
+        # ndb clients hold channels that do not pickle; workers build their own.
+        return {'_target': self._target, '_client': None}
+
+
+def _default_or_anonymous_credentials():
+    import google.auth
+    import google.auth.exceptions
+    try:
+        credentials, _ = google.auth.default()
+        return credentials
+    except google.auth.exceptions.DefaultCredentialsError:
+        return auth_credentials.AnonymousCredentials()
+
+
+def kind_of(model_class: Type[ndb.Model]) -> str:
+    return model_class._get_kind()
+
+
+def key_path(key) -> str:
+    """A key as `Kind/id[/Kind/id...]`, the way error lines name an entity."""
+    if isinstance(key, ndb.Key):
+        pairs = key.pairs()
+    elif isinstance(key, datastore.Key):
+        pairs = zip(key.flat_path[::2], key.flat_path[1::2])
+    else:
+        pairs = zip(key.path_elements[::2], key.path_elements[1::2])
+    return '/'.join(f'{kind}/{ident}' for kind, ident in pairs)
+
+
+def to_model(entity: beam_types.Entity, model_class: Type[ndb.Model]) -> ndb.Model:
+    """A Beam entity as an instance of its ndb model (needs an ndb context)."""
+    # ndb has no public "entity to model" call; this is the one its own
+    # reads use, so properties decode exactly as `Model.get()` would.
+    return ndb.model._entity_from_ds_entity(  # pylint: disable=protected-access
+        entity.to_client_entity(), model_class=model_class)
+
+
+def to_beam_entity(model: ndb.Model) -> beam_types.Entity:
+    """An ndb model as a Beam entity for WriteToDatastore (needs a context)."""
+    if model.key is None or model.key.id() is None:
+        raise ValueError(
+            f'A {type(model).__name__} to put has no complete key: give it an '
+            'id (for example `Model(id=...)`) so reruns overwrite, not '
+            'duplicate.')
+    # What `Model.put()` does before it serialises: hooks and auto_now fields.
+    model._pre_put_hook()  # pylint: disable=protected-access
+    model._prepare_for_put()  # pylint: disable=protected-access
+    ds_entity = ndb.model._entity_to_ds_entity(model)  # pylint: disable=protected-access
+    return beam_types.Entity.from_client_entity(ds_entity)
+
+
+def to_beam_key(key: ndb.Key) -> beam_types.Key:
+    """An ndb key as a Beam key for DeleteFromDatastore."""
+    if not isinstance(key, ndb.Key):
+        raise TypeError(f'Delete takes an ndb.Key or a model, not {key!r}.')
+    # An ndb key wraps a google-cloud-datastore key; Beam converts from that.
+    return beam_types.Key.from_client_key(key._key)  # pylint: disable=protected-access
+
+
+def kind_of_entity(entity: beam_types.Entity) -> str:
+    return entity.key.path_elements[-2]
+
+
+class ReadKind(beam.PTransform):
+    """Every entity of one model's kind, read in `num_splits` key ranges.
+
+    Entities stay Beam entities here: the map step turns each into its model
+    inside an ndb context, so an entity that fails to decode is reported by
+    key instead of failing the read.
+    """
+
+    def __init__(self, model_class: Type[ndb.Model], target: Target,
+                 num_splits: int):
+        super().__init__()
+        self._kind = kind_of(model_class)
+        self._target = target
+        self._num_splits = num_splits
+
+    def expand(self, pbegin):
+        query = beam_types.Query(kind=self._kind, project=self._target.project,
+                                 namespace=self._target.namespace)
+        return pbegin | datastoreio.ReadFromDatastore(
+            query, num_splits=self._num_splits)

@@ -1,0 +1,128 @@
+"""What makes a class a job, and what job code can see while it runs.
+
+Kept apart from `jobs.py` so the transforms can check a job and hand it its
+parameters without importing the lifecycle that runs pipelines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Mapping, Optional, Sequence, Type
+
+from google.cloud import ndb
+
+
+class InvalidJobError(TypeError):
+    """A job class that cannot be compiled into a pipeline."""
+
+
+_REQUIRED = (
+    ('entity_classes_to_map_over',
+     'a @classmethod returning the ndb model classes to map over'),
+    ('map', 'a @staticmethod map(item) that yields (key, value) pairs'),
+    ('reduce', 'a @staticmethod reduce(key, values) that yields output lines'),
+)
+
+
+def job_name(job_class: type) -> str:
+    return job_class.__name__
+
+
+def _is_defined(job_class: type, name: str) -> bool:
+    attr = getattr(job_class, name, None)
+    return callable(attr) and not getattr(attr, '__isabstractjobmethod__', False)
+
+
+def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
+    """Refuse a class that cannot run, before any pipeline is built.
+
+    Returns the model classes it maps over, so callers check once and use the
+    checked list.
+    """
+    if not isinstance(job_class, type):
+        raise InvalidJobError(
+            f'{job_class!r} is not a job class: pass the class itself, not an '
+            'instance or a name.')
+    name = job_name(job_class)
+    for attr, what in _REQUIRED:
+        if not _is_defined(job_class, attr):
+            raise InvalidJobError(f'{name} has no {attr}: define {what}.')
+    models = job_class.entity_classes_to_map_over()
+    if isinstance(models, type) or not isinstance(models, (list, tuple)):
+        raise InvalidJobError(
+            f'{name}.entity_classes_to_map_over() returned {models!r}: return '
+            'a list of ndb model classes, e.g. [MyModel].')
+    if not models:
+        raise InvalidJobError(
+            f'{name}.entity_classes_to_map_over() returned an empty list: name '
+            'at least one ndb model class to map over.')
+    kinds = set()
+    for model in models:
+        if not (isinstance(model, type) and issubclass(model, ndb.Model)):
+            raise InvalidJobError(
+                f'{name}.entity_classes_to_map_over() returned {model!r}, which '
+                'is not a google.cloud.ndb model class: return classes that '
+                'subclass ndb.Model.')
+        kind = model._get_kind()  # pylint: disable=protected-access
+        if kind in kinds:
+            raise InvalidJobError(
+                f'{name}.entity_classes_to_map_over() names kind {kind!r} '
+                'twice: list each model class once.')
+        kinds.add(kind)
+    return list(models)
+
+
+def abstract_job_method(func):
+    """Marks a base-class placeholder so `validate` treats it as missing."""
+    func.__isabstractjobmethod__ = True
+    return func
+
+
+# The parameters of the run whose job code this thread is executing.
+_current = threading.local()
+
+
+class mapper_params:  # pylint: disable=invalid-name
+    """Context manager that makes `params` visible to `get_mapper_param`."""
+
+    def __init__(self, params: Optional[Mapping[str, Any]]):
+        self._params = dict(params or {})
+
+    def __enter__(self):
+        self._saved = getattr(_current, 'params', None)
+        _current.params = self._params
+
+    def __exit__(self, *exc_info):
+        _current.params = self._saved
+
+
+def get_mapper_param(name: str) -> Any:
+    params = getattr(_current, 'params', None)
+    if params is None:
+        raise RuntimeError(
+            'get_mapper_param() works only inside map or reduce while a job '
+            'runs.')
+    if name not in params:
+        known = ', '.join(sorted(params)) or 'none'
+        raise KeyError(
+            f'No job parameter {name!r} (given: {known}); pass it with '
+            f'additional_job_params or `--param {name}=VALUE`.')
+    return params[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Put:
+    """Yielded by `map`: write this model (the run's dry-run reports it)."""
+
+    model: ndb.Model
+
+
+@dataclasses.dataclass(frozen=True)
+class Delete:
+    """Yielded by `map`: delete the entity with this key (or this model's)."""
+
+    key: Any
+
+    def ndb_key(self) -> ndb.Key:
+        return self.key.key if isinstance(self.key, ndb.Model) else self.key

@@ -1,0 +1,71 @@
+"""What tests of jobs need: an emulator, a namespace per test, a pipeline.
+
+Use it as a pytest plugin (`pytest_plugins = ['beam_jobs.testing']` in a
+conftest.py). Tests get a real Datastore emulator, started once per test
+session and stopped when it ends, and each test its own namespace so tests
+never see each other's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import Iterable, Iterator
+
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from google.cloud import ndb
+
+from beam_jobs import datastore
+from beam_jobs import emulator as emulator_lib
+from beam_jobs import options
+
+TEST_PROJECT = 'beam-jobs-test'
+
+
+def local_test_pipeline(*args: str) -> TestPipeline:
+    """A TestPipeline on the local runner path (never the Prism download)."""
+    return TestPipeline(runner=options.LOCAL_RUNNER,
+                        options=options.pipeline_options(args))
+
+
+@contextlib.contextmanager
+def ndb_context(target: datastore.Target) -> Iterator[None]:
+    """An ndb context on `target`, for building and putting models in tests."""
+    with datastore.NdbContext(target).active():
+        yield
+
+
+def put_models(target: datastore.Target, models: Iterable[ndb.Model]) -> None:
+    with ndb_context(target):
+        ndb.put_multi(list(models))
+
+
+@pytest.fixture(scope='session')
+def datastore_emulator() -> Iterator[emulator_lib.Emulator]:
+    """A fresh in-memory emulator for the session, always our own.
+
+    A developer's long-lived emulator is never used: tests must not depend on
+    or change data that is not theirs.
+    """
+    running = emulator_lib.start(project=TEST_PROJECT)
+    saved = {name: os.environ.get(name) for name in running.env()}
+    os.environ.update(running.env())
+    try:
+        yield running
+    finally:
+        running.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def datastore_target(datastore_emulator, monkeypatch) -> datastore.Target:
+    """A namespace of the test emulator that belongs to this test alone."""
+    namespace = f't{uuid.uuid4().hex[:12]}'
+    monkeypatch.setenv(datastore.NAMESPACE_ENV, namespace)
+    return datastore.Target(datastore_emulator.project, namespace)

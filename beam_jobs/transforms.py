@@ -1,0 +1,332 @@
+"""The composite PTransforms a job compiles to: read → map → shuffle → reduce.
+
+`RunJob` is the whole job against the Datastore; `MapReduce` is the same job
+without the read, for tests that feed models in with `beam.Create`. Both go
+through `_JobSteps`, so there is one compile path.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any, Mapping, Optional
+
+import apache_beam as beam
+from apache_beam.io.gcp.datastore.v1new import datastoreio
+from apache_beam.io.gcp.datastore.v1new import types as beam_types
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+from beam_jobs import datastore
+from beam_jobs import job_class as job_class_lib
+
+DEFAULT_SHARD_COUNT = 8
+ERROR_PREFIX = 'ERROR'
+WRITES_TAG = 'writes'
+ERRORS_TAG = 'errors'
+_LOCAL_PROJECT = 'beam-jobs-local'
+
+
+class JobItemError(RuntimeError):
+    """One entity or key failed in a job that asked to fail fast."""
+
+
+def output_line(value: Any) -> str:
+    """What the old framework stored for each value `reduce` yielded.
+
+    Its JSON round trip, then `str()`: a tuple reads back as a list and a
+    string is unchanged.
+    """
+    return str(json.loads(json.dumps(value)))
+
+
+def error_line(step: str, where: str, error: BaseException) -> str:
+    """One line that names the failed item and the reason."""
+    frame = traceback.extract_tb(error.__traceback__)[-1:] or None
+    at = f' (at {frame[0].filename.rsplit("/", 1)[-1]}:{frame[0].lineno})' if frame else ''
+    return f'{ERROR_PREFIX} in {step} for {where}: {type(error).__name__}: {error}{at}'
+
+
+def _as_pair(item: Any) -> tuple[str, str]:
+    if not isinstance(item, tuple) or len(item) != 2:
+        raise TypeError(
+            f'map must yield (key, value) 2-tuples, jobs.Put or jobs.Delete; '
+            f'it yielded {item!r}')
+    key, value = item
+    # App Engine MapReduce shuffled strings: reduce sees str keys and values.
+    return str(key), str(value)
+
+
+def _fails_fast(job: type, params: Mapping[str, Any]) -> bool:
+    return bool(params.get('fail_fast', getattr(job, 'FAIL_FAST', False)))
+
+
+class _MapFn(beam.DoFn):
+    """Entity → model → `job.map`, routing pairs, writes and failures apart."""
+
+    def __init__(self, job: type, params: Mapping[str, Any],
+                 target: datastore.Target):
+        super().__init__()
+        self._job = job
+        self._params = dict(params)
+        self._target = target
+        self._models = {datastore.kind_of(model): model
+                        for model in job.entity_classes_to_map_over()}
+        self._ndb = datastore.NdbContext(target)
+
+    def setup(self):
+        self._read = {kind: Metrics.counter(datastore.METRICS_NAMESPACE,
+                                            f'entities_read.{kind}')
+                      for kind in self._models}
+        self._calls = Metrics.counter(datastore.METRICS_NAMESPACE, 'map_calls')
+        self._pairs = Metrics.counter(datastore.METRICS_NAMESPACE, 'pairs_emitted')
+        self._errors = Metrics.counter(datastore.METRICS_NAMESPACE, 'errors')
+        self._fail_fast = _fails_fast(self._job, self._params)
+        self._writes = {}
+
+    def _count_write(self, op: str, kind: str) -> None:
+        name = f'{op}s.{kind}'
+        if name not in self._writes:
+            self._writes[name] = Metrics.counter(datastore.METRICS_NAMESPACE, name)
+        self._writes[name].inc()
+
+    def process(self, element):
+        if isinstance(element, beam_types.Entity):
+            kind, where = datastore.kind_of_entity(element), element.key
+        else:
+            kind, where = element._get_kind(), element.key  # pylint: disable=protected-access
+        if kind in self._read:
+            self._read[kind].inc()
+        outputs = []
+        # Work inside the ndb context, yield after leaving it (see NdbContext).
+        with self._ndb.active(), job_class_lib.mapper_params(self._params):
+            try:
+                model = (datastore.to_model(element, self._models[kind])
+                         if isinstance(element, beam_types.Entity) else element)
+                self._calls.inc()
+                for item in self._job.map(model) or ():
+                    outputs.append(self._route(item))
+            except Exception as error:  # pylint: disable=broad-except
+                place = f'{kind} {_describe_key(where)}'
+                if self._fail_fast:
+                    raise JobItemError(error_line('map', place, error)) from error
+                self._errors.inc()
+                outputs = [beam.pvalue.TaggedOutput(
+                    ERRORS_TAG, error_line('map', place, error))]
+        for output in outputs:
+            if not isinstance(output, beam.pvalue.TaggedOutput):
+                self._pairs.inc()
+            elif output.tag == WRITES_TAG:
+                self._count_write(*output.value[:2])
+            yield output
+
+    def _route(self, item):
+        if isinstance(item, job_class_lib.Put):
+            kind = item.model._get_kind()  # pylint: disable=protected-access
+            return beam.pvalue.TaggedOutput(WRITES_TAG, (
+                'put', kind, datastore.to_beam_entity(item.model)))
+        if isinstance(item, job_class_lib.Delete):
+            key = item.ndb_key()
+            return beam.pvalue.TaggedOutput(
+                WRITES_TAG, ('delete', key.kind(), datastore.to_beam_key(key)))
+        return _as_pair(item)
+
+
+def _describe_key(key) -> str:
+    return datastore.key_path(key) if key is not None else '(no key)'
+
+
+class _ReduceFn(beam.DoFn):
+    """`job.reduce(key, values)` for one key; each yielded value is a line."""
+
+    def __init__(self, job: type, params: Mapping[str, Any],
+                 target: datastore.Target):
+        super().__init__()
+        self._job = job
+        self._params = dict(params)
+        self._ndb = datastore.NdbContext(target)
+
+    def setup(self):
+        self._keys = Metrics.counter(datastore.METRICS_NAMESPACE, 'keys_reduced')
+        self._errors = Metrics.counter(datastore.METRICS_NAMESPACE, 'errors')
+        self._fail_fast = _fails_fast(self._job, self._params)
+
+    def process(self, element):
+        key, values = element
+        with self._ndb.active(), job_class_lib.mapper_params(self._params):
+            try:
+                self._keys.inc()
+                lines = [output_line(value)
+                         for value in self._job.reduce(key, list(values)) or ()]
+            except Exception as error:  # pylint: disable=broad-except
+                place = f'key {key!r}'
+                if self._fail_fast:
+                    raise JobItemError(error_line('reduce', place, error)) from error
+                self._errors.inc()
+                lines = [beam.pvalue.TaggedOutput(
+                    ERRORS_TAG, error_line('reduce', place, error))]
+        yield from lines
+
+
+def _write_summary(op_and_kind: tuple[tuple[str, str], int], dry_run: bool) -> str:
+    (op, kind), count = op_and_kind
+    verb = {'put': 'put', 'delete': 'delete'}[op]
+    if dry_run:
+        return f'DRY RUN: would {verb} {count} {kind} (nothing was written)'
+    return f'WRITES: {verb} {count} {kind}'
+
+
+class _JobSteps(beam.PTransform):
+    """map → stringify → GroupByKey → reduce, over entities or models.
+
+    Returns a dict: `lines` (reduce output), `errors` (one line per failed
+    item) and `writes` (`(op, kind, entity_or_key)` for the Datastore sinks).
+    """
+
+    def __init__(self, job: type, params: Mapping[str, Any],
+                 target: datastore.Target, dry_run: bool):
+        super().__init__()
+        self._job = job
+        self._params = params
+        self._target = target
+        self._dry_run = dry_run
+
+    def expand(self, items):
+        mapped = items | 'Map' >> beam.ParDo(
+            _MapFn(self._job, self._params, self._target)).with_outputs(
+                ERRORS_TAG, WRITES_TAG, main='pairs')
+        reduced = (
+            mapped.pairs
+            | 'Shuffle' >> beam.GroupByKey()
+            | 'Reduce' >> beam.ParDo(
+                _ReduceFn(self._job, self._params, self._target)).with_outputs(
+                    ERRORS_TAG, main='lines')
+        )
+        write_summary = (
+            mapped[WRITES_TAG]
+            | 'Op and kind' >> beam.Map(lambda write: (write[0], write[1]))
+            | 'Count writes' >> beam.combiners.Count.PerElement()
+            | 'Describe writes' >> beam.Map(_write_summary, self._dry_run)
+        )
+        errors = ((mapped[ERRORS_TAG], reduced[ERRORS_TAG])
+                  | 'All errors' >> beam.Flatten())
+        lines = ((reduced.lines, write_summary) | 'All lines' >> beam.Flatten())
+        return {'lines': lines, 'errors': errors, 'writes': mapped[WRITES_TAG]}
+
+
+def _with_output_counter(lines, label: str):
+    counter = Metrics.counter(datastore.METRICS_NAMESPACE, 'output_lines')
+
+    def count(line):
+        counter.inc()
+        return line
+    return lines | label >> beam.Map(count)
+
+
+def _resolve_params(params: Optional[Mapping[str, Any]]) -> dict:
+    return dict(params or {})
+
+
+class MapReduce(beam.PTransform):
+    """A job's logic over a PCollection of model instances: no Datastore read.
+
+    Output: the output lines, error lines included, exactly as `RunJob`
+    produces them. Writes the job yields are summarised, never applied.
+    """
+
+    def __init__(self, job: type, params: Optional[Mapping[str, Any]] = None,
+                 project: Optional[str] = None, namespace: Optional[str] = None):
+        super().__init__(label=f'MapReduce {job_class_lib.job_name(job)}'
+                         if isinstance(job, type) else None)
+        job_class_lib.validate(job)
+        self._job = job
+        self._params = _resolve_params(params)
+        self._target = datastore.Target(
+            project or _environment_project() or _LOCAL_PROJECT, namespace)
+
+    def expand(self, models):
+        steps = models | 'Steps' >> _JobSteps(
+            self._job, self._params, self._target,
+            dry_run=True)
+        lines = (steps['lines'], steps['errors']) | 'Output' >> beam.Flatten()
+        return _with_output_counter(lines, 'Count output')
+
+
+def _environment_project() -> Optional[str]:
+    try:
+        return datastore.Target.from_environment().project
+    except ValueError:
+        return None
+
+
+class RunJob(beam.PTransform):
+    """The whole job: read every kind it maps over, map, shuffle, reduce.
+
+    Returns the PCollection of output lines. Writes the job yields go to
+    Beam's Datastore sinks, unless the run is a dry run (`dry_run` in params),
+    which only reports what it would write.
+    """
+
+    def __init__(self, job: type, params: Optional[Mapping[str, Any]] = None,
+                 shard_count: Optional[int] = None, project: Optional[str] = None,
+                 namespace: Optional[str] = None):
+        super().__init__(label=f'RunJob {job_class_lib.job_name(job)}'
+                         if isinstance(job, type) else None)
+        self._models = job_class_lib.validate(job)
+        self._job = job
+        self._params = _resolve_params(params)
+        self._shard_count = int(shard_count or DEFAULT_SHARD_COUNT)
+        if self._shard_count < 1:
+            raise ValueError(
+                f'shard_count must be a positive number, not {shard_count!r}.')
+        self._project = project
+        self._namespace = namespace
+
+    def _target(self, pipeline) -> datastore.Target:
+        flag_project = pipeline.options.view_as(GoogleCloudOptions).project
+        return datastore.Target.from_environment(
+            self._project or flag_project, self._namespace)
+
+    def expand(self, pbegin):
+        target = self._target(pbegin.pipeline)
+        dry_run = bool(self._params.get('dry_run'))
+        entities = [
+            pbegin | f'Read {datastore.kind_of(model)}' >> datastore.ReadKind(
+                model, target, self._shard_count)
+            for model in self._models
+        ]
+        steps = (
+            entities
+            | 'Flatten kinds' >> beam.Flatten()
+            | 'Steps' >> _JobSteps(self._job, self._params, target, dry_run)
+        )
+        if not dry_run:
+            steps['writes'] | 'Write' >> _ApplyWrites(target)
+        lines = (steps['lines'], steps['errors']) | 'Output' >> beam.Flatten()
+        return _with_output_counter(lines, 'Count output')
+
+
+class _ApplyWrites(beam.PTransform):
+    """Routes the job's puts and deletes to Beam's batched Datastore sinks."""
+
+    def __init__(self, target: datastore.Target):
+        super().__init__()
+        self._target = target
+
+    def expand(self, writes):
+        # The emulator needs no protection from a write burst; ramp-up
+        # throttling would only slow a local migration down.
+        ramp_up = not datastore.is_emulator()
+        puts = writes | 'Puts' >> beam.FlatMap(
+            lambda w: [w[2]] if w[0] == 'put' else [])
+        deletes = writes | 'Deletes' >> beam.FlatMap(
+            lambda w: [w[2]] if w[0] == 'delete' else [])
+        _ = puts | 'Put entities' >> datastoreio.WriteToDatastore(
+            self._target.project, throttle_rampup=ramp_up)
+        _ = deletes | 'Delete entities' >> datastoreio.DeleteFromDatastore(
+            self._target.project, throttle_rampup=ramp_up)
+        return writes.pipeline
+
+
+__all__ = ['MapReduce', 'RunJob', 'output_line', 'ERROR_PREFIX',
+           'DEFAULT_SHARD_COUNT', 'JobItemError']

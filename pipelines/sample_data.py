@@ -1,0 +1,153 @@
+"""Realistic sample explorations for the demo, the tests and the benchmark.
+
+Deterministic: the same count and seed give the same entities (ids,
+timestamps and all), so loading twice leaves the same data.
+
+    python -m pipelines.sample_data --explorations 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import random
+import sys
+from typing import Iterator, Optional
+
+from google.cloud import ndb
+
+from beam_jobs import datastore
+from beam_jobs import emulator
+from pipelines.models import exp_models
+
+# Interaction ids as Oppia names them, with rough weights of how often
+# they appear in real explorations.
+INTERACTIONS = {
+    'TextInput': 18, 'MultipleChoiceInput': 22, 'NumericInput': 10,
+    'ItemSelectionInput': 6, 'DragAndDropSortInput': 4, 'FractionInput': 5,
+    'ImageClickInput': 2, 'InteractiveMap': 1, 'MathEquationInput': 2,
+    'NumberWithUnits': 2, 'SetInput': 2, 'CodeRepl': 1, 'GraphInput': 1,
+    'AlgebraicExpressionInput': 2, 'NumericExpressionInput': 1,
+    'RatioExpressionInput': 1, 'PencilCodeEditor': 1, 'MusicNotesInput': 1,
+}
+CATEGORIES = ['Algebra', 'Arithmetic', 'Biology', 'Chemistry', 'Computing',
+              'English', 'Geography', 'History', 'Music', 'Physics']
+WORDS = ('learner answer fraction number history planet water energy cell '
+         'rhythm code graph ratio triangle verb noun river mountain atom '
+         'melody loop variable equation decimal percent map sort').split()
+DELETED_EVERY = 31          # ~3% soft-deleted, as real data has
+LEGACY_SCHEMA_EVERY = 3     # a third still on states schema v1
+CORRUPT_EVERY = 997         # a rare v1 exploration whose content is broken
+EPOCH = datetime.datetime(2024, 1, 1)
+
+
+def _html(rng: random.Random, sentences: int) -> str:
+    return ''.join('<p>%s.</p>' % ' '.join(rng.choices(WORDS, k=rng.randint(6, 14))).capitalize()
+                   for _ in range(sentences))
+
+
+def _interaction(rng: random.Random, interaction_id: str, next_state: Optional[str]) -> dict:
+    outcome = {'dest': next_state, 'feedback': {'content_id': 'feedback_1',
+               'html': _html(rng, 1)}, 'labelled_as_correct': True,
+               'param_changes': [], 'refresher_exploration_id': None}
+    if interaction_id == 'EndExploration':
+        return {'id': interaction_id, 'customization_args': {
+            'recommendedExplorationIds': {'value': []}}, 'answer_groups': [],
+            'default_outcome': None, 'hints': [], 'solution': None,
+            'confirmed_unclassified_answers': []}
+    choices = [{'content_id': f'ca_choices_{i}', 'html': _html(rng, 1)}
+               for i in range(rng.randint(2, 5))]
+    return {
+        'id': interaction_id,
+        'customization_args': {'choices': {'value': choices},
+                               'placeholder': {'value': {'unicode_str': ''}},
+                               'rows': {'value': 1}},
+        'answer_groups': [{
+            'rule_specs': [{'rule_type': 'Equals',
+                            'inputs': {'x': rng.choice(WORDS)}}],
+            'outcome': outcome, 'training_data': [],
+            'tagged_skill_misconception_id': None,
+        } for _ in range(rng.randint(1, 3))],
+        'default_outcome': dict(outcome, labelled_as_correct=False),
+        'hints': [{'hint_content': {'content_id': 'hint_1',
+                                    'html': _html(rng, 1)}}],
+        'solution': None,
+        'confirmed_unclassified_answers': [],
+    }
+
+
+def _states(rng: random.Random, legacy: bool, corrupt: bool) -> tuple[str, dict]:
+    names = ['Introduction'] + [f'Question {i}' for i in range(1, rng.randint(2, 9))] + ['End']
+    weights = list(INTERACTIONS.values())
+    states = {}
+    for index, name in enumerate(names):
+        is_last = index == len(names) - 1
+        interaction_id = ('EndExploration' if is_last else 'Continue' if index == 0
+                          else rng.choices(list(INTERACTIONS), weights)[0])
+        html = _html(rng, rng.randint(1, 4))
+        content = html if legacy else {'content_id': 'content', 'html': html}
+        if corrupt and index == 1:
+            content = len(html)
+        states[name] = {
+            'content': content,
+            'interaction': _interaction(rng, interaction_id,
+                                        None if is_last else names[index + 1]),
+            'param_changes': [],
+            'recorded_voiceovers': {'voiceovers_mapping': {'content': {}}},
+            'solicit_answer_details': False,
+            'card_is_checkpoint': index == 0,
+        }
+    return names[0], states
+
+
+def explorations(count: int, seed: int = 2024) -> Iterator[exp_models.ExplorationModel]:
+    """`count` explorations `exp-000001`…; needs an ndb context (for keys)."""
+    for number in range(1, count + 1):
+        rng = random.Random(seed * 1_000_003 + number)
+        legacy = number % LEGACY_SCHEMA_EVERY == 0
+        init_state, states = _states(rng, legacy, corrupt=legacy and number % CORRUPT_EVERY == 0)
+        created = EPOCH + datetime.timedelta(minutes=number * 7)
+        yield exp_models.ExplorationModel(
+            id=f'exp-{number:06d}',
+            title=' '.join(rng.choices(WORDS, k=3)).title(),
+            category=rng.choice(CATEGORIES),
+            objective=_html(rng, 1),
+            init_state_name=init_state,
+            states_schema_version=1 if legacy else 2,
+            states=states,
+            deleted=number % DELETED_EVERY == 0,
+            created_on=created,
+            last_updated=created + datetime.timedelta(days=rng.randint(0, 300)),
+            version=rng.randint(1, 40))
+
+
+def load(count: int, target: datastore.Target, batch: int = 500) -> int:
+    """Put `count` sample explorations into the target; returns how many."""
+    context = datastore.NdbContext(target)
+    with context.active():
+        pending = []
+        for model in explorations(count):
+            pending.append(model)
+            if len(pending) == batch:
+                ndb.put_multi(pending)
+                pending = []
+        if pending:
+            ndb.put_multi(pending)
+    return count
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--explorations', type=int, default=3000)
+    parser.add_argument('--namespace', default=None)
+    args = parser.parse_args(argv)
+    emulator.ensure_environment()
+    target = datastore.Target.from_environment(namespace=args.namespace)
+    loaded = load(args.explorations, target)
+    print(f'Loaded {loaded} sample explorations into project {target.project}'
+          f'{" namespace " + target.namespace if target.namespace else ""}.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+pytest_plugins = ['beam_jobs.testing']
