@@ -155,6 +155,7 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
         params['dry_run'] = True
     if args.fail_fast:
         params['fail_fast'] = True
+    launcher.check_shard_count(args.shard_count)
     store = _store(args)
     run_id = store.create(job.__name__).run_id
     print(f'Run {run_id}', flush=True)

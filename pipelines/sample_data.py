@@ -37,7 +37,7 @@ WORDS = ('learner answer fraction number history planet water energy cell '
          'melody loop variable equation decimal percent map sort').split()
 DELETED_EVERY = 31          # ~3% soft-deleted, as real data has
 LEGACY_SCHEMA_EVERY = 3     # a third still on states schema v1
-CORRUPT_EVERY = 997         # a rare v1 exploration whose content is broken
+CORRUPT_EVERY = 999         # a rare v1 exploration whose content is broken
 EPOCH = datetime.datetime(2024, 1, 1)
 
 
@@ -121,8 +121,12 @@ def explorations(count: int, seed: int = 2024) -> Iterator[exp_models.Exploratio
             version=rng.randint(1, 40))
 
 
-def load(count: int, target: datastore.Target, batch: int = 500) -> int:
-    """Put `count` sample explorations into the target; returns how many."""
+def load(count: int, target: datastore.Target, batch: int = 100) -> int:
+    """Put `count` sample explorations into the target; returns how many.
+
+    Batches stay small: explorations are ~13 KB each, and one commit must
+    stay under the 4 MiB a gRPC message may carry.
+    """
     context = datastore.NdbContext(target)
     with context.active():
         pending = []

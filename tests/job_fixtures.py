@@ -1,0 +1,225 @@
+"""Models and jobs the tests run: small, each showing one behaviour."""
+
+import ast
+import time
+
+from google.cloud import ndb
+
+from beam_jobs import jobs
+
+
+class NoteModel(ndb.Model):
+    text = ndb.StringProperty()
+    topic = ndb.StringProperty()
+    deleted = ndb.BooleanProperty(default=False)
+
+
+class TagModel(ndb.Model):
+    name = ndb.StringProperty()
+
+
+class TopicCountJob(jobs.BaseMapReduceOneOffJobManager):
+    """Counts live notes per topic: the aggregate-output shape."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        if item.deleted:
+            return
+        yield (item.topic, item.key.id())
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, len(values))
+
+
+class TwoKindsJob(jobs.BaseMapReduceOneOffJobManager):
+    """Maps over two kinds at once."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel, TagModel]
+
+    @staticmethod
+    def map(item):
+        yield (type(item).__name__, item.key.id())
+
+    @staticmethod
+    def reduce(key, values):
+        yield '%s: %s' % (key, ','.join(sorted(values)))
+
+
+class ParamJob(jobs.BaseMapReduceOneOffJobManager):
+    """Keeps notes whose topic is the `topic` job parameter."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        wanted = jobs.BaseMapReduceOneOffJobManager.get_mapper_param('topic')
+        if item.topic == wanted:
+            yield ('match', item.key.id())
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, sorted(values))
+
+
+class LegacyShuffleJob(jobs.BaseMapReduceOneOffJobManager):
+    """Yields non-string keys and values, as old jobs did, and reads them
+    back with ast.literal_eval."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        yield (1, {'id': item.key.id(), 'len': len(item.text or '')})
+
+    @staticmethod
+    def reduce(key, values):
+        decoded = [ast.literal_eval(value) for value in values]
+        yield {'key': key, 'key_type': type(key).__name__,
+               'value_types': sorted({type(v).__name__ for v in values}),
+               'total_len': sum(d['len'] for d in decoded)}
+
+
+class OutputFormatJob(jobs.BaseMapReduceOneOffJobManager):
+    """Yields one value of each shape the old framework stored."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [TagModel]
+
+    @staticmethod
+    def map(item):
+        yield ('k', item.name)
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, sorted(values))
+        yield 'plain string'
+        yield {'a': [1, 2]}
+        yield 3
+        yield 'same'
+        yield 'same'
+
+
+class FailingMapJob(jobs.BaseMapReduceOneOffJobManager):
+    """Fails for notes whose text is 'bad'; bad output shapes for 'shape'."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        if item.text == 'bad':
+            raise ValueError('cannot migrate note %s' % item.key.id())
+        if item.text == 'shape':
+            yield ('only one element',)
+            return
+        if item.text == 'unprintable':
+            yield ('k', Unprintable())
+            return
+        yield ('ok', item.key.id())
+
+    @staticmethod
+    def reduce(key, values):
+        if key == 'boom':
+            raise KeyError(key)
+        yield (key, len(values))
+
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError('no text form')
+
+
+class FailFastJob(FailingMapJob):
+    FAIL_FAST = True
+
+
+class CounterJob(jobs.BaseMapReduceOneOffJobManager):
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        CounterJob.increment_counter('notes_seen')
+        yield ('n', 1)
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, len(values))
+
+
+class SlowJob(jobs.BaseMapReduceOneOffJobManager):
+    """Sleeps per entity, so a test can act while it runs."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        time.sleep(0.05)
+        yield ('n', 1)
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, len(values))
+
+
+class BigOutputJob(jobs.BaseMapReduceOneOffJobManager):
+    """Yields far more than the 900,000-character output cap."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        yield (item.key.id(), 'x')
+
+    @staticmethod
+    def reduce(key, values):
+        for index in range(50):
+            yield '%s-%03d %s' % (key, index, 'y' * 2000)
+
+
+class TopicTagMigrationJob(jobs.BaseMapReduceOneOffJobManager):
+    """A migration: each live note gets a Tag named after its topic; deleted
+    notes are removed. Rerunning changes nothing more."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        if item.deleted:
+            yield jobs.Delete(item.key)
+            yield ('DELETED', item.key.id())
+            return
+        yield jobs.Put(TagModel(id='tag-%s' % item.key.id(), name=item.topic))
+        yield ('TAGGED', item.key.id())
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, len(values))
+
+
+def notes(count, topics=('math', 'art', 'music'), deleted_every=0):
+    """NoteModels note-000..; call inside an ndb context."""
+    return [NoteModel(id='note-%03d' % i, text='text %d' % i,
+                      topic=topics[i % len(topics)],
+                      deleted=bool(deleted_every) and i % deleted_every == 0)
+            for i in range(count)]

@@ -1,0 +1,134 @@
+"""Run records, stored output and failures, on the emulator."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from beam_jobs import datastore, launcher, output, runs, testing
+from tests import job_fixtures as fx
+
+
+def _store(target):
+    return runs.RunStore(target)
+
+
+def test_record_moves_through_statuses(datastore_target):
+    store = _store(datastore_target)
+    record = store.create('TopicCountJob')
+    assert record.run_id.startswith('TopicCountJob-')
+    assert store.get(record.run_id).status == runs.NEW
+    record = launcher.run_job(fx.TopicCountJob, run_id=record.run_id,
+                              params={'x': 1}, shard_count=4,
+                              target=datastore_target)
+    assert record.status == runs.COMPLETED
+    stored = store.get(record.run_id)
+    assert stored.status == runs.COMPLETED
+    assert stored.queued_msec <= stored.started_msec <= stored.finished_msec
+    assert stored.shard_count == 4 and stored.params == {'x': 1}
+    assert stored.runner == 'FnApiRunner'
+    assert stored.pid == os.getpid()
+
+
+@pytest.mark.parametrize('path', [
+    [runs.COMPLETED], [runs.STARTED], [runs.QUEUED, runs.COMPLETED],
+    [runs.CANCELED, runs.QUEUED]])
+def test_other_transitions_are_refused(datastore_target, path):
+    store = _store(datastore_target)
+    run_id = store.create('J').run_id
+    with pytest.raises(runs.InvalidTransitionError, match='cannot become'):
+        for status in path:
+            store.transition(run_id, status)
+
+
+def test_unknown_run(datastore_target):
+    with pytest.raises(runs.UnknownRunError, match='beam-jobs runs'):
+        _store(datastore_target).get('NoSuchJob-1-1')
+
+
+def test_orphaned_run_is_marked_failed_when_read(datastore_target):
+    store = _store(datastore_target)
+    run_id = store.create('J').run_id
+    store.transition(run_id, runs.QUEUED)
+    store.transition(run_id, runs.STARTED)
+    # Pretend a process that has since died was running it.
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    store.update(run_id, pid=dead.pid, process_start='0')
+    record = store.get(run_id)
+    assert record.status == runs.FAILED
+    assert 'Orphaned' in record.error and str(dead.pid) in record.error
+
+
+def test_map_failures_are_listed_and_the_run_completes(datastore_target):
+    with testing.ndb_context(datastore_target):
+        testing.put_models(datastore_target, [
+            fx.NoteModel(id='a', text='fine'), fx.NoteModel(id='b', text='bad'),
+            fx.NoteModel(id='c', text='shape')])
+    record = launcher.run_job(fx.FailingMapJob, target=datastore_target)
+    assert record.status == runs.COMPLETED
+    assert record.error_count == 2 and record.counters['errors'] == 2
+    lines = _store(datastore_target).output(record.run_id)
+    # Failures come first, each naming the entity and the reason.
+    assert lines[0].startswith('ERROR in map for NoteModel/b: ValueError: cannot migrate note b')
+    assert lines[1].startswith('ERROR in map for NoteModel/c: TypeError')
+    assert lines[2:] == ["['ok', 1]"]
+
+
+def test_fail_fast_run_ends_failed_with_the_reason(datastore_target):
+    with testing.ndb_context(datastore_target):
+        testing.put_models(datastore_target, [fx.NoteModel(id='b', text='bad')])
+    record = launcher.run_job(fx.FailFastJob, target=datastore_target)
+    assert record.status == runs.FAILED
+    assert 'NoteModel/b' in record.error and 'cannot migrate note b' in record.error
+    assert _store(datastore_target).get(record.run_id).status == runs.FAILED
+
+
+def test_bad_pipeline_flags_fail_the_run_and_the_next_run_works(datastore_target):
+    record = launcher.run_job(fx.TopicCountJob, target=datastore_target,
+                              pipeline_args=['--direct_running_mode=sideways'])
+    assert record.status == runs.FAILED
+    assert 'sideways' in record.error
+    assert launcher.run_job(fx.TopicCountJob, target=datastore_target).status == runs.COMPLETED
+
+
+def test_bad_shard_count_is_refused_before_the_run(datastore_target):
+    with pytest.raises(ValueError, match='shard_count must be a positive whole number'):
+        launcher.run_job(fx.TopicCountJob, target=datastore_target, shard_count=-2)
+
+
+def test_big_output_is_collapsed_capped_and_split(datastore_target):
+    with testing.ndb_context(datastore_target):
+        testing.put_models(datastore_target, fx.notes(20))
+    record = launcher.run_job(fx.BigOutputJob, target=datastore_target)
+    assert record.status == runs.COMPLETED
+    assert record.output_line_count == 1000   # about 2 MB of report
+    lines = _store(datastore_target).output(record.run_id)
+    assert sum(len(line) for line in lines) <= output.MAX_OUTPUT_CHARS + 100
+    assert lines[-1].startswith('<TRUNCATED: ') and 'more lines' in lines[-1]
+    client = datastore.client(datastore_target)
+    first = client.get(client.key(output.OUTPUT_KIND, f'{record.run_id}.00000'))
+    assert first['piece_count'] > 1  # no entity near the 1 MiB limit
+
+
+def test_collapse_keeps_first_seen_order_and_errors_first():
+    assert output.collapse(['b', 'a', 'b', 'ERROR x', 'c', 'b']) == [
+        'ERROR x', '(3x) b', 'a', 'c']
+
+
+def test_collapse_cap_marker():
+    lines = ['%05d' % i + 'z' * 995 for i in range(1000)]   # 1,000,000 chars
+    stored = output.collapse(lines)
+    assert stored[-1] == '<TRUNCATED: 100 more lines (100000 characters) not stored>'
+    assert len(stored) == 901
+
+
+def test_cancel_a_new_run(datastore_target):
+    job_id = fx.TopicCountJob.create_new()
+    fx.TopicCountJob.cancel(job_id, 'release-coordinator')
+    record = fx.TopicCountJob.get_record(job_id)
+    assert record.status == runs.CANCELED
+    assert record.canceled_by == 'release-coordinator'
+    with pytest.raises(runs.InvalidTransitionError, match='already ended'):
+        fx.TopicCountJob.cancel(job_id, 'someone')
