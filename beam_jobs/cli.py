@@ -14,7 +14,7 @@ import warnings
 from typing import Optional, Sequence
 
 from beam_jobs import config
-from beam_jobs import datastore
+from beam_jobs import dataflow
 from beam_jobs import emulator
 from beam_jobs import launcher
 from beam_jobs import registry as registry_lib
@@ -92,10 +92,8 @@ def _registry(args) -> registry_lib.JobRegistry:
     return registry_lib.load(module)
 
 
-def _store(args) -> runs.RunStore:
-    emulator.ensure_environment()
-    return runs.RunStore(datastore.Target.from_environment(
-        namespace=args.namespace))
+def _store(args, pipeline_args: Sequence[str] = ()) -> runs.RunStore:
+    return launcher.run_store(pipeline_args, args.namespace)
 
 
 def _when(msec: Optional[int]) -> str:
@@ -156,7 +154,7 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
     if args.fail_fast:
         params['fail_fast'] = True
     launcher.check_shard_count(args.shard_count)
-    store = _store(args)
+    store = _store(args, pipeline_args)
     run_id = store.create(job.__name__).run_id
     print(f'Run {run_id}', flush=True)
     try:
@@ -167,8 +165,15 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
     except launcher.RunCanceledError as error:
         print(f'!!! RUN CANCELED: {error}', file=sys.stderr)
         return EXIT_FAILED
-    for line in store.output(run_id):
-        print(_preview(line, args.preview, run_id))
+    if record.dataflow_job_id and not record.is_terminal:
+        print(f'Submitted to Dataflow as job {record.dataflow_job_id}\n'
+              f'  console: {record.console_url}\n'
+              f'  follow:  beam-jobs status {run_id}   (output: beam-jobs '
+              f'output {run_id}; stop: beam-jobs cancel {run_id})')
+        return EXIT_OK
+    if record.status == runs.COMPLETED:   # a run that failed stored no output
+        for line in store.output(run_id):
+            print(_preview(line, args.preview, run_id))
     for name, value in record.counters.items():
         print(f'  counter {name} = {value}')
     banner = _failure_banner(record)
@@ -273,6 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return globals()[f'cmd_{args.command}'](args)
     except (registry_lib.UnknownJobError, runs.UnknownRunError,
             runs.InvalidTransitionError, emulator.EmulatorError,
+            dataflow.DataflowError,
             ValueError) as error:
         print(f'beam-jobs: {error}', file=sys.stderr)
         return EXIT_USAGE

@@ -24,6 +24,12 @@ def _pyproject(start: Optional[pathlib.Path] = None) -> Optional[pathlib.Path]:
     return None
 
 
+def project_dir() -> Optional[pathlib.Path]:
+    """The folder of the nearest pyproject.toml: the project being run."""
+    path = _pyproject()
+    return path.parent if path else None
+
+
 def file_settings() -> dict[str, Any]:
     path = _pyproject()
     if path is None:

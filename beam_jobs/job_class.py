@@ -7,6 +7,7 @@ parameters without importing the lifecycle that runs pipelines.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 from typing import Any, Mapping, Optional, Sequence, Type
 
@@ -57,6 +58,7 @@ def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
         raise InvalidJobError(
             f'{name}.entity_classes_to_map_over() returned an empty list: name '
             'at least one ndb model class to map over.')
+    _validate_combine(job_class, name)
     kinds = set()
     for model in models:
         if not (isinstance(model, type) and issubclass(model, ndb.Model)):
@@ -71,6 +73,29 @@ def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
                 'twice: list each model class once.')
         kinds.add(kind)
     return list(models)
+
+
+def has_combine(job_class: type) -> bool:
+    """Whether the job declares the optional `combine(key, values)` step."""
+    return getattr(job_class, 'combine', None) is not None
+
+
+def _validate_combine(job_class: type, name: str) -> None:
+    if not has_combine(job_class):
+        return
+    combine = job_class.combine
+    what = ('define combine as a @staticmethod combine(key, values) that '
+            'yields values, or leave it out')
+    if not callable(combine):
+        raise InvalidJobError(f'{name}.combine is not callable: {what}.')
+    try:
+        inspect.signature(combine).bind('key', [])
+    except TypeError:
+        raise InvalidJobError(
+            f'{name}.combine cannot be called as combine(key, values): '
+            f'{what}.') from None
+    except ValueError:
+        pass  # a builtin without a signature: trust it
 
 
 def abstract_job_method(func):

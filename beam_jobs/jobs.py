@@ -13,8 +13,6 @@ from typing import Any, Optional
 
 from apache_beam.metrics import Metrics
 
-from beam_jobs import datastore
-from beam_jobs import emulator
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import launcher
 from beam_jobs import runs
@@ -33,10 +31,11 @@ def run_store() -> runs.RunStore:
     """The run records of the Datastore this process uses.
 
     With no Datastore configured, the embedded default applies: the project's
-    long-lived emulator if one runs, else one started for this process.
+    long-lived emulator if one runs, else one started for this process. With
+    Dataflow configured (`runner = "DataflowRunner"`), the Datastore of the
+    configured project.
     """
-    emulator.ensure_environment()
-    return runs.RunStore(datastore.Target.from_environment())
+    return launcher.run_store()
 
 
 class BaseMapReduceOneOffJobManager:
@@ -76,7 +75,9 @@ class BaseMapReduceOneOffJobManager:
     @classmethod
     def enqueue(cls, job_id: str, additional_job_params: Optional[dict] = None,
                 shard_count: int = DEFAULT_SHARD_COUNT) -> None:
-        """Run the job. Locally: synchronously, on the local runner.
+        """Run the job. Locally: synchronously, on the local runner. With
+        Dataflow configured (`runner = "DataflowRunner"` under
+        [tool.beam-jobs], or BEAM_JOBS_RUNNER): submit it and return at once.
 
         `shard_count` is a hint: it becomes the number of key-range splits
         of each Datastore read.

@@ -21,7 +21,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.runners.runner import PipelineState
 
+from beam_jobs import dataflow
 from beam_jobs import datastore
+from beam_jobs import emulator
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import options as options_lib
 from beam_jobs import output
@@ -34,29 +36,52 @@ class RunCanceledError(Exception):
     """The run was asked to stop (Ctrl-C or `beam-jobs cancel`)."""
 
 
+class _StopRun(BaseException):
+    """Raised by our signal handlers. A BaseException, so job code's
+    `except Exception` cannot swallow it as one more failed item."""
+
+
 @contextlib.contextmanager
-def _cancel_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM (what `beam-jobs cancel` sends) into an exception here."""
+def _stop_on_signals(requested: list) -> Iterator[None]:
+    """Turn SIGTERM (`beam-jobs cancel`) and SIGINT (Ctrl-C) into a stop.
+
+    Beam may wrap whatever the handler raises in its own error, so the
+    reason is also noted in `requested`: that, not the exception's type,
+    tells the caller the run was canceled rather than failed.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    reasons = {signal.SIGTERM: 'stopped by SIGTERM (beam-jobs cancel)',
+               signal.SIGINT: 'interrupted (Ctrl-C)'}
 
     def handler(signum, frame):
-        raise RunCanceledError('stopped by SIGTERM (beam-jobs cancel)')
-    previous = signal.signal(signal.SIGTERM, handler)
+        if not requested:
+            requested.append(reasons[signum])
+            raise _StopRun(reasons[signum])
+    previous = {sig: signal.signal(sig, handler) for sig in reasons}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
-def collect_counters(result, job_name: str) -> dict[str, int]:
+# Counters every run reports, zero when nothing incremented them.
+STANDARD_COUNTERS = ('map_calls', 'pairs_emitted', 'keys_reduced',
+                     'output_lines', 'errors')
+
+
+def collect_counters(result, job: type) -> dict[str, int]:
     """The framework's and the job's own counters, summed over steps.
 
     Beam's IO counters (RPC successes, throttling) are left out: they speak
     of the plumbing, not of the job.
     """
-    counters: dict[str, int] = {}
+    job_name = job_class_lib.job_name(job)
+    counters = dict.fromkeys(STANDARD_COUNTERS, 0)
+    for model in job.entity_classes_to_map_over():
+        counters[f'entities_read.{datastore.kind_of(model)}'] = 0
     for counter in result.metrics().query()['counters']:
         metric = counter.key.metric
         if metric.namespace == datastore.METRICS_NAMESPACE:
@@ -83,6 +108,38 @@ def build_pipeline(job: type, run_id: str, params: Mapping[str, Any],
     return pipeline
 
 
+def check_shard_count(shard_count: Optional[int]) -> int:
+    """The shard count to use; bad ones are refused before a run starts."""
+    if shard_count is None:
+        return DEFAULT_SHARD_COUNT
+    if isinstance(shard_count, bool) or not isinstance(shard_count, int) or shard_count < 1:
+        raise ValueError(f'shard_count must be a positive whole number, not '
+                         f'{shard_count!r}: it is how many key ranges each '
+                         'Datastore read is split into (default 8).')
+    return shard_count
+
+
+def run_store(pipeline_args: Sequence[str] = (),
+              namespace: Optional[str] = None) -> runs.RunStore:
+    """The run records of the Datastore that runs with these flags use.
+
+    A local run's: the emulator that DATASTORE_EMULATOR_HOST names, else the
+    project's long-lived one, else one started for this process. A Dataflow
+    run never starts an emulator: its records live in the Datastore of its
+    project (or of the emulator DATASTORE_EMULATOR_HOST names, as in tests).
+    """
+    try:
+        pipeline_options = options_lib.pipeline_options(pipeline_args)
+    except ValueError:  # bad flags: run_job records them as the run's failure
+        pipeline_options = options_lib.pipeline_options()
+    project = None
+    if options_lib.is_dataflow(pipeline_options):
+        project = pipeline_options.view_as(GoogleCloudOptions).project
+    else:
+        emulator.ensure_environment()
+    return runs.RunStore(datastore.Target.from_environment(project, namespace))
+
+
 def _failure_text(error: BaseException) -> str:
     lines = traceback.format_exception_only(type(error), error)
     return ''.join(lines).strip()[-4000:]
@@ -98,39 +155,60 @@ def run_job(job: type, *, run_id: Optional[str] = None,
     A job class that cannot run is refused before a record is touched. A run
     that fails is recorded `failed` with the reason and returned, not raised;
     a canceled one is recorded `canceled` and RunCanceledError is raised.
+    A Dataflow run is submitted and its record returned `started`, with the
+    Dataflow job id and console link: it is followed from the record.
     """
     job_class_lib.validate(job)
     params = dict(params or {})
-    shard_count = int(shard_count or DEFAULT_SHARD_COUNT)
-    pipeline_options = options_lib.pipeline_options(pipeline_args)
-    target = target or datastore.Target.from_environment(
-        pipeline_options.view_as(GoogleCloudOptions).project)
+    shard_count = check_shard_count(shard_count)
+    try:
+        pipeline_options = options_lib.pipeline_options(pipeline_args)
+        flag_project = pipeline_options.view_as(GoogleCloudOptions).project
+    except ValueError as error:
+        pipeline_options, flag_project, bad_flags = None, None, error
+    else:
+        bad_flags = None
+    target = target or datastore.Target.from_environment(flag_project)
     store = runs.RunStore(target)
     if run_id is None:
         run_id = store.create(job_class_lib.job_name(job)).run_id
+    if bad_flags is not None:
+        return store.transition(run_id, runs.FAILED, error=str(bad_flags),
+                                params=params, shard_count=shard_count)
     store.transition(run_id, runs.QUEUED, shard_count=shard_count,
                      params=params,
                      runner=options_lib.runner_name(pipeline_options))
     try:
+        if options_lib.is_dataflow(pipeline_options):
+            dataflow.prepare(pipeline_options, run_id,
+                             job_class_lib.job_name(job))
         pipeline = build_pipeline(job, run_id, params, shard_count,
                                   pipeline_options, target)
-    except Exception as error:  # bad flags, a job the compiler refuses
+    except Exception as error:  # pylint: disable=broad-except
         return store.transition(run_id, runs.FAILED, error=_failure_text(error))
     store.transition(run_id, runs.STARTED)
+    stop_requested: list = []
     try:
-        with _cancel_on_sigterm():
+        with _stop_on_signals(stop_requested):
+            if options_lib.is_dataflow(pipeline_options):
+                # Submitted and left running: readers of the record follow
+                # the job from here (see dataflow.refresh).
+                return dataflow.submit(pipeline, pipeline_options, store, run_id)
             result = pipeline.run()
             state = result.wait_until_finish()
-    except (KeyboardInterrupt, RunCanceledError) as error:
-        reason = str(error) or 'interrupted (Ctrl-C)'
-        _record_end(store, run_id, runs.CANCELED, error=f'Canceled: {reason}')
-        raise RunCanceledError(reason) from error
-    except Exception as error:  # pylint: disable=broad-except
-        return _record_end(store, run_id, runs.FAILED, error=_failure_text(error))
+    except BaseException as error:  # pylint: disable=broad-except
+        if stop_requested or isinstance(error, KeyboardInterrupt):
+            reason = (stop_requested or ['interrupted (Ctrl-C)'])[0]
+            _record_end(store, run_id, runs.CANCELED, error=f'Canceled: {reason}')
+            raise RunCanceledError(reason) from None
+        record = _record_end(store, run_id, runs.FAILED, error=_failure_text(error))
+        if not isinstance(error, Exception):
+            raise
+        return record
     if state != PipelineState.DONE:
         return _record_end(store, run_id, runs.FAILED,
                            error=f'The pipeline ended in state {state}.')
-    counters = collect_counters(result, job_class_lib.job_name(job))
+    counters = collect_counters(result, job)
     return _record_end(store, run_id, runs.COMPLETED, counters=counters,
                        error_count=counters.get('errors', 0),
                        output_line_count=counters.get('output_lines', 0))
@@ -158,9 +236,9 @@ def _record_end(store: runs.RunStore, run_id: str, status: str,
         return record
 
 
-# Runners other than the local ones register how to cancel a run on the
-# service that runs it (the Dataflow module does).
-CANCELERS: dict = {}
+# Runners other than the local ones: how to cancel a run on the service that
+# runs it.
+CANCELERS: dict = dict.fromkeys(options_lib.DATAFLOW_RUNNERS, dataflow.cancel)
 
 
 def cancel_run(store: runs.RunStore, run_id: str,

@@ -9,19 +9,40 @@ to Beam untouched.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import pathlib
+import shlex
 from typing import Sequence
 
 from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
+from beam_jobs import config
+
 LOCAL_RUNNER = 'FnApiRunner'
 LOCAL_RUNNERS = frozenset({
     'FnApiRunner', 'DirectRunner', 'BundleBasedDirectRunner',
     'SwitchingDirectRunner', 'TestDirectRunner', 'PrismRunner'})
-# See bench/README.md for the measurements behind these defaults.
+# See bench/README.md for the measurements behind these defaults. A local
+# run is bound by two CPU users of about the same size: the emulator's JVM
+# answering queries and Python decoding entities and running `map`.
+# `multi_threading` with 2 workers overlaps them and was ~25% faster, but it
+# splits every stage's bundles, so output lines lose their reduce order
+# (tests/test_jobs_e2e.py::test_output_format): one in-memory worker stays
+# the default; pass `--direct_running_mode=multi_threading
+# --direct_num_workers=2` for speed. Processes cost seconds of start-up each
+# and compete with the JVM for the same two cores.
 LOCAL_RUNNING_MODE = 'in_memory'
 LOCAL_NUM_WORKERS = 1
+# With no --runner flag, the `runner` setting (config.py) names the runner;
+# a Dataflow run also gets these settings, named like the Beam flag each
+# stands for, as flags placed before the user's: a flag the user gives wins.
+DATAFLOW_RUNNERS = frozenset({'DataflowRunner', 'TestDataflowRunner'})
+DATAFLOW_SETTINGS = ('project', 'region', 'temp_location', 'staging_location',
+                     'service_account_email', 'machine_type',
+                     'max_num_workers', 'setup_file')
 
 
 def _given(args: Sequence[str], flag: str) -> bool:
@@ -29,12 +50,36 @@ def _given(args: Sequence[str], flag: str) -> bool:
 
 
 def pipeline_options(pipeline_args: Sequence[str] = ()) -> PipelineOptions:
-    """Options for a run: the user's flags, plus our local defaults."""
+    """Options for a run: the user's flags, plus our local defaults.
+
+    Beam's flag parser exits the process on a bad flag; here that becomes a
+    ValueError carrying its message, so the run can be recorded as failed.
+    """
     args = list(pipeline_args)
     options = PipelineOptions(args)
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            options.get_all_options(retain_unknown_options=True)
+    except SystemExit as error:
+        message = errors.getvalue().strip().splitlines()[-1:] or [str(error)]
+        raise ValueError(f'Bad pipeline flags: {message[0]}') from None
     standard = options.view_as(StandardOptions)
     if not standard.runner:
-        standard.runner = LOCAL_RUNNER
+        standard.runner = config.get('runner') or LOCAL_RUNNER
+    if is_dataflow(options):
+        runner = standard.runner
+        settings = dataflow_settings()
+        options = PipelineOptions(settings + args)
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                options.get_all_options(retain_unknown_options=True)
+        except SystemExit:
+            raise ValueError(
+                f'Bad Dataflow settings ({" ".join(settings)}): fix them under '
+                '[tool.beam-jobs] in pyproject.toml or in the BEAM_JOBS_* '
+                'environment variables.') from None
+        options.view_as(StandardOptions).runner = runner
     if is_local(options):
         direct = options.view_as(DirectOptions)
         if not _given(args, '--direct_running_mode'):
@@ -51,3 +96,33 @@ def runner_name(options: PipelineOptions) -> str:
 
 def is_local(options: PipelineOptions) -> bool:
     return runner_name(options).rsplit('.', 1)[-1] in LOCAL_RUNNERS
+
+
+def is_dataflow(options: PipelineOptions) -> bool:
+    return runner_name(options).rsplit('.', 1)[-1] in DATAFLOW_RUNNERS
+
+
+def dataflow_settings() -> list[str]:
+    """The configured Dataflow settings as flags, to go before the user's.
+
+    `bucket` stands for `temp_location = gs://BUCKET/tmp`; `setup_file`
+    defaults to the project's own setup.py, so workers can import the
+    framework and the jobs; `dataflow_args` holds any further Beam flags.
+    """
+    root = config.project_dir()
+    flags = []
+    for name in DATAFLOW_SETTINGS:
+        value = config.get(name)
+        if name == 'setup_file' and value:
+            value = (root or pathlib.Path.cwd()) / value
+        if value not in (None, ''):
+            flags.append(f'--{name}={value}')
+    bucket = config.get('bucket')
+    if bucket and not config.get('temp_location'):
+        bucket = str(bucket).removeprefix('gs://').rstrip('/')
+        flags.append(f'--temp_location=gs://{bucket}/tmp')
+    if not config.get('setup_file') and root and (root / 'setup.py').exists():
+        flags.append(f'--setup_file={root / "setup.py"}')
+    extra = config.get('dataflow_args') or []
+    flags += shlex.split(extra) if isinstance(extra, str) else [str(a) for a in extra]
+    return flags

@@ -73,6 +73,10 @@ class RunRecord:
     runner: Optional[str] = None
     dataflow_job_id: Optional[str] = None
     console_url: Optional[str] = None
+    # Where the Dataflow job runs, so refresh and cancel reach that service.
+    dataflow_project: Optional[str] = None
+    dataflow_region: Optional[str] = None
+    dataflow_endpoint: Optional[str] = None
     error: Optional[str] = None
     counters: dict = dataclasses.field(default_factory=dict)
     error_count: int = 0
@@ -159,7 +163,8 @@ class RunStore:
         return refresh(self, record) if refresh else record
 
     def _end_if_orphaned(self, record: RunRecord) -> RunRecord:
-        if record.status != STARTED or record.host != socket.gethostname():
+        if (record.status not in (QUEUED, STARTED) or not record.pid
+                or record.host != socket.gethostname()):
             return record
         if record.pid and _process_start(record.pid) == record.process_start:
             return record
@@ -181,13 +186,16 @@ class RunStore:
                 raise InvalidTransitionError(
                     f'Run {run_id} is {record.status}; it cannot become {status}.')
             record.status = status
+            if status in (QUEUED, STARTED):
+                # Whoever queues or starts a run owns it until it ends; if
+                # that process dies, readers see it (_end_if_orphaned).
+                record.host = socket.gethostname()
+                record.pid = os.getpid()
+                record.process_start = _process_start(os.getpid())
             if status == QUEUED:
                 record.queued_msec = now_msec()
             elif status == STARTED:
                 record.started_msec = now_msec()
-                record.host = socket.gethostname()
-                record.pid = os.getpid()
-                record.process_start = _process_start(os.getpid())
             elif status in TERMINAL:
                 record.finished_msec = now_msec()
             for name, value in fields.items():

@@ -107,7 +107,7 @@ class _MapFn(beam.DoFn):
                 for item in self._job.map(model) or ():
                     outputs.append(self._route(item))
             except Exception as error:  # pylint: disable=broad-except
-                place = f'{kind} {_describe_key(where)}'
+                place = _describe_key(where)
                 if self._fail_fast:
                     raise JobItemError(error_line('map', place, error)) from error
                 self._errors.inc()
@@ -168,12 +168,83 @@ class _ReduceFn(beam.DoFn):
         yield from lines
 
 
+class _CombineFn(beam.CombineFn):
+    """`job.combine(key, values)` as a CombineFn, so the runner lifts it.
+
+    A CombineFn never sees the key, so its inputs are `(key, value)` pairs
+    (built inside the fused map stage, never shuffled) and the accumulator
+    is `[key, values]`. Before an accumulator leaves a bundle (`compact`),
+    whenever one holds `COMBINE_EVERY` values, and when partial results
+    merge, `combine` folds it: before the shuffle, that is what shrinks it. As in App Engine MapReduce and mrjob,
+    `combine` may run zero or more times on any subset of a key's values,
+    and `reduce` still gets a list of str values.
+    """
+
+    COMBINE_EVERY = 1000
+
+    def __init__(self, job: type, params: Mapping[str, Any]):
+        super().__init__()
+        self._job = job
+        self._params = dict(params)
+
+    def _combine(self, key: str, values: list) -> list:
+        if len(values) < 2:
+            return values
+        with job_class_lib.mapper_params(self._params):
+            try:
+                return [str(value)
+                        for value in self._job.combine(key, values) or ()]
+            except Exception as error:  # pylint: disable=broad-except
+                raise JobItemError(
+                    error_line('combine', f'key {key!r}', error)) from error
+
+    def create_accumulator(self):
+        return [None, []]
+
+    def add_input(self, accumulator, pair):
+        key, value = pair
+        accumulator[0] = key
+        accumulator[1].append(value)
+        if len(accumulator[1]) >= self.COMBINE_EVERY:
+            accumulator[1] = self._combine(key, accumulator[1])
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        key, values = None, []
+        for other_key, other_values in accumulators:
+            key = other_key if other_key is not None else key
+            values.extend(other_values)
+        return [key, self._combine(key, values)]
+
+    def compact(self, accumulator):
+        key, values = accumulator
+        return [key, self._combine(key, values)]
+
+    def extract_output(self, accumulator):
+        return accumulator[1]
+
+
 def _write_summary(op_and_kind: tuple[tuple[str, str], int], dry_run: bool) -> str:
     (op, kind), count = op_and_kind
     verb = {'put': 'put', 'delete': 'delete'}[op]
     if dry_run:
         return f'DRY RUN: would {verb} {count} {kind} (nothing was written)'
     return f'WRITES: {verb} {count} {kind}'
+
+
+class _CombineShuffle(beam.PTransform):
+    """(key, value) pairs → (key, [values]), combined before the shuffle."""
+
+    def __init__(self, combine_fn: beam.CombineFn):
+        super().__init__()
+        self._combine_fn = combine_fn
+
+    def expand(self, pairs):
+        return (
+            pairs
+            | 'Key the values' >> beam.Map(lambda pair: (pair[0], pair))
+            | 'Combine' >> beam.CombinePerKey(self._combine_fn)
+        )
 
 
 class _JobSteps(beam.PTransform):
@@ -191,13 +262,19 @@ class _JobSteps(beam.PTransform):
         self._target = target
         self._dry_run = dry_run
 
+    def _shuffle(self) -> beam.PTransform:
+        """GroupByKey; or, for a job with `combine`, a lifted CombinePerKey."""
+        if not job_class_lib.has_combine(self._job):
+            return beam.GroupByKey()
+        return _CombineShuffle(_CombineFn(self._job, self._params))
+
     def expand(self, items):
         mapped = items | 'Map' >> beam.ParDo(
             _MapFn(self._job, self._params, self._target)).with_outputs(
                 ERRORS_TAG, WRITES_TAG, main='pairs')
         reduced = (
             mapped.pairs
-            | 'Shuffle' >> beam.GroupByKey()
+            | 'Shuffle' >> self._shuffle()
             | 'Reduce' >> beam.ParDo(
                 _ReduceFn(self._job, self._params, self._target)).with_outputs(
                     ERRORS_TAG, main='lines')

@@ -113,7 +113,7 @@ def test_combine_failure_names_the_key():
             yield  # pylint: disable=unreachable
 
     with pytest.raises(Exception, match=r"combine for key 'art'.*ValueError: no"):
-        _run(BrokenCombineJob, _words(6), [])
+        _run(BrokenCombineJob, _words(60), [])
 
 
 @pytest.mark.parametrize('job', [MethodCombineJob, NotCallableCombineJob])

@@ -1,0 +1,1 @@
+"""Benchmarks of beam-jobs against hand-written pipelines: `make bench`."""

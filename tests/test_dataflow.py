@@ -1,0 +1,264 @@
+"""Submitting to Dataflow, following and cancelling, against local stand-ins.
+
+`tests/dataflow_stub.py` plays the Dataflow REST API and gcp-storage-emulator
+plays Cloud Storage; Beam's own DataflowRunner stages to the one and submits
+to the other exactly as it would in production. Run records live in the test
+emulator (DATASTORE_EMULATOR_HOST is set), under the Dataflow project.
+"""
+
+import io
+import re
+import tarfile
+import uuid
+
+import apache_beam as beam
+import pytest
+from apache_beam.internal import pickler
+from apache_beam.portability.api import beam_runner_api_pb2
+from gcp_storage_emulator.server import create_server
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from beam_jobs import cli, dataflow, emulator, jobs, launcher, options, output, runs, testing
+from pipelines import exp_jobs_one_off
+from tests.dataflow_stub import DataflowStub
+
+BUCKET = 'beam-jobs-test-staging'
+REGION = 'europe-west1'
+JOB = exp_jobs_one_off.InteractionAuditOneOffJob
+
+
+@pytest.fixture(scope='session')
+def storage_server():
+    """gcp-storage-emulator in this process, for the whole session."""
+    port = emulator.free_port()
+    server = create_server('localhost', port, in_memory=True,
+                           default_bucket=BUCKET)
+    server.start()
+    try:
+        yield f'http://localhost:{port}'
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gcs(storage_server, monkeypatch):
+    monkeypatch.setenv('STORAGE_EMULATOR_HOST', storage_server)
+    return storage.Client(project=testing.TEST_PROJECT,
+                          credentials=AnonymousCredentials())
+
+
+@pytest.fixture
+def stub():
+    service = DataflowStub().start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def temp_location(gcs):
+    return f'gs://{BUCKET}/{uuid.uuid4().hex[:8]}/tmp'
+
+
+def _flags(stub, temp_location, *more):
+    return ['--runner=DataflowRunner', f'--project={testing.TEST_PROJECT}',
+            f'--region={REGION}', f'--temp_location={temp_location}',
+            f'--dataflow_endpoint={stub.endpoint}', '--no_auth', *more]
+
+
+def _store(target):
+    return runs.RunStore(target)
+
+
+def _staged(gcs, temp_location):
+    prefix = temp_location.split('/', 3)[3]
+    return {blob.name.rsplit('/', 1)[1]: blob
+            for blob in gcs.list_blobs(BUCKET, prefix=prefix)}
+
+
+def _transforms(pipeline_pb: bytes) -> dict:
+    proto = beam_runner_api_pb2.Pipeline.FromString(pipeline_pb)
+    return {t.unique_name: t for t in proto.components.transforms.values()}
+
+
+def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
+                                         temp_location):
+    code = cli.main(['run', JOB.__name__, '--shard-count', '5', *_flags(
+        stub, temp_location, '--machine_type=n1-standard-2',
+        '--max_num_workers=5',
+        '--service_account_email=runner@beam-jobs-test.iam.gserviceaccount.com')])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
+    record = _store(datastore_target).get(run_id)
+    assert record.status == runs.STARTED
+    assert record.runner == 'DataflowRunner'
+    assert record.dataflow_job_id in stub.jobs
+    assert record.console_url == (
+        f'https://console.cloud.google.com/dataflow/jobs/{REGION}/'
+        f'{record.dataflow_job_id}?project={testing.TEST_PROJECT}')
+    assert record.dataflow_job_id in out and record.console_url in out
+
+    # What reached the service: one create, named and labelled for the run.
+    [create] = stub.requests_of('POST')
+    assert f'/projects/{testing.TEST_PROJECT}/locations/{REGION}/jobs' in create.path
+    assert create.body['name'] == dataflow.job_name_for(run_id)
+    assert create.body['labels'] == {'job': 'interactionauditoneoffjob'}
+    environment = create.body['environment']
+    [pool] = environment['workerPools']
+    assert pool['machineType'] == 'n1-standard-2'
+    assert pool['autoscalingSettings']['maxNumWorkers'] == 5
+    assert environment['serviceAccountEmail'].startswith('runner@')
+    assert {p['name'] for p in pool['packages']} >= {'workflow.tar.gz'}
+
+    # What was staged: the pipeline, and the project built from setup.py.
+    staged = _staged(gcs, temp_location)
+    assert {'pipeline.pb', 'workflow.tar.gz'} <= set(staged)
+    with tarfile.open(fileobj=io.BytesIO(
+            staged['workflow.tar.gz'].download_as_bytes())) as sdist:
+        names = {name.split('/', 1)[1] for name in sdist.getnames() if '/' in name}
+    assert {'setup.py', 'beam_jobs/dataflow.py', 'beam_jobs/transforms.py',
+            'pipelines/exp_jobs_one_off.py'} <= names
+    transforms = _transforms(staged['pipeline.pb'].download_as_bytes())
+    prefix = f'RunJob {JOB.__name__}/'
+    for step in ('Read ExplorationModel', 'Steps/Map', 'Steps/Shuffle',
+                 'Steps/Reduce'):
+        assert prefix + step in transforms
+    assert 'Store output/Write output' in ' '.join(transforms)
+    split = transforms[prefix + 'Read ExplorationModel/ReadFromDatastore/SplitQuery']
+    payload = beam_runner_api_pb2.ParDoPayload.FromString(split.spec.payload)
+    assert pickler.loads(payload.do_fn.payload)[0]._num_splits == 5  # pylint: disable=protected-access
+
+    # Following it: each read asks the service while the job runs.
+    stub.set_state(record.dataflow_job_id, 'JOB_STATE_RUNNING')
+    assert _store(datastore_target).get(run_id).status == runs.STARTED
+    assert stub.requests_of('GET')
+
+    # The workers' last step stores the output; play it here, then finish.
+    with testing.local_test_pipeline() as pipeline:
+        _ = (pipeline
+             | beam.Create(['a', 'a', 'ERROR in map for x: boom'])
+             | output.StoreOutput(run_id, datastore_target))
+    stub.set_state(record.dataflow_job_id, 'JOB_STATE_DONE')
+    record = _store(datastore_target).get(run_id)
+    assert record.status == runs.COMPLETED
+    assert (record.output_line_count, record.error_count) == (3, 1)
+    assert cli.main(['output', run_id]) == 0
+    assert '(2x) a' in capsys.readouterr().out
+
+
+def test_enqueue_with_configured_dataflow_then_cancel(
+        capsys, monkeypatch, datastore_target, stub, gcs):
+    folder = uuid.uuid4().hex[:8]
+    for name, value in {
+            'RUNNER': 'DataflowRunner', 'PROJECT': testing.TEST_PROJECT,
+            'REGION': REGION, 'BUCKET': f'{BUCKET}/{folder}',
+            'MAX_NUM_WORKERS': '3',
+            'DATAFLOW_ARGS': f'--dataflow_endpoint={stub.endpoint} --no_auth',
+    }.items():
+        monkeypatch.setenv(f'BEAM_JOBS_{name}', value)
+    run_id = JOB.create_new()
+    JOB.enqueue(run_id)   # the job's own override asks for 64 shards
+    record = JOB.get_record(run_id)
+    assert record.status == runs.STARTED and record.shard_count == 64
+    environment = stub.requests_of('POST')[0].body['environment']
+    assert f'{BUCKET}/{folder}/tmp' in environment['tempStoragePrefix']
+    assert environment['workerPools'][0]['autoscalingSettings'] == {
+        'maxNumWorkers': 3}
+
+    assert cli.main(['cancel', run_id, '--user', 'ops']) == 0
+    [update] = stub.requests_of('PUT')
+    assert update.path.split('?')[0].endswith(f'/jobs/{record.dataflow_job_id}')
+    assert stub.jobs[record.dataflow_job_id]['currentState'] == 'JOB_STATE_CANCELLED'
+    record = JOB.get_record(run_id)
+    assert (record.status, record.canceled_by) == (runs.CANCELED, 'ops')
+    assert JOB.get_status_code(run_id) == jobs.STATUS_CODE_CANCELED
+    assert 'canceled' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--project='], '--project'),
+    (['--temp_location=/tmp/staging'], 'gs://BUCKET/tmp'),
+])
+def test_bad_options_fail_the_run_before_submitting(
+        datastore_target, stub, temp_location, flags, message):
+    record = launcher.run_job(JOB, pipeline_args=_flags(stub, temp_location, *flags),
+                              target=datastore_target)
+    assert record.status == runs.FAILED
+    assert message in record.error and 'DataflowError' in record.error
+    assert stub.requests == []
+
+
+def test_an_endpoint_error_fails_the_run(datastore_target, stub, temp_location):
+    stub.fail_with = (403, 'The caller does not have permission')
+    record = launcher.run_job(JOB, pipeline_args=_flags(stub, temp_location),
+                              target=datastore_target)
+    assert record.status == runs.FAILED
+    assert 'refused the job: 403 The caller does not have permission' in record.error
+    assert record.dataflow_job_id is None
+
+
+def _started_on_stub(store, stub, state):
+    """A run record as a submission leaves it, for a job the stub holds."""
+    run_id = store.create(JOB.__name__).run_id
+    store.transition(run_id, runs.QUEUED, runner='DataflowRunner')
+    store.transition(run_id, runs.STARTED)
+    job_id = f'job-{uuid.uuid4().hex[:6]}'
+    stub.jobs[job_id] = {'id': job_id, 'currentState': state}
+    return store.update(run_id, dataflow_job_id=job_id, dataflow_region=REGION,
+                        dataflow_project=testing.TEST_PROJECT,
+                        dataflow_endpoint=stub.endpoint,
+                        console_url=f'https://console/{job_id}')
+
+
+@pytest.mark.parametrize('state, status', [
+    ('JOB_STATE_QUEUED', runs.STARTED),
+    ('JOB_STATE_CANCELLING', runs.STARTED),
+    ('JOB_STATE_FAILED', runs.FAILED),
+    ('JOB_STATE_CANCELLED', runs.CANCELED),
+    ('JOB_STATE_DRAINED', runs.CANCELED),
+])
+def test_dataflow_states_map_onto_run_statuses(datastore_target, stub, state,
+                                               status):
+    store = _store(datastore_target)
+    record = store.get(_started_on_stub(store, stub, state).run_id)
+    assert record.status == status
+    if status == runs.FAILED:
+        assert 'https://console/' in record.error
+
+
+def test_refresh_keeps_the_record_when_the_service_errs(datastore_target, stub):
+    store = _store(datastore_target)
+    run_id = _started_on_stub(store, stub, 'JOB_STATE_RUNNING').run_id
+    stub.fail_with = (403, 'denied')
+    assert store.get(run_id).status == runs.STARTED
+    with pytest.raises(dataflow.DataflowError, match='cancel it in the console'):
+        launcher.cancel_run(store, run_id)
+    assert store.get(run_id).status == runs.STARTED
+
+
+def test_job_names_are_valid_for_dataflow():
+    pattern = re.compile(r'[a-z]([-a-z0-9]*[a-z0-9])?')
+    for run_id in ('InteractionAuditOneOffJob-1712345678901-012345',
+                   'X' * 200 + '-1712345678901-000001', '9Job_x-1-2'):
+        name = dataflow.job_name_for(run_id)
+        assert pattern.fullmatch(name) and len(name) <= 63, name
+    assert dataflow.job_name_for('A' * 200 + '-1712345678901-000001').endswith(
+        '-1712345678901-000001')
+
+
+def test_configured_settings_fill_in_and_flags_win(monkeypatch):
+    monkeypatch.setenv('BEAM_JOBS_REGION', 'us-east1')
+    monkeypatch.setenv('BEAM_JOBS_BUCKET', 'gs://prod-bucket/')
+    monkeypatch.setenv('BEAM_JOBS_MACHINE_TYPE', 'n2-standard-4')
+    chosen = options.pipeline_options(
+        ['--runner=DataflowRunner', '--region=europe-west4',
+         '--worker_machine_type=n1-highmem-2']).get_all_options()
+    assert chosen['region'] == 'europe-west4'
+    assert chosen['machine_type'] == 'n1-highmem-2'
+    assert chosen['temp_location'] == 'gs://prod-bucket/tmp'
+    assert chosen['setup_file'].endswith('/setup.py')
+    # Local runs take none of it.
+    assert options.pipeline_options([]).get_all_options()['region'] is None
