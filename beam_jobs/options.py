@@ -90,16 +90,18 @@ def pipeline_options(pipeline_args: Sequence[str] = ()) -> PipelineOptions:
 
 
 def runner_name(options: PipelineOptions) -> str:
+    """The runner's class name, however the flag spelled it."""
     runner = options.view_as(StandardOptions).runner or LOCAL_RUNNER
-    return runner if isinstance(runner, str) else type(runner).__name__
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return name.rsplit('.', 1)[-1]
 
 
 def is_local(options: PipelineOptions) -> bool:
-    return runner_name(options).rsplit('.', 1)[-1] in LOCAL_RUNNERS
+    return runner_name(options) in LOCAL_RUNNERS
 
 
 def is_dataflow(options: PipelineOptions) -> bool:
-    return runner_name(options).rsplit('.', 1)[-1] in DATAFLOW_RUNNERS
+    return runner_name(options) in DATAFLOW_RUNNERS
 
 
 def dataflow_settings() -> list[str]:

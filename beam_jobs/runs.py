@@ -157,7 +157,9 @@ class RunStore:
         record = self._load(run_id)
         if record.is_terminal:
             return record
-        if record.is_local:
+        if record.is_local or not record.dataflow_job_id:
+            # Nothing remote to ask yet: a submission whose process died
+            # before it recorded the job id is an orphan like a local run.
             return self._end_if_orphaned(record)
         refresh = REFRESHERS.get(record.runner)
         return refresh(self, record) if refresh else record

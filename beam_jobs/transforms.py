@@ -174,10 +174,11 @@ class _CombineFn(beam.CombineFn):
     A CombineFn never sees the key, so its inputs are `(key, value)` pairs
     (built inside the fused map stage, never shuffled) and the accumulator
     is `[key, values]`. Before an accumulator leaves a bundle (`compact`),
-    whenever one holds `COMBINE_EVERY` values, and when partial results
-    merge, `combine` folds it: before the shuffle, that is what shrinks it. As in App Engine MapReduce and mrjob,
-    `combine` may run zero or more times on any subset of a key's values,
-    and `reduce` still gets a list of str values.
+    every `COMBINE_EVERY` values added, and when partial results merge,
+    `combine` folds it: before the shuffle, that is what shrinks it. As in
+    App Engine MapReduce and mrjob, `combine` may run zero or more times on
+    any subset of a key's values, and `reduce` still gets a list of str
+    values.
     """
 
     COMBINE_EVERY = 1000
@@ -205,7 +206,9 @@ class _CombineFn(beam.CombineFn):
         key, value = pair
         accumulator[0] = key
         accumulator[1].append(value)
-        if len(accumulator[1]) >= self.COMBINE_EVERY:
+        # A multiple, not a minimum: a combine that does not shrink its
+        # input must not run again on every later value.
+        if len(accumulator[1]) % self.COMBINE_EVERY == 0:
             accumulator[1] = self._combine(key, accumulator[1])
         return accumulator
 

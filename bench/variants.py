@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.gcp.datastore.v1new import datastoreio
@@ -180,7 +180,7 @@ def _group_and_reduce(job: type, pairs) -> int:
                for key, values in groups.items())
 
 
-def plain_scan(target: datastore.Target) -> int:
+def plain_scan(target: datastore.Target, limit: Optional[int] = None) -> int:
     client = ds_client.Client(project=target.project, namespace=target.namespace)
     ndb_client = ndb.Client(project=target.project, namespace=target.namespace,
                             credentials=auth_credentials.AnonymousCredentials())
@@ -188,7 +188,7 @@ def plain_scan(target: datastore.Target) -> int:
     def pairs():
         # One context for the whole scan: the cheapest a hand-written loop gets.
         with ndb_client.context():
-            for entity in client.query(kind='ExplorationModel').fetch():
+            for entity in client.query(kind='ExplorationModel').fetch(limit=limit):
                 model = ndb.model._entity_from_ds_entity(  # pylint: disable=protected-access
                     entity, model_class=exp_models.ExplorationModel)
                 for key, value in AUDIT_JOB.map(model) or ():

@@ -23,12 +23,12 @@ def test_stop_ends_the_java_child_too(tmp_path):
     assert _group_members(group) == []
 
 
-def test_data_on_disk_survives_a_restart(tmp_path):
+def test_data_on_disk_survives_a_restart(tmp_path, monkeypatch):
     from google.cloud import datastore as ds
     for attempt in range(2):
         running = emulator.start(data_dir=tmp_path / 'ds', project='p')
         try:
-            os.environ['DATASTORE_EMULATOR_HOST'] = running.host
+            monkeypatch.setenv('DATASTORE_EMULATOR_HOST', running.host)
             client = ds.Client(project='p')
             if attempt == 0:
                 entity = ds.Entity(client.key('K', 'kept'))
@@ -38,7 +38,6 @@ def test_data_on_disk_survives_a_restart(tmp_path):
                 assert client.get(client.key('K', 'kept'))['v'] == 1
         finally:
             running.stop()
-            os.environ.pop('DATASTORE_EMULATOR_HOST', None)
 
 
 def test_managed_emulator_commands(tmp_path, monkeypatch, capsys):
