@@ -102,7 +102,8 @@ def build_pipeline(job: type, run_id: str, params: Mapping[str, Any],
     pipeline = beam.Pipeline(options=pipeline_options)
     _ = (
         pipeline
-        | RunJob(job, params, shard_count, target.project, target.namespace)
+        | RunJob(job, params, shard_count, target.project, target.namespace,
+                 with_order=True)
         | 'Store output' >> output.StoreOutput(run_id, target)
     )
     return pipeline

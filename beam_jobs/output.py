@@ -1,8 +1,9 @@
 """A run's output, stored the way the old framework stored it.
 
-Identical lines collapse to `(Nx) line` in first-seen order, error lines
-first so a truncated report still shows every failure it can, and the whole is
-capped at `MAX_OUTPUT_CHARS` with a visible marker. The pipeline itself writes
+Identical lines collapse to `(Nx) line`, error lines come first so a
+truncated report still shows every failure it can, then reduce's lines by
+key in the order reduce yielded them (see `transforms.ERROR_ORDER`), and the
+whole is capped at `MAX_OUTPUT_CHARS` with a visible marker. The pipeline itself writes
 the result into as many `BeamJobRunOutput` entities as it needs, so a big
 report never meets the Datastore's 1 MiB entity limit and a Dataflow run's
 output reaches the run record the same way a local run's does.
@@ -29,87 +30,102 @@ TRUNCATED_MARKER = '<TRUNCATED: {lines} more lines ({chars} characters) not stor
 
 
 class _Tally:
-    """Distinct lines with counts, in first-seen order, within a budget."""
+    """Distinct lines with their count and their earliest place in the report.
+
+    Bounded: once the distinct lines hold more than twice the cap, only the
+    earliest-placed ones within the cap are kept, and the rest are counted
+    as dropped. Which lines survive therefore depends only on their order
+    keys, not on how the runner bundled them. (A line dropped and seen
+    again later restarts its count: only a truncated report can show this.)
+    """
 
     def __init__(self):
-        self.counts: dict[str, int] = {}
+        self.lines: dict[str, list] = {}   # line -> [order, count]
         self.chars = 0
         self.dropped_lines = 0
         self.dropped_chars = 0
 
-    def add(self, line: str, count: int = 1) -> None:
-        if line in self.counts:
-            self.counts[line] += count
-        elif self.chars + len(line) <= MAX_OUTPUT_CHARS:
-            self.counts[line] = count
+    def add(self, order, line: str, count: int = 1) -> None:
+        seen = self.lines.get(line)
+        if seen is None:
+            self.lines[line] = [order, count]
             self.chars += len(line)
+            if self.chars > 2 * MAX_OUTPUT_CHARS:
+                self._trim()
         else:
-            # Keeping every distinct line would hold an unbounded report in
-            # one worker's memory; past the cap only the tally is kept.
-            self.dropped_lines += count
-            self.dropped_chars += len(line) * count
+            seen[0] = min(seen[0], order)
+            seen[1] += count
+
+    def _trim(self) -> None:
+        kept, self.chars = {}, 0
+        for line, (order, count) in sorted(self.lines.items(),
+                                           key=lambda item: item[1][0]):
+            if self.chars + len(line) <= MAX_OUTPUT_CHARS:
+                kept[line] = [order, count]
+                self.chars += len(line)
+            else:
+                self.dropped_lines += count
+                self.dropped_chars += len(line) * count
+        self.lines = kept
 
     def merge(self, other: '_Tally') -> None:
-        for line, count in other.counts.items():
-            self.add(line, count)
+        for line, (order, count) in other.lines.items():
+            self.add(order, line, count)
         self.dropped_lines += other.dropped_lines
         self.dropped_chars += other.dropped_chars
 
+    def report(self) -> list[str]:
+        """The stored form: in order, `(Nx)` for repeats, capped, marked."""
+        stored: list[str] = []
+        total = 0
+        dropped_lines, dropped_chars = self.dropped_lines, self.dropped_chars
+        for line, (_, count) in sorted(self.lines.items(),
+                                       key=lambda item: item[1][0]):
+            text = line if count == 1 else f'({count}x) {line}'
+            if total + len(text) <= MAX_OUTPUT_CHARS:
+                stored.append(text)
+                total += len(text)
+            elif not stored:
+                # One line longer than the cap: keep what fits of it.
+                stored.append(text[:MAX_OUTPUT_CHARS])
+                total = MAX_OUTPUT_CHARS
+                dropped_chars += len(text) - MAX_OUTPUT_CHARS
+            else:
+                dropped_lines += count
+                dropped_chars += len(text)
+        if dropped_lines or dropped_chars:
+            stored.append(TRUNCATED_MARKER.format(lines=dropped_lines,
+                                                  chars=dropped_chars))
+        return stored
+
 
 class CollapseLinesFn(beam.CombineFn):
-    """Combines output lines into the stored report: (errors, lines) tallies."""
+    """Combines `(order, line)` pairs into the stored report's lines."""
 
     def create_accumulator(self):
-        return _Tally(), _Tally()
+        return _Tally()
 
-    def add_input(self, accumulator, line):
-        errors, lines = accumulator
-        (errors if line.startswith(ERROR_PREFIX) else lines).add(line)
+    def add_input(self, accumulator, ordered_line):
+        order, line = ordered_line
+        accumulator.add(order, line)
         return accumulator
 
     def merge_accumulators(self, accumulators):
-        errors, lines = self.create_accumulator()
-        for other_errors, other_lines in accumulators:
-            errors.merge(other_errors)
-            lines.merge(other_lines)
-        return errors, lines
+        merged = _Tally()
+        for accumulator in accumulators:
+            merged.merge(accumulator)
+        return merged
 
     def extract_output(self, accumulator):
-        return collapse_tallies(*accumulator)
-
-
-def collapse_tallies(errors: _Tally, lines: _Tally) -> list[str]:
-    stored: list[str] = []
-    total = 0
-    dropped_lines = errors.dropped_lines + lines.dropped_lines
-    dropped_chars = errors.dropped_chars + lines.dropped_chars
-    for tally in (errors, lines):
-        for line, count in tally.counts.items():
-            text = line if count == 1 else f'({count}x) {line}'
-            if total + len(text) > MAX_OUTPUT_CHARS:
-                if not stored:
-                    # One line longer than the cap: keep what fits of it.
-                    stored.append(text[:MAX_OUTPUT_CHARS])
-                    dropped_chars += len(text) - MAX_OUTPUT_CHARS
-                else:
-                    dropped_lines += 1
-                    dropped_chars += len(text)
-                continue
-            stored.append(text)
-            total += len(text)
-    if dropped_lines or dropped_chars:
-        stored.append(TRUNCATED_MARKER.format(lines=dropped_lines,
-                                              chars=dropped_chars))
-    return stored
+        return accumulator.report()
 
 
 def collapse(lines: Iterable[str]) -> list[str]:
-    """The stored form of `lines`, computed in one process (tests, tools)."""
-    combine = CollapseLinesFn()
-    accumulator = combine.create_accumulator()
-    for line in lines:
-        accumulator = combine.add_input(accumulator, line)
-    return combine.extract_output(accumulator)
+    """The stored form of plain `lines` (errors first, then as given)."""
+    tally = _Tally()
+    for index, line in enumerate(lines):
+        tally.add((0 if line.startswith(ERROR_PREFIX) else 1, '', index), line)
+    return tally.report()
 
 
 def _piece_key(run_id: str, index: int, target: datastore.Target) -> beam_types.Key:
@@ -136,7 +152,7 @@ def to_entities(stored: list[str], run_id: str,
 
 
 class StoreOutput(beam.PTransform):
-    """Collapse, cap and write a run's output lines to the Datastore."""
+    """Collapse, cap and write a run's `(order, line)` pairs to the Datastore."""
 
     def __init__(self, run_id: str, target: datastore.Target):
         super().__init__()

@@ -22,6 +22,11 @@ from beam_jobs import job_class as job_class_lib
 
 DEFAULT_SHARD_COUNT = 8
 ERROR_PREFIX = 'ERROR'
+# Where a line goes in the stored report: failures first, then reduce's
+# lines by key (App Engine MapReduce's shuffle sorted keys too) in the order
+# reduce yielded them, then the write summary. Carrying this with each line
+# makes the report the same however the runner split the work.
+ERROR_ORDER, REDUCE_ORDER, SUMMARY_ORDER = 0, 1, 2
 WRITES_TAG = 'writes'
 ERRORS_TAG = 'errors'
 _LOCAL_PROJECT = 'beam-jobs-local'
@@ -137,7 +142,10 @@ def _describe_key(key) -> str:
 
 
 class _ReduceFn(beam.DoFn):
-    """`job.reduce(key, values)` for one key; each yielded value is a line."""
+    """`job.reduce(key, values)` for one key; each yielded value is a line.
+
+    Lines leave as `(order, line)`: see `ordered_lines`.
+    """
 
     def __init__(self, job: type, params: Mapping[str, Any],
                  target: datastore.Target):
@@ -156,8 +164,9 @@ class _ReduceFn(beam.DoFn):
         with self._ndb.active(), job_class_lib.mapper_params(self._params):
             try:
                 self._keys.inc()
-                lines = [output_line(value)
-                         for value in self._job.reduce(key, list(values)) or ()]
+                lines = [((REDUCE_ORDER, key, index), output_line(value))
+                         for index, value in enumerate(
+                             self._job.reduce(key, list(values)) or ())]
             except Exception as error:  # pylint: disable=broad-except
                 place = f'key {key!r}'
                 if self._fail_fast:
@@ -253,8 +262,9 @@ class _CombineShuffle(beam.PTransform):
 class _JobSteps(beam.PTransform):
     """map → stringify → GroupByKey → reduce, over entities or models.
 
-    Returns a dict: `lines` (reduce output), `errors` (one line per failed
-    item) and `writes` (`(op, kind, entity_or_key)` for the Datastore sinks).
+    Returns a dict: `lines`, every output line (failures and the write
+    summary included) as `(order, line)`, and `writes` (`(op, kind,
+    entity_or_key)` for the Datastore sinks).
     """
 
     def __init__(self, job: type, params: Mapping[str, Any],
@@ -289,18 +299,29 @@ class _JobSteps(beam.PTransform):
             | 'Describe writes' >> beam.Map(_write_summary, self._dry_run)
         )
         errors = ((mapped[ERRORS_TAG], reduced[ERRORS_TAG])
-                  | 'All errors' >> beam.Flatten())
-        lines = ((reduced.lines, write_summary) | 'All lines' >> beam.Flatten())
-        return {'lines': lines, 'errors': errors, 'writes': mapped[WRITES_TAG]}
+                  | 'All errors' >> beam.Flatten()
+                  | 'Order errors' >> beam.Map(
+                      lambda line: ((ERROR_ORDER, line, 0), line)))
+        summary = write_summary | 'Order summary' >> beam.Map(
+            lambda line: ((SUMMARY_ORDER, line, 0), line))
+        lines = ((errors, reduced.lines, summary)
+                 | 'All lines' >> beam.Flatten()
+                 | 'Count output' >> beam.Map(_count_output_line))
+        return {'lines': lines, 'writes': mapped[WRITES_TAG]}
 
 
-def _with_output_counter(lines, label: str):
-    counter = Metrics.counter(datastore.METRICS_NAMESPACE, 'output_lines')
+_OUTPUT_LINES = Metrics.counter(datastore.METRICS_NAMESPACE, 'output_lines')
 
-    def count(line):
-        counter.inc()
-        return line
-    return lines | label >> beam.Map(count)
+
+def _count_output_line(ordered_line):
+    _OUTPUT_LINES.inc()
+    return ordered_line
+
+
+def _lines(steps, with_order: bool):
+    if with_order:
+        return steps['lines']
+    return steps['lines'] | 'Lines' >> beam.Map(lambda ordered: ordered[1])
 
 
 def _resolve_params(params: Optional[Mapping[str, Any]]) -> dict:
@@ -311,15 +332,18 @@ class MapReduce(beam.PTransform):
     """A job's logic over a PCollection of model instances: no Datastore read.
 
     Output: the output lines, error lines included, exactly as `RunJob`
-    produces them. Writes the job yields are summarised, never applied.
+    produces them (with `with_order`, as `(order, line)` pairs). Writes the
+    job yields are summarised, never applied.
     """
 
     def __init__(self, job: type, params: Optional[Mapping[str, Any]] = None,
-                 project: Optional[str] = None, namespace: Optional[str] = None):
+                 project: Optional[str] = None, namespace: Optional[str] = None,
+                 with_order: bool = False):
         super().__init__(label=f'MapReduce {job_class_lib.job_name(job)}'
                          if isinstance(job, type) else None)
         job_class_lib.validate(job)
         self._job = job
+        self._with_order = with_order
         self._params = _resolve_params(params)
         self._target = datastore.Target(
             project or _environment_project() or _LOCAL_PROJECT, namespace)
@@ -328,8 +352,7 @@ class MapReduce(beam.PTransform):
         steps = models | 'Steps' >> _JobSteps(
             self._job, self._params, self._target,
             dry_run=True)
-        lines = (steps['lines'], steps['errors']) | 'Output' >> beam.Flatten()
-        return _with_output_counter(lines, 'Count output')
+        return _lines(steps, self._with_order)
 
 
 def _environment_project() -> Optional[str]:
@@ -342,16 +365,19 @@ def _environment_project() -> Optional[str]:
 class RunJob(beam.PTransform):
     """The whole job: read every kind it maps over, map, shuffle, reduce.
 
-    Returns the PCollection of output lines. Writes the job yields go to
+    Returns the PCollection of output lines (with `with_order`, of
+    `(order, line)` pairs, which `output.StoreOutput` takes so the stored
+    report's order does not depend on the runner). Writes the job yields go to
     Beam's Datastore sinks, unless the run is a dry run (`dry_run` in params),
     which only reports what it would write.
     """
 
     def __init__(self, job: type, params: Optional[Mapping[str, Any]] = None,
                  shard_count: Optional[int] = None, project: Optional[str] = None,
-                 namespace: Optional[str] = None):
+                 namespace: Optional[str] = None, with_order: bool = False):
         super().__init__(label=f'RunJob {job_class_lib.job_name(job)}'
                          if isinstance(job, type) else None)
+        self._with_order = with_order
         self._models = job_class_lib.validate(job)
         self._job = job
         self._params = _resolve_params(params)
@@ -382,8 +408,7 @@ class RunJob(beam.PTransform):
         )
         if not dry_run:
             steps['writes'] | 'Write' >> _ApplyWrites(target)
-        lines = (steps['lines'], steps['errors']) | 'Output' >> beam.Flatten()
-        return _with_output_counter(lines, 'Count output')
+        return _lines(steps, self._with_order)
 
 
 class _ApplyWrites(beam.PTransform):

@@ -139,7 +139,8 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
     # The workers' last step stores the output; play it here, then finish.
     with testing.local_test_pipeline() as pipeline:
         _ = (pipeline
-             | beam.Create(['a', 'a', 'ERROR in map for x: boom'])
+             | beam.Create([((1, 'k', 0), 'a'), ((1, 'k', 1), 'a'),
+                            ((0, 'e', 0), 'ERROR in map for x: boom')])
              | output.StoreOutput(run_id, datastore_target))
     stub.set_state(record.dataflow_job_id, 'JOB_STATE_DONE')
     record = _store(datastore_target).get(run_id)
