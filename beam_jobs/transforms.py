@@ -7,6 +7,7 @@ through `_JobSteps`, so there is one compile path.
 
 from __future__ import annotations
 
+import collections
 import json
 import traceback
 from typing import Any, Mapping, Optional
@@ -80,50 +81,46 @@ class _MapFn(beam.DoFn):
         self._ndb = datastore.NdbContext(target)
 
     def setup(self):
-        self._read = {kind: Metrics.counter(datastore.METRICS_NAMESPACE,
-                                            f'entities_read.{kind}')
-                      for kind in self._models}
-        self._calls = Metrics.counter(datastore.METRICS_NAMESPACE, 'map_calls')
-        self._pairs = Metrics.counter(datastore.METRICS_NAMESPACE, 'pairs_emitted')
-        self._errors = Metrics.counter(datastore.METRICS_NAMESPACE, 'errors')
         self._fail_fast = _fails_fast(self._job, self._params)
-        self._writes = {}
 
-    def _count_write(self, op: str, kind: str) -> None:
-        name = f'{op}s.{kind}'
-        if name not in self._writes:
-            self._writes[name] = Metrics.counter(datastore.METRICS_NAMESPACE, name)
-        self._writes[name].inc()
+    def start_bundle(self):
+        # Counted here and handed to Beam once per bundle: a Beam counter
+        # update per element and per pair cost more than the map step itself.
+        self._counts = collections.Counter()
+
+    def finish_bundle(self):
+        _flush_counts(self._counts)
 
     def process(self, element):
         if isinstance(element, beam_types.Entity):
             kind, where = datastore.kind_of_entity(element), element.key
         else:
             kind, where = element._get_kind(), element.key  # pylint: disable=protected-access
-        if kind in self._read:
-            self._read[kind].inc()
+        counts = self._counts
+        counts[f'entities_read.{kind}'] += 1
         outputs = []
         # Work inside the ndb context, yield after leaving it (see NdbContext).
         with self._ndb.active(), job_class_lib.mapper_params(self._params):
             try:
                 model = (datastore.to_model(element, self._models[kind])
                          if isinstance(element, beam_types.Entity) else element)
-                self._calls.inc()
+                counts['map_calls'] += 1
                 for item in self._job.map(model) or ():
                     outputs.append(self._route(item))
             except Exception as error:  # pylint: disable=broad-except
                 place = _describe_key(where)
                 if self._fail_fast:
                     raise JobItemError(error_line('map', place, error)) from error
-                self._errors.inc()
+                counts['errors'] += 1
                 outputs = [beam.pvalue.TaggedOutput(
                     ERRORS_TAG, error_line('map', place, error))]
         for output in outputs:
             if not isinstance(output, beam.pvalue.TaggedOutput):
-                self._pairs.inc()
+                counts['pairs_emitted'] += 1
             elif output.tag == WRITES_TAG:
-                self._count_write(*output.value[:2])
-            yield output
+                op, write_kind = output.value[:2]
+                counts[f'{op}s.{write_kind}'] += 1
+        return outputs
 
     def _route(self, item):
         if isinstance(item, job_class_lib.Put):
@@ -137,6 +134,12 @@ class _MapFn(beam.DoFn):
         return _as_pair(item)
 
 
+def _flush_counts(counts: collections.Counter) -> None:
+    for name, value in counts.items():
+        Metrics.counter(datastore.METRICS_NAMESPACE, name).inc(value)
+    counts.clear()
+
+
 def _describe_key(key) -> str:
     return datastore.key_path(key) if key is not None else '(no key)'
 
@@ -144,7 +147,7 @@ def _describe_key(key) -> str:
 class _ReduceFn(beam.DoFn):
     """`job.reduce(key, values)` for one key; each yielded value is a line.
 
-    Lines leave as `(order, line)`: see `ordered_lines`.
+    Lines leave as `(order, line)`: see `ERROR_ORDER`.
     """
 
     def __init__(self, job: type, params: Mapping[str, Any],
@@ -155,15 +158,19 @@ class _ReduceFn(beam.DoFn):
         self._ndb = datastore.NdbContext(target)
 
     def setup(self):
-        self._keys = Metrics.counter(datastore.METRICS_NAMESPACE, 'keys_reduced')
-        self._errors = Metrics.counter(datastore.METRICS_NAMESPACE, 'errors')
         self._fail_fast = _fails_fast(self._job, self._params)
+
+    def start_bundle(self):
+        self._counts = collections.Counter()
+
+    def finish_bundle(self):
+        _flush_counts(self._counts)
 
     def process(self, element):
         key, values = element
         with self._ndb.active(), job_class_lib.mapper_params(self._params):
             try:
-                self._keys.inc()
+                self._counts['keys_reduced'] += 1
                 lines = [((REDUCE_ORDER, key, index), output_line(value))
                          for index, value in enumerate(
                              self._job.reduce(key, list(values)) or ())]
@@ -171,7 +178,7 @@ class _ReduceFn(beam.DoFn):
                 place = f'key {key!r}'
                 if self._fail_fast:
                     raise JobItemError(error_line('reduce', place, error)) from error
-                self._errors.inc()
+                self._counts['errors'] += 1
                 lines = [beam.pvalue.TaggedOutput(
                     ERRORS_TAG, error_line('reduce', place, error))]
         yield from lines
