@@ -15,7 +15,6 @@ import json
 from typing import Iterable, Optional
 
 import apache_beam as beam
-from apache_beam.io.gcp.datastore.v1new import datastoreio
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 
 from beam_jobs import datastore
@@ -164,9 +163,7 @@ class StoreOutput(beam.PTransform):
             lines
             | 'Collapse' >> beam.CombineGlobally(CollapseLinesFn())
             | 'To entities' >> beam.FlatMap(to_entities, self._run_id, self._target)
-            | 'Write output' >> datastoreio.WriteToDatastore(
-                self._target.project,
-                throttle_rampup=not datastore.is_emulator())
+            | 'Write output' >> datastore.write_entities(self._target.project)
         )
 
 

@@ -13,7 +13,6 @@ import traceback
 from typing import Any, Mapping, Optional
 
 import apache_beam as beam
-from apache_beam.io.gcp.datastore.v1new import datastoreio
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
@@ -426,17 +425,12 @@ class _ApplyWrites(beam.PTransform):
         self._target = target
 
     def expand(self, writes):
-        # The emulator needs no protection from a write burst; ramp-up
-        # throttling would only slow a local migration down.
-        ramp_up = not datastore.is_emulator()
         puts = writes | 'Puts' >> beam.FlatMap(
             lambda w: [w[2]] if w[0] == 'put' else [])
         deletes = writes | 'Deletes' >> beam.FlatMap(
             lambda w: [w[2]] if w[0] == 'delete' else [])
-        _ = puts | 'Put entities' >> datastoreio.WriteToDatastore(
-            self._target.project, throttle_rampup=ramp_up)
-        _ = deletes | 'Delete entities' >> datastoreio.DeleteFromDatastore(
-            self._target.project, throttle_rampup=ramp_up)
+        _ = puts | 'Put entities' >> datastore.write_entities(self._target.project)
+        _ = deletes | 'Delete entities' >> datastore.delete_keys(self._target.project)
         return writes.pipeline
 
 

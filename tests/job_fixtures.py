@@ -223,3 +223,24 @@ def notes(count, topics=('math', 'art', 'music'), deleted_every=0):
                       topic=topics[i % len(topics)],
                       deleted=bool(deleted_every) and i % deleted_every == 0)
             for i in range(count)]
+
+
+class PageModel(ndb.Model):
+    body = ndb.TextProperty()
+
+
+class BigPagesJob(jobs.BaseMapReduceOneOffJobManager):
+    """Writes one 12 KB page per note: far more bytes than one commit takes."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        yield jobs.Put(PageModel(id=item.key.id(), body='p' * 12000))
+        yield ('PAGES', 1)
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, len(values))

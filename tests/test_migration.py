@@ -85,3 +85,15 @@ def test_migration_failure_names_the_exploration(datastore_target):
                             "state 'Question 1' has content of type int")
 
 
+
+
+def test_writing_more_than_one_commit_can_carry(datastore_target):
+    # 900 pages of 12 KB: Beam's sink grows its batches to 500 entities
+    # (6 MB), past the 4 MiB the emulator takes in one request.
+    with testing.ndb_context(datastore_target):
+        testing.put_models(datastore_target, fx.notes(900))
+    record = launcher.run_job(fx.BigPagesJob, target=datastore_target)
+    assert record.status == runs.COMPLETED, record.error
+    assert record.counters['puts.PageModel'] == 900
+    with testing.ndb_context(datastore_target):
+        assert fx.PageModel.query().count() == 900
