@@ -23,6 +23,7 @@ from google.api_core import client_options as client_options_lib
 from google.api_core import exceptions as api_exceptions
 from google.auth import credentials as auth_credentials
 
+from beam_jobs import failures
 from beam_jobs import options as options_lib
 from beam_jobs import output
 from beam_jobs import runs
@@ -53,7 +54,7 @@ _TRUNCATED = re.compile(r'<TRUNCATED: (\d+) more lines')
 _LOG = logging.getLogger(__name__)
 
 
-class DataflowError(RuntimeError):
+class DataflowError(failures.ClearError):
     """Dataflow refused a request, or the options cannot make a Dataflow run."""
 
 
@@ -80,9 +81,8 @@ def label_value(text: str) -> str:
     return re.sub('[^a-z0-9_-]+', '-', text.lower())[:MAX_NAME_CHARS]
 
 
-def prepare(pipeline_options: PipelineOptions, run_id: str,
-            job_name: str) -> None:
-    """Check the options can make a Dataflow run; name and label the job."""
+def check(pipeline_options: PipelineOptions) -> None:
+    """Refuse options that cannot make a Dataflow run, before anything exists."""
     cloud = pipeline_options.view_as(GoogleCloudOptions)
     where = 'under [tool.beam-jobs] in pyproject.toml (or BEAM_JOBS_{})'
     if not cloud.project:
@@ -100,6 +100,34 @@ def prepare(pipeline_options: PipelineOptions, run_id: str,
                 f'A Dataflow run needs --{flag} to be a Cloud Storage path '
                 f'(gs://BUCKET/tmp), not {value!r}: pass one, or set '
                 f'`bucket` {where.format("BUCKET")}.')
+    check_credentials(pipeline_options)
+
+
+NO_CREDENTIALS = (
+    'No Google credentials were found on this machine, and {what} needs them: '
+    'run `gcloud auth application-default login`, or set '
+    'GOOGLE_APPLICATION_CREDENTIALS to a service account key file, then try '
+    'again.')
+
+
+def check_credentials(pipeline_options: PipelineOptions) -> None:
+    """A Dataflow run without credentials would end in a raw traceback
+    half-way through staging; refuse it first, saying how to log in.
+    `--no_auth` (a local stand-in for Dataflow) needs none."""
+    if pipeline_options.view_as(GoogleCloudOptions).no_auth:
+        return
+    import google.auth
+    import google.auth.exceptions
+    try:
+        google.auth.default()
+    except google.auth.exceptions.DefaultCredentialsError:
+        raise DataflowError(NO_CREDENTIALS.format(what='a Dataflow run')) from None
+
+
+def name_job(pipeline_options: PipelineOptions, run_id: str,
+             job_name: str) -> None:
+    """Name the Dataflow job after the run and label it with the job."""
+    cloud = pipeline_options.view_as(GoogleCloudOptions)
     if not cloud.job_name:
         cloud.job_name = job_name_for(run_id)
     labels = list(cloud.labels or [])

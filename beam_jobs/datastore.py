@@ -153,10 +153,25 @@ def key_path(key) -> str:
 
 def to_model(entity: beam_types.Entity, model_class: Type[ndb.Model]) -> ndb.Model:
     """A Beam entity as an instance of its ndb model (needs an ndb context)."""
+    ds_entity = entity.to_client_entity()
+    # Beam's read turns a keyless embedded entity (a LocalStructuredProperty)
+    # into a dict, which ndb cannot decode: make it an entity again.
+    for name, value in list(ds_entity.items()):
+        if type(value) is dict:  # pylint: disable=unidiomatic-typecheck
+            ds_entity[name] = _embedded(value)
+        elif isinstance(value, list) and any(type(v) is dict for v in value):  # pylint: disable=unidiomatic-typecheck
+            ds_entity[name] = [_embedded(v) if type(v) is dict else v  # pylint: disable=unidiomatic-typecheck
+                               for v in value]
     # ndb has no public "entity to model" call; this is the one its own
     # reads use, so properties decode exactly as `Model.get()` would.
     return ndb.model._entity_from_ds_entity(  # pylint: disable=protected-access
-        entity.to_client_entity(), model_class=model_class)
+        ds_entity, model_class=model_class)
+
+
+def _embedded(values: dict) -> datastore.Entity:
+    embedded = datastore.Entity()
+    embedded.update(values)
+    return embedded
 
 
 def to_beam_entity(model: ndb.Model) -> beam_types.Entity:
@@ -179,6 +194,20 @@ def to_beam_key(key: ndb.Key) -> beam_types.Key:
         raise TypeError(f'Delete takes an ndb.Key or a model, not {key!r}.')
     # An ndb key wraps a google-cloud-datastore key; Beam converts from that.
     return beam_types.Key.from_client_key(key._key)  # pylint: disable=protected-access
+
+
+def estimated_count(target: Target, kind: str) -> Optional[int]:
+    """How many entities a kind holds, from the Datastore's kind statistics
+    (`__Stat_Kind__` / `__Stat_Ns_Kind__`, refreshed about daily), or None
+    where there are none: the emulator keeps no statistics."""
+    stat_kind = '__Stat_Ns_Kind__' if target.namespace else '__Stat_Kind__'
+    try:
+        query = client(target).query(kind=stat_kind)
+        query.add_filter(filter=datastore.query.PropertyFilter('kind_name', '=', kind))
+        stats = list(query.fetch(limit=1, retry=None, timeout=5))
+    except Exception:  # pylint: disable=broad-except
+        return None
+    return int(stats[0]['count']) if stats and 'count' in stats[0] else None
 
 
 def kind_of_entity(entity: beam_types.Entity) -> str:

@@ -1,9 +1,22 @@
-"""The local Datastore: find, start and stop the Cloud Datastore emulator.
+"""The project's local Datastore: one emulator per data folder, shared.
 
-The emulator ships with the Google Cloud CLI. Its launcher script runs Java as
-a child process, so every emulator we start gets its own process group and is
-stopped by signalling the whole group: killing the script alone would leave
-Java running with the port taken.
+Two emulators on one data folder lose data: each writes the folder back when
+it stops, so the last one to stop wins, and a run's record can vanish. So
+every command that needs the embedded emulator *attaches* to the project's
+one under a lock: the first starts it, the others use it, and it stops when
+the last of them ends (unless `beam-jobs emulator start` asked to keep it).
+
+Two files in the project folder (`.beam-jobs/`, or BEAM_JOBS_HOME) do this,
+both with `flock`, which the kernel releases when a process dies, so a
+crashed command never leaves a lock anyone waits on:
+
+- `emulator.lock`, held exclusively for the moment it takes to start, attach
+  to or stop the emulator;
+- `emulator.users`, on which each attached command holds a shared lock for
+  its whole life: the emulator has no users left exactly when an exclusive
+  lock on it can be taken.
+
+`emulator.json` says where the emulator listens and whether it is kept.
 """
 
 from __future__ import annotations
@@ -11,61 +24,30 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import pathlib
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
-EMULATOR_HOST_ENV = 'DATASTORE_EMULATOR_HOST'
-PROJECT_ENV = 'DATASTORE_PROJECT_ID'
+from beam_jobs import data_folder
+from beam_jobs.emulator_process import (  # noqa: F401  (the public face)
+    DEFAULT_PROJECT, EMULATOR_HOST_ENV, PROJECT_ENV, Emulator, EmulatorError,
+    free_port, is_serving, logged_reason, start)
+from beam_jobs import emulator_process
+
 HOME_ENV = 'BEAM_JOBS_HOME'
-DEFAULT_PROJECT = 'beam-jobs-local'
-START_TIMEOUT_SECS = 60.0
-_LAUNCHER_RELATIVE = pathlib.Path(
-    'platform', 'cloud-datastore-emulator', 'cloud_datastore_emulator')
 _STATE_FILE = 'emulator.json'
+_LOCK_FILE = 'emulator.lock'
+_USERS_FILE = 'emulator.users'
+# Starting takes ~5 s; another command may be starting one meanwhile.
+LOCK_TIMEOUT_SECS = emulator_process.START_TIMEOUT_SECS + 30
 
-
-class EmulatorError(RuntimeError):
-    """The local Datastore could not be found, started or reached."""
-
-
-@dataclasses.dataclass
-class Emulator:
-    """A running emulator: where it listens and, if we started it, its group."""
-
-    host: str
-    project: str
-    process_group: Optional[int] = None
-    data_dir: Optional[str] = None
-    log_file: Optional[str] = None
-
-    def env(self) -> dict[str, str]:
-        """The variables the Datastore clients read to talk to this emulator."""
-        return {EMULATOR_HOST_ENV: self.host, PROJECT_ENV: self.project}
-
-    def is_alive(self) -> bool:
-        return is_serving(self.host)
-
-    def stop(self) -> None:
-        """Stop the launcher script and its Java child, waiting for the port."""
-        if self.process_group is None:
-            return
-        _signal_group(self.process_group, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _group_exists(self.process_group):
-            time.sleep(0.1)
-        if _group_exists(self.process_group):
-            _signal_group(self.process_group, signal.SIGKILL)
-        self.process_group = None
+# The emulator this process attached to, with the open file that holds its
+# shared lock on `emulator.users`.
+_attached: dict = {}
 
 
 def home_dir() -> pathlib.Path:
@@ -73,174 +55,233 @@ def home_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get(HOME_ENV, '.beam-jobs')).resolve()
 
 
-def find_launcher() -> pathlib.Path:
-    """Locate the SDK's `cloud_datastore_emulator` script, or say what to install."""
-    candidates = []
-    if os.environ.get('CLOUDSDK_ROOT_DIR'):
-        candidates.append(pathlib.Path(os.environ['CLOUDSDK_ROOT_DIR']))
-    gcloud = shutil.which('gcloud')
-    if gcloud:
-        candidates.append(pathlib.Path(os.path.realpath(gcloud)).parent.parent)
-    candidates += [pathlib.Path('/usr/lib/google-cloud-sdk'),
-                   pathlib.Path.home() / 'google-cloud-sdk']
-    for sdk_root in candidates:
-        launcher = sdk_root / _LAUNCHER_RELATIVE
-        if launcher.exists():
-            return launcher
-    raise EmulatorError(
-        'The Cloud Datastore emulator was not found: install the Google Cloud '
-        'CLI and its emulator (`gcloud components install '
-        'cloud-datastore-emulator`, or the Debian package '
-        '`google-cloud-cli-datastore-emulator`), or set DATASTORE_EMULATOR_HOST '
-        'to an emulator you run yourself.')
-
-
-def _check_java() -> None:
-    if not shutil.which('java'):
-        raise EmulatorError(
-            'Java was not found, and the Datastore emulator runs on it: install '
-            'Java 17 or newer (for example `apt-get install '
-            'openjdk-17-jre-headless`) and try again.')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('localhost', 0))
-        return sock.getsockname()[1]
-
-
-def is_serving(host: str) -> bool:
-    """The emulator answers `GET /` with `Ok` once it is ready."""
-    try:
-        with urllib.request.urlopen(f'http://{host}/', timeout=2) as response:
-            return response.read().strip() == b'Ok'
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def start(data_dir: Optional[os.PathLike] = None, port: Optional[int] = None,
-          project: str = DEFAULT_PROJECT) -> Emulator:
-    """Start an emulator in its own process group and wait until it serves.
-
-    With `data_dir` the data is kept on disk there (and survives a restart);
-    without it the data lives in memory only, as tests want.
-    """
-    launcher = find_launcher()
-    _check_java()
-    port = port or free_port()
-    host = f'localhost:{port}'
-    if is_serving(host):
-        raise EmulatorError(
-            f'Port {port} already has an emulator on it: stop it or pick '
-            'another port.')
-    if data_dir is None:
-        work_dir = home_dir() / 'scratch'
-        store_flags = ['--store_on_disk=false']
-    else:
-        work_dir = pathlib.Path(data_dir).resolve()
-        store_flags = ['--store_on_disk=true']
-    work_dir.mkdir(parents=True, exist_ok=True)
-    if not (work_dir / 'WEB-INF').exists():
-        subprocess.run([str(launcher), 'create', str(work_dir)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log_path = work_dir / f'emulator-{port}.log'
-    with open(log_path, 'wb') as log:
-        process = subprocess.Popen(
-            [str(launcher), 'start', '--host=localhost', f'--port={port}',
-             '--consistency=1.0', *store_flags, str(work_dir)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    emulator = Emulator(host=host, project=project,
-                        process_group=process.pid,
-                        data_dir=str(work_dir) if data_dir else None,
-                        log_file=str(log_path))
-    deadline = time.monotonic() + START_TIMEOUT_SECS
-    while not is_serving(host):
-        if process.poll() is not None or time.monotonic() > deadline:
-            emulator.stop()
-            tail = log_path.read_text(errors='replace')[-2000:]
-            raise EmulatorError(
-                f'The Datastore emulator did not start on {host} (log: '
-                f'{log_path}):\n{tail}')
-        time.sleep(0.1)
-    return emulator
-
-
-def _signal_group(group: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, sig)
-
-
-def _group_exists(group: int) -> bool:
-    # The launcher may be our own child: reap it, or its zombie keeps the
-    # group looking alive after it exited.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(group, os.WNOHANG)
-    try:
-        os.killpg(group, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-# A long-lived emulator, managed by `beam-jobs emulator start|stop|status`.
-
-def _state_path() -> pathlib.Path:
-    return home_dir() / _STATE_FILE
-
-
-def read_managed() -> Optional[Emulator]:
-    """The long-lived emulator recorded in the project folder, if it still runs."""
-    path = _state_path()
-    if not path.exists():
-        return None
-    emulator = Emulator(**json.loads(path.read_text()))
-    if emulator.is_alive():
-        return emulator
-    return None
-
-
-def start_managed(port: Optional[int] = None) -> Emulator:
-    """Start (or find) the project's long-lived emulator, data kept on disk."""
-    running = read_managed()
-    if running:
-        return running
-    emulator = start(data_dir=home_dir() / 'datastore', port=port,
-                     project=os.environ.get(PROJECT_ENV, DEFAULT_PROJECT))
-    _state_path().write_text(json.dumps(dataclasses.asdict(emulator)))
-    return emulator
-
-
-def stop_managed() -> Optional[Emulator]:
-    """Stop the long-lived emulator; returns it, or None if none was running."""
-    path = _state_path()
-    if not path.exists():
-        return None
-    emulator = Emulator(**json.loads(path.read_text()))
-    emulator.stop()
-    path.unlink()
-    return emulator
+def data_dir() -> pathlib.Path:
+    return home_dir() / 'datastore'
 
 
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def ensure_environment(announce=_to_stderr) -> None:
-    """Point this process at a Datastore, starting an emulator if none is set.
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """Hold `emulator.lock`: only one command starts or stops at a time."""
+    home_dir().mkdir(parents=True, exist_ok=True)
+    with open(home_dir() / _LOCK_FILE, 'a') as handle:
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EmulatorError(
+                        f'Another beam-jobs command has held '
+                        f'{home_dir() / _LOCK_FILE} for over '
+                        f'{LOCK_TIMEOUT_SECS:.0f} s while starting or stopping '
+                        'the emulator: wait for it, or stop it, and try '
+                        'again.') from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
-    For code that has no `with` block to hold (the legacy `Job.*` calls): an
-    emulator started here lives until the process exits.
-    """
-    if os.environ.get(EMULATOR_HOST_ENV) or os.environ.get(
-            'BEAM_JOBS_REAL_DATASTORE'):
+
+@dataclasses.dataclass
+class _State:
+    emulator: Emulator
+    kept: bool = False   # `beam-jobs emulator start`: outlives its users
+
+    @classmethod
+    def read(cls) -> Optional['_State']:
+        path = home_dir() / _STATE_FILE
+        try:
+            data = json.loads(path.read_text())
+            kept = data.pop('kept', False)
+            return cls(Emulator(**data), kept)
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def write(self) -> None:
+        data = dataclasses.asdict(self.emulator)
+        data['kept'] = self.kept
+        (home_dir() / _STATE_FILE).write_text(json.dumps(data))
+
+    @staticmethod
+    def clear() -> None:
+        (home_dir() / _STATE_FILE).unlink(missing_ok=True)
+
+
+def _has_users() -> bool:
+    with open(home_dir() / _USERS_FILE, 'a') as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def _running_or_start(kept: bool, port: Optional[int],
+                      announce: Callable[[str], None]) -> tuple[_State, bool]:
+    """The folder's emulator, started if none runs. Call under `_exclusive`."""
+    folder = data_dir()
+    repaired = data_folder.repair_index(folder)
+    if repaired:
+        announce(repaired)
+    state = _State.read()
+    if state and state.emulator.is_alive():
+        return state, False
+    if state and state.emulator.process_group:
+        # Recorded but not answering: make sure it is gone before another
+        # emulator opens the same folder.
+        emulator_process.stop_group(state.emulator.process_group)
+    _State.clear()
+    data_folder.prune_logs(folder)
+    running = start(data_dir=folder, port=port,
+                    project=os.environ.get(PROJECT_ENV, DEFAULT_PROJECT))
+    state = _State(running, kept)
+    state.write()
+    return state, True
+
+
+def attach(announce: Callable[[str], None] = _to_stderr) -> Emulator:
+    """Use the project's emulator until this process ends, starting it if needed."""
+    if 'emulator' in _attached:
+        return _attached['emulator']
+    with _exclusive():
+        state, started = _running_or_start(False, None, announce)
+        users = open(home_dir() / _USERS_FILE, 'a')  # pylint: disable=consider-using-with
+        fcntl.flock(users, fcntl.LOCK_SH)
+    _attached.update(emulator=state.emulator, users=users)
+    atexit.register(detach)
+    if started:
+        announce(f'Started a Datastore emulator on {state.emulator.host} (data in '
+                 f'{state.emulator.data_dir}); it stops when the last command '
+                 'using it ends. Run `beam-jobs emulator start` to keep one '
+                 'running.')
+    return state.emulator
+
+
+def detach() -> None:
+    """Stop using the emulator; the last user out stops it unless it is kept."""
+    users = _attached.pop('users', None)
+    _attached.pop('emulator', None)
+    if users is None:
         return
-    running = read_managed()
-    if running is None:
-        running = start(data_dir=home_dir() / 'datastore',
-                        project=os.environ.get(PROJECT_ENV, DEFAULT_PROJECT))
-        atexit.register(running.stop)
-        announce(f'Started a Datastore emulator on {running.host} (data in '
-                 f'{running.data_dir}); it stops when this process ends. '
-                 'Run `beam-jobs emulator start` to keep one running.')
-    os.environ.update(running.env())
+    with _exclusive():
+        fcntl.flock(users, fcntl.LOCK_UN)
+        users.close()
+        state = _State.read()
+        if state and not state.kept and not _has_users():
+            state.emulator.stop()
+            _State.clear()
+
+
+def attached() -> Optional[Emulator]:
+    """The emulator this process uses, if it is the project's own."""
+    return _attached.get('emulator')
+
+
+def ensure_environment(announce: Callable[[str], None] = _to_stderr) -> None:
+    """Point this process at a Datastore, attaching to the project's emulator
+    if none is set (DATASTORE_EMULATOR_HOST, or BEAM_JOBS_REAL_DATASTORE)."""
+    if os.environ.get(EMULATOR_HOST_ENV) or os.environ.get('BEAM_JOBS_REAL_DATASTORE'):
+        return
+    os.environ.update(attach(announce).env())
+
+
+# `beam-jobs emulator start|stop|status|reset`
+
+def start_managed(port: Optional[int] = None,
+                  announce: Callable[[str], None] = _to_stderr) -> Emulator:
+    """Start (or keep) the project's emulator until `emulator stop`."""
+    with _exclusive():
+        state, _ = _running_or_start(True, port, announce)
+        if not state.kept:
+            state.kept = True
+            state.write()
+    return state.emulator
+
+
+def read_managed() -> Optional[Emulator]:
+    """The project's emulator, if one runs (kept or in use by a command)."""
+    state = _State.read()
+    return state.emulator if state and state.emulator.is_alive() else None
+
+
+def stop_managed() -> tuple[Optional[Emulator], bool]:
+    """Stop the project's emulator, or, while commands still use it, let the
+    last of them stop it. Returns it (None if none ran) and whether it stopped."""
+    with _exclusive():
+        state = _State.read()
+        if state is None:
+            return None, False
+        if _has_users():
+            state.kept = False
+            state.write()
+            return state.emulator, False
+        state.emulator.stop()
+        _State.clear()
+        return state.emulator, True
+
+
+def reset() -> tuple[Optional[pathlib.Path], Optional[Emulator]]:
+    """Move the data folder aside (never delete it) and start clean.
+
+    Refused while a command uses the emulator. A kept emulator is started
+    again on the clean folder; otherwise the next command starts one.
+    Returns where the old data went and the restarted emulator, if any.
+    """
+    with _exclusive():
+        if _has_users():
+            raise EmulatorError(
+                'beam-jobs commands are using the emulator right now: let them '
+                'finish (or cancel them), then run `beam-jobs emulator reset` '
+                'again.')
+        state = _State.read()
+        if state:
+            state.emulator.stop()
+            _State.clear()
+        moved = data_folder.move_aside(data_dir())
+        restarted = None
+        if state and state.kept:
+            restarted, _ = _running_or_start(True, None, _to_stderr)
+            restarted = restarted.emulator
+    return moved, restarted
+
+
+def health() -> list[str]:
+    """What is wrong with the project's data folder (empty when healthy)."""
+    return data_folder.problems(data_dir())
+
+
+def explain(error: BaseException) -> Optional[str]:
+    """For a server-side Datastore error from the project's emulator (a bare
+    `Unknown` or `Internal`, or retries of one running out), one sentence
+    naming the folder, the emulator's own reason from its log, and the log."""
+    if not _is_server_failure(error):
+        return None
+    running = attached() or read_managed()
+    if running is None or not running.log_file:
+        return None
+    reason = logged_reason(running.log_file)
+    if not reason:
+        return None
+    return (f'The Datastore emulator on {running.host} (data in '
+            f'{running.data_dir}) failed: {reason} (log: {running.log_file}); '
+            'if the data folder is damaged, `beam-jobs emulator reset` moves it '
+            'aside and starts clean.')
+
+
+def _is_server_failure(error: Optional[BaseException]) -> bool:
+    from google.api_core import exceptions as api_exceptions
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (api_exceptions.Unknown, api_exceptions.InternalServerError,
+                              api_exceptions.RetryError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -30,6 +30,20 @@ def job_name(job_class: type) -> str:
     return job_class.__name__
 
 
+# Every job class this process has checked, by name: whoever later meets a
+# run record of it (to call its hooks) finds the class here first.
+_SEEN: dict[str, type] = {}
+
+
+def seen_job(name: str) -> Optional[type]:
+    return _SEEN.get(name)
+
+
+def remember(job_class: type) -> None:
+    """Note a job class whose runs this process reads (see seen_job)."""
+    _SEEN[job_name(job_class)] = job_class
+
+
 def _is_defined(job_class: type, name: str) -> bool:
     attr = getattr(job_class, name, None)
     return callable(attr) and not getattr(attr, '__isabstractjobmethod__', False)
@@ -72,6 +86,7 @@ def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
                 f'{name}.entity_classes_to_map_over() names kind {kind!r} '
                 'twice: list each model class once.')
         kinds.add(kind)
+    remember(job_class)
     return list(models)
 
 
@@ -102,6 +117,38 @@ def abstract_job_method(func):
     """Marks a base-class placeholder so `validate` treats it as missing."""
     func.__isabstractjobmethod__ = True
     return func
+
+
+# Parameters the framework gives every run, as App Engine MapReduce's mapper
+# params did: a job's own params may not shadow them.
+ENTITY_KINDS_PARAM = 'entity_kinds'
+QUEUED_TIME_PARAM = 'queued_time_msecs'
+FRAMEWORK_PARAMS = (ENTITY_KINDS_PARAM, QUEUED_TIME_PARAM)
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Refuse params a run cannot take, before it starts."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f'Job params must be a dict of name to value, not '
+                         f'{params!r}.')
+    for name in params:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f'Job param names must be non-empty strings, not {name!r}.')
+        if name in FRAMEWORK_PARAMS:
+            raise ValueError(
+                f'Job param {name!r} shadows a parameter the framework sets for '
+                'every run: rename it.')
+
+
+def with_framework_params(job: type, params: Mapping[str, Any],
+                          queued_msec: Optional[int] = None) -> dict:
+    """`params` plus what the framework tells every run (see FRAMEWORK_PARAMS)."""
+    import time
+    full = dict(params)
+    full.setdefault(ENTITY_KINDS_PARAM, [model._get_kind()  # pylint: disable=protected-access
+                                         for model in job.entity_classes_to_map_over()])
+    full.setdefault(QUEUED_TIME_PARAM, queued_msec or int(time.time() * 1000))
+    return full
 
 
 # The parameters of the run whose job code this thread is executing.

@@ -1,33 +1,44 @@
-"""A run's lifecycle: record it, build its pipeline, run it, record the end.
+"""A run's lifecycle: check it, record it, build its pipeline, run it, record the end.
 
-Every way of starting a job (`Job.enqueue`, `beam-jobs run`) comes here, and
-every way a run can end (success, an exception, Ctrl-C, `beam-jobs cancel`
-sending SIGTERM) leaves the record in a terminal status with the reason.
+Every way of starting a job (`Job.enqueue`, `beam-jobs run`, a rehearsal,
+the console) comes here. `plan_run` checks everything that can be refused
+before a run exists (the job class, params, shard count, every flag, a
+Dataflow run's settings and credentials), so bad input never leaves a
+record behind. `execute` then runs the plan, and every way a run can end
+(success, an exception, Ctrl-C, `beam-jobs cancel` sending SIGTERM, its
+Datastore going away) leaves the record in a terminal status with the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
 import sys
 import threading
 import time
-import traceback
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from beam_jobs import dataflow
 from beam_jobs import datastore
 from beam_jobs import emulator
+from beam_jobs import failures
+from beam_jobs import hooks
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import options as options_lib
 from beam_jobs import output
+from beam_jobs import progress
+from beam_jobs import run_logs
 from beam_jobs import runs
+from beam_jobs import sources
 from beam_jobs.transforms import DEFAULT_SHARD_COUNT
 from beam_jobs.transforms import RunJob
 
@@ -41,13 +52,26 @@ class _StopRun(BaseException):
     `except Exception` cannot swallow it as one more failed item."""
 
 
+@dataclasses.dataclass
+class _Stop:
+    """Why a run was stopped from outside its pipeline."""
+
+    reason: str
+    status: str = runs.CANCELED
+
+
+# SIGUSR1 is how the Datastore watch (below) stops the main thread's run.
+_LOST_SIGNAL = signal.SIGUSR1
+
+
 @contextlib.contextmanager
 def _stop_on_signals(requested: list) -> Iterator[None]:
-    """Turn SIGTERM (`beam-jobs cancel`) and SIGINT (Ctrl-C) into a stop.
+    """Turn SIGTERM (`beam-jobs cancel`), SIGINT (Ctrl-C) and a lost
+    Datastore into a stop.
 
     Beam may wrap whatever the handler raises in its own error, so the
     reason is also noted in `requested`: that, not the exception's type,
-    tells the caller the run was canceled rather than failed.
+    tells the caller how the run ended.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -56,15 +80,62 @@ def _stop_on_signals(requested: list) -> Iterator[None]:
                signal.SIGINT: 'interrupted (Ctrl-C)'}
 
     def handler(signum, frame):
-        if not requested:
-            requested.append(reasons[signum])
-            raise _StopRun(reasons[signum])
-    previous = {sig: signal.signal(sig, handler) for sig in reasons}
+        if signum in reasons and not requested:
+            requested.append(_Stop(reasons[signum]))
+        if requested and not getattr(handler, 'raised', False):
+            handler.raised = True
+            raise _StopRun(requested[0].reason)
+    previous = {sig: signal.signal(sig, handler)
+                for sig in (*reasons, _LOST_SIGNAL)}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+class _DatastoreWatch:
+    """Notices an emulator that stops answering during a local run.
+
+    Beam retries a lost Datastore for one to two minutes before it gives
+    up; a coordinator should not wait that long to learn the database is
+    gone. Checked every second, three misses in a row stop the run.
+    """
+
+    INTERVAL_SECS = 1.0
+    MISSES = 3
+
+    def __init__(self, host: Optional[str], requested: list):
+        self._host = host
+        self._requested = requested
+        self._done = threading.Event()
+        self.lost = False
+        self._thread = threading.Thread(target=self._watch, daemon=True,
+                                        name='datastore-watch')
+
+    def __enter__(self):
+        if self._host and threading.current_thread() is threading.main_thread():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+
+    def _watch(self) -> None:
+        misses = 0
+        while not self._done.wait(self.INTERVAL_SECS):
+            misses = 0 if emulator.is_serving(self._host) else misses + 1
+            if misses >= self.MISSES and not self._done.is_set():
+                self.lost = True
+                running = emulator.attached()
+                log = f' (its log: {running.log_file})' if running else ''
+                self._requested.append(_Stop(
+                    f'Lost the Datastore: the emulator on {self._host} stopped '
+                    f'answering during the run{log}. Start it again (any '
+                    'beam-jobs command does), check `beam-jobs emulator '
+                    'status`, then rerun the job.', runs.FAILED))
+                os.kill(os.getpid(), _LOST_SIGNAL)
+                return
 
 
 # Counters every run reports, zero when nothing incremented them.
@@ -95,20 +166,6 @@ def collect_counters(result, job: type) -> dict[str, int]:
     return dict(sorted(counters.items()))
 
 
-def build_pipeline(job: type, run_id: str, params: Mapping[str, Any],
-                   shard_count: int, pipeline_options,
-                   target: datastore.Target) -> beam.Pipeline:
-    """The job's pipeline, ending in the sink that stores its output."""
-    pipeline = beam.Pipeline(options=pipeline_options)
-    _ = (
-        pipeline
-        | RunJob(job, params, shard_count, target.project, target.namespace,
-                 with_order=True)
-        | 'Store output' >> output.StoreOutput(run_id, target)
-    )
-    return pipeline
-
-
 def check_shard_count(shard_count: Optional[int]) -> int:
     """The shard count to use; bad ones are refused before a run starts."""
     if shard_count is None:
@@ -120,19 +177,67 @@ def check_shard_count(shard_count: Optional[int]) -> int:
     return shard_count
 
 
+@dataclasses.dataclass
+class RunPlan:
+    """A run that passed every check: what `execute` needs, nothing to refuse."""
+
+    job: type
+    params: dict
+    shard_count: int
+    pipeline_options: PipelineOptions
+    # Where it reads (sources.py); `export` is the path it was given, if any.
+    source: Any = dataclasses.field(default_factory=sources.DatastoreSource)
+    export: Optional[str] = None
+
+    @property
+    def is_dataflow(self) -> bool:
+        return options_lib.is_dataflow(self.pipeline_options)
+
+    @property
+    def runner(self) -> str:
+        return options_lib.runner_name(self.pipeline_options)
+
+    @property
+    def flag_project(self) -> Optional[str]:
+        return self.pipeline_options.view_as(GoogleCloudOptions).project
+
+
+# The legacy way to name a run's export: an entry of additional_job_params.
+EXPORT_PARAM = 'export'
+
+
+def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
+             shard_count: Optional[int] = None,
+             pipeline_args: Sequence[str] = (),
+             export: Optional[str] = None,
+             namespace: Optional[str] = None) -> RunPlan:
+    """Check a run before it exists; raises ValueError (or a subclass:
+    FlagError, DataflowError, ExportError; InvalidJobError is a TypeError)
+    with one sentence saying what to fix."""
+    models = job_class_lib.validate(job)
+    params = dict(params or {})
+    export = export or params.pop(EXPORT_PARAM, None)
+    job_class_lib.check_params(params)
+    shard_count = check_shard_count(shard_count)
+    pipeline_options = options_lib.pipeline_options(pipeline_args)
+    if options_lib.is_dataflow(pipeline_options):
+        dataflow.check(pipeline_options)
+    source = sources.for_run(export)
+    if export:
+        source.check(models, namespace or os.environ.get(datastore.NAMESPACE_ENV))
+    return RunPlan(job, params, shard_count, pipeline_options, source, export)
+
+
 def run_store(pipeline_args: Sequence[str] = (),
               namespace: Optional[str] = None) -> runs.RunStore:
     """The run records of the Datastore that runs with these flags use.
 
     A local run's: the emulator that DATASTORE_EMULATOR_HOST names, else the
-    project's long-lived one, else one started for this process. A Dataflow
-    run never starts an emulator: its records live in the Datastore of its
+    project's own (started, or shared with other commands). A Dataflow run
+    never starts an emulator: its records live in the Datastore of its
     project (or of the emulator DATASTORE_EMULATOR_HOST names, as in tests).
     """
-    try:
-        pipeline_options = options_lib.pipeline_options(pipeline_args)
-    except ValueError:  # bad flags: run_job records them as the run's failure
-        pipeline_options = options_lib.pipeline_options()
+    pipeline_options = options_lib.pipeline_options(pipeline_args)
     project = None
     if options_lib.is_dataflow(pipeline_options):
         project = pipeline_options.view_as(GoogleCloudOptions).project
@@ -141,99 +246,154 @@ def run_store(pipeline_args: Sequence[str] = (),
     return runs.RunStore(datastore.Target.from_environment(project, namespace))
 
 
-def _failure_text(error: BaseException) -> str:
-    lines = traceback.format_exception_only(type(error), error)
-    return ''.join(lines).strip()[-4000:]
+def build_pipeline(plan: RunPlan, run_id: str, target: datastore.Target,
+                   queued_msec: int) -> beam.Pipeline:
+    """The job's pipeline, ending in the sink that stores its output."""
+    pipeline = beam.Pipeline(options=plan.pipeline_options)
+    params = job_class_lib.with_framework_params(plan.job, plan.params, queued_msec)
+    _ = (
+        pipeline
+        | RunJob(plan.job, params, plan.shard_count, target.project,
+                 target.namespace, with_order=True, export=plan.export)
+        | 'Store output' >> output.StoreOutput(run_id, target)
+    )
+    return pipeline
 
 
 def run_job(job: type, *, run_id: Optional[str] = None,
             params: Optional[Mapping[str, Any]] = None,
             shard_count: Optional[int] = None,
             pipeline_args: Sequence[str] = (),
-            target: Optional[datastore.Target] = None) -> runs.RunRecord:
-    """Run `job` to the end and return its final record.
+            target: Optional[datastore.Target] = None,
+            queue_name: Optional[str] = None,
+            export: Optional[str] = None) -> runs.RunRecord:
+    """Check, record and run `job` to the end; return its final record.
 
-    A job class that cannot run is refused before a record is touched. A run
-    that fails is recorded `failed` with the reason and returned, not raised;
-    a canceled one is recorded `canceled` and RunCanceledError is raised.
-    A Dataflow run is submitted and its record returned `started`, with the
-    Dataflow job id and console link: it is followed from the record.
+    Bad input is refused with an exception before any record is made. When
+    the record already exists (`Job.create_new()` then `Job.enqueue()`), bad
+    input ends it `failed` with the reason instead. See `execute` for how a
+    run that starts can end.
     """
-    job_class_lib.validate(job)
-    params = dict(params or {})
-    shard_count = check_shard_count(shard_count)
     try:
-        pipeline_options = options_lib.pipeline_options(pipeline_args)
-        flag_project = pipeline_options.view_as(GoogleCloudOptions).project
-    except ValueError as error:
-        pipeline_options, flag_project, bad_flags = None, None, error
-    else:
-        bad_flags = None
-    target = target or datastore.Target.from_environment(flag_project)
+        plan = plan_run(job, params, shard_count, pipeline_args, export,
+                        namespace=target.namespace if target else None)
+    except (ValueError, dataflow.DataflowError) as error:
+        if run_id is None:
+            raise
+        store = runs.RunStore(target or datastore.Target.from_environment())
+        return store.transition(run_id, runs.FAILED, error=str(error),
+                                params=dict(params or {}))
+    target = target or datastore.Target.from_environment(plan.flag_project)
     store = runs.RunStore(target)
     if run_id is None:
         run_id = store.create(job_class_lib.job_name(job)).run_id
-    if bad_flags is not None:
-        return store.transition(run_id, runs.FAILED, error=str(bad_flags),
-                                params=params, shard_count=shard_count)
-    store.transition(run_id, runs.QUEUED, shard_count=shard_count,
-                     params=params,
-                     runner=options_lib.runner_name(pipeline_options))
+    return execute(plan, store, run_id, queue_name=queue_name)
+
+
+def execute(plan: RunPlan, store: runs.RunStore, run_id: str, *,
+            queue_name: Optional[str] = None,
+            progress_listeners: Sequence[progress.Listener] = ()) -> runs.RunRecord:
+    """Run a checked plan under an existing record, to its end.
+
+    A run that fails is recorded `failed` with the reason and returned, not
+    raised; a canceled one is recorded `canceled` and RunCanceledError is
+    raised. A Dataflow run is submitted and its record returned `started`,
+    with the Dataflow job id and console link: it is followed from the
+    record. Everything Beam logs goes to the run's log file (run_logs).
+    """
+    job_name = job_class_lib.job_name(plan.job)
+    queued = store.transition(run_id, runs.QUEUED, shard_count=plan.shard_count,
+                     params=plan.params, runner=plan.runner,
+                     queue_name=queue_name,
+                     log_file=str(run_logs.log_path(run_id)),
+                     source=plan.source.describe(store.target))
     try:
-        if options_lib.is_dataflow(pipeline_options):
-            dataflow.prepare(pipeline_options, run_id,
-                             job_class_lib.job_name(job))
-        pipeline = build_pipeline(job, run_id, params, shard_count,
-                                  pipeline_options, target)
+        if plan.is_dataflow:
+            dataflow.name_job(plan.pipeline_options, run_id, job_name)
+        pipeline = build_pipeline(plan, run_id, store.target, queued.queued_msec)
     except Exception as error:  # pylint: disable=broad-except
-        return store.transition(run_id, runs.FAILED, error=_failure_text(error))
-    store.transition(run_id, runs.STARTED)
+        run_logs.write_traceback(run_id, error)
+        return store.transition(run_id, runs.FAILED, error=failures.describe(error))
+    hook_error = hooks.call(job_name, '_pre_start_hook', run_id)
+    store.transition(run_id, runs.STARTED,
+                     **({'hook_errors': [hook_error]} if hook_error else {}))
     stop_requested: list = []
+    watched = None if plan.is_dataflow else os.environ.get(emulator.EMULATOR_HOST_ENV)
     try:
-        with _stop_on_signals(stop_requested):
-            if options_lib.is_dataflow(pipeline_options):
+        with _stop_on_signals(stop_requested), \
+                _DatastoreWatch(watched, stop_requested):
+            if plan.is_dataflow:
                 # Submitted and left running: readers of the record follow
                 # the job from here (see dataflow.refresh).
-                return dataflow.submit(pipeline, pipeline_options, store, run_id)
-            result = pipeline.run()
-            state = result.wait_until_finish()
+                return dataflow.submit(pipeline, plan.pipeline_options, store, run_id)
+            with _progress(plan, store, run_id, progress_listeners):
+                result = pipeline.run()
+                state = result.wait_until_finish()
     except BaseException as error:  # pylint: disable=broad-except
+        run_logs.write_traceback(run_id, error)
         if stop_requested or isinstance(error, KeyboardInterrupt):
-            reason = (stop_requested or ['interrupted (Ctrl-C)'])[0]
-            _record_end(store, run_id, runs.CANCELED, error=f'Canceled: {reason}')
-            raise RunCanceledError(reason) from None
-        record = _record_end(store, run_id, runs.FAILED, error=_failure_text(error))
+            stop = (stop_requested or [_Stop('interrupted (Ctrl-C)')])[0]
+            if stop.status == runs.FAILED:
+                return _record_end(store, run_id, runs.FAILED, error=stop.reason)
+            _record_end(store, run_id, runs.CANCELED,
+                        error=_cancel_message(store, run_id, stop))
+            raise RunCanceledError(stop.reason) from None
+        record = _record_end(store, run_id, runs.FAILED,
+                             error=failures.describe(error))
         if not isinstance(error, Exception):
             raise
         return record
     if state != PipelineState.DONE:
         return _record_end(store, run_id, runs.FAILED,
                            error=f'The pipeline ended in state {state}.')
-    counters = collect_counters(result, job)
+    counters = collect_counters(result, plan.job)
     return _record_end(store, run_id, runs.COMPLETED, counters=counters,
                        error_count=counters.get('errors', 0),
                        output_line_count=counters.get('output_lines', 0))
 
 
+def _progress(plan: RunPlan, store: runs.RunStore, run_id: str,
+              listeners: Sequence[progress.Listener]) -> progress.Reporter:
+    """Live progress for a run whose map step runs in this process."""
+    direct = plan.pipeline_options.view_as(DirectOptions)
+    if direct.direct_running_mode == 'multi_processing':
+        return progress.Reporter({}, [])   # counted in other processes
+    totals = plan.source.totals(job_class_lib.validate(plan.job), store.target)
+    return progress.Reporter(totals, [
+        lambda report: store.set_progress(run_id, report), *listeners])
+
+
+def _cancel_message(store: runs.RunStore, run_id: str, stop: _Stop) -> str:
+    """`Canceled by USER.` when `cancel_run` said who (it notes that before
+    it signals), as the old framework's cancel message read."""
+    try:
+        canceled_by = store.get(run_id).canceled_by
+    except Exception:  # pylint: disable=broad-except
+        canceled_by = None
+    return f'Canceled by {canceled_by}.' if canceled_by else f'Canceled: {stop.reason}'
+
+
 def _record_end(store: runs.RunStore, run_id: str, status: str,
                 **fields: Any) -> runs.RunRecord:
-    """Record how the run ended; if the Datastore is gone, say so and go on.
-
-    The record then still reads `started`; the next read finds its process
-    gone and marks it failed (see RunStore.get).
-    """
+    """Record how the run ended; if the Datastore is gone, keep the end on
+    this machine for the next reader to record (run_logs.save_end)."""
+    host = os.environ.get(emulator.EMULATOR_HOST_ENV)
     try:
+        if host and not emulator.is_serving(host):
+            raise ConnectionError(f'the emulator on {host} does not answer')
         return store.transition(run_id, status, **fields)
     except runs.InvalidTransitionError:
         return store.get(run_id)  # canceled meanwhile: that end stands
     except Exception as error:  # pylint: disable=broad-except
+        saved = run_logs.save_end(run_id, status, fields)
         print(f'Could not record that run {run_id} ended {status} '
-              f'({_failure_text(error)}); it will be marked failed when next '
-              'read.', file=sys.stderr)
+              f'({failures.describe(error)}); the next command that reads it '
+              f'records that end (kept in {saved}).', file=sys.stderr)
         record = runs.RunRecord(run_id=run_id, job_name=run_id.split('-')[0],
                                 status=status)
         for name, value in fields.items():
             setattr(record, name, value)
+        record.log_file = str(run_logs.log_path(run_id))
         return record
 
 
@@ -260,15 +420,15 @@ def cancel_run(store: runs.RunStore, run_id: str,
     if (record.status == runs.STARTED and record.pid
             and record.host == socket.gethostname()
             and record.pid != os.getpid()):
+        # Its own process records the cancel (and calls the cancel hooks)
+        # once its pipeline has stopped; it reads who canceled from here.
+        store.update(run_id, canceled_by=user_id or 'an operator')
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, signal.SIGTERM)
         deadline = time.monotonic() + wait_secs
         while time.monotonic() < deadline:
             record = store.get(run_id)
             if record.is_terminal:
-                if record.status == runs.CANCELED:
-                    return store.update(run_id, canceled_by=user_id,
-                                        error=reason)
                 return record
             time.sleep(0.2)
     return store.transition(run_id, runs.CANCELED, canceled_by=user_id,

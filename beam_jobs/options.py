@@ -4,13 +4,11 @@ Beam's `DirectRunner` first tries to download the Prism runner from the
 internet and only then falls back. Local runs must never depend on the
 network, so when no runner is named we pick the FnApiRunner (the runner the
 DirectRunner falls back to) ourselves. Every flag a user passes goes through
-to Beam untouched.
+to Beam untouched, once `flags.check` has found Beam knows it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import pathlib
 import shlex
 from typing import Sequence
@@ -18,10 +16,13 @@ from typing import Sequence
 from apache_beam.options.pipeline_options import DirectOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.runners.runner import create_runner
 
 from beam_jobs import config
+from beam_jobs import flags
 
 LOCAL_RUNNER = 'FnApiRunner'
+PRISM_FIRST_RUNNERS = frozenset({'DirectRunner', 'SwitchingDirectRunner'})
 LOCAL_RUNNERS = frozenset({
     'FnApiRunner', 'DirectRunner', 'BundleBasedDirectRunner',
     'SwitchingDirectRunner', 'TestDirectRunner', 'PrismRunner'})
@@ -55,33 +56,32 @@ def _given(args: Sequence[str], flag: str) -> bool:
 def pipeline_options(pipeline_args: Sequence[str] = ()) -> PipelineOptions:
     """Options for a run: the user's flags, plus our local defaults.
 
-    Beam's flag parser exits the process on a bad flag; here that becomes a
-    ValueError carrying its message, so the run can be recorded as failed.
+    A flag Beam does not define, or one whose value does not parse, is a
+    `flags.FlagError` (a ValueError): Beam would drop the one and exit the
+    process on the other.
     """
     args = list(pipeline_args)
+    flags.check(args)
     options = PipelineOptions(args)
-    errors = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(errors):
-            options.get_all_options(retain_unknown_options=True)
-    except SystemExit as error:
-        message = errors.getvalue().strip().splitlines()[-1:] or [str(error)]
-        raise ValueError(f'Bad pipeline flags: {message[0]}') from None
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = config.get('runner') or LOCAL_RUNNER
+    if standard.runner in PRISM_FIRST_RUNNERS:
+        # These would try to download Prism before falling back to the
+        # FnApiRunner: run that fallback directly, never touching the network.
+        standard.runner = LOCAL_RUNNER
+    _check_runner(standard.runner)
     if is_dataflow(options):
         runner = standard.runner
         settings = dataflow_settings()
-        options = PipelineOptions(settings + args)
         try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                options.get_all_options(retain_unknown_options=True)
-        except SystemExit:
-            raise ValueError(
-                f'Bad Dataflow settings ({" ".join(settings)}): fix them under '
-                '[tool.beam-jobs] in pyproject.toml or in the BEAM_JOBS_* '
-                'environment variables.') from None
+            flags.check(settings)
+        except flags.FlagError as error:
+            raise flags.FlagError(
+                f'Bad Dataflow settings ({" ".join(settings)}: {error}): fix '
+                'them under [tool.beam-jobs] in pyproject.toml or in the '
+                'BEAM_JOBS_* environment variables.') from None
+        options = PipelineOptions(settings + args)
         options.view_as(StandardOptions).runner = runner
     if is_local(options):
         direct = options.view_as(DirectOptions)
@@ -90,6 +90,19 @@ def pipeline_options(pipeline_args: Sequence[str] = ()) -> PipelineOptions:
         if not _given(args, '--direct_num_workers'):
             direct.direct_num_workers = LOCAL_NUM_WORKERS
     return options
+
+
+def _check_runner(runner) -> None:
+    """A runner name Beam cannot resolve is a bad flag value, refused now
+    rather than after a run was recorded."""
+    if not isinstance(runner, str):
+        return
+    try:
+        create_runner(runner)
+    except (ValueError, ImportError) as error:
+        raise flags.FlagError(f'--runner={runner} is not a runner Beam knows '
+                              f'({error}): fix the flag or the `runner` '
+                              'setting.') from None
 
 
 def runner_name(options: PipelineOptions) -> str:
@@ -115,19 +128,19 @@ def dataflow_settings() -> list[str]:
     framework and the jobs; `dataflow_args` holds any further Beam flags.
     """
     root = config.project_dir()
-    flags = []
+    settings = []
     for name in DATAFLOW_SETTINGS:
         value = config.get(name)
         if name == 'setup_file' and value:
             value = (root or pathlib.Path.cwd()) / value
         if value not in (None, ''):
-            flags.append(f'--{name}={value}')
+            settings.append(f'--{name}={value}')
     bucket = config.get('bucket')
     if bucket and not config.get('temp_location'):
         bucket = str(bucket).removeprefix('gs://').rstrip('/')
-        flags.append(f'--temp_location=gs://{bucket}/tmp')
+        settings.append(f'--temp_location=gs://{bucket}/tmp')
     if not config.get('setup_file') and root and (root / 'setup.py').exists():
-        flags.append(f'--setup_file={root / "setup.py"}')
+        settings.append(f'--setup_file={root / "setup.py"}')
     extra = config.get('dataflow_args') or []
-    flags += shlex.split(extra) if isinstance(extra, str) else [str(a) for a in extra]
-    return flags
+    settings += shlex.split(extra) if isinstance(extra, str) else [str(a) for a in extra]
+    return settings

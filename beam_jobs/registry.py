@@ -3,7 +3,8 @@
 The framework never imports a concrete job: a project names the module that
 holds its registry (`--registry`, `BEAM_JOBS_REGISTRY`, or `[tool.beam-jobs]
 registry` in pyproject.toml), and that module exposes either a `REGISTRY`
-(a JobRegistry) or the legacy `ONE_OFF_JOB_MANAGERS` list.
+(a JobRegistry) or the legacy `ONE_OFF_JOB_MANAGERS` and
+`AUDIT_JOB_MANAGERS` lists (a job in both is listed once).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import importlib
 from typing import Iterable, Iterator
 
 from beam_jobs import job_class as job_class_lib
+
+
+# The lists an App Engine code base's jobs_registry.py held.
+LEGACY_LISTS = ('ONE_OFF_JOB_MANAGERS', 'AUDIT_JOB_MANAGERS')
 
 
 class UnknownJobError(LookupError):
@@ -71,9 +76,11 @@ def load(module_name: str) -> JobRegistry:
     registry = getattr(module, 'REGISTRY', None)
     if isinstance(registry, JobRegistry):
         return registry
-    legacy = getattr(module, 'ONE_OFF_JOB_MANAGERS', None)
-    if legacy is not None:
-        return JobRegistry(legacy)
+    legacy = [getattr(module, name) for name in LEGACY_LISTS
+              if getattr(module, name, None) is not None]
+    if legacy:
+        return JobRegistry(job for jobs in legacy for job in jobs)
     raise UnknownJobError(
         f'Module {module_name} has neither REGISTRY (a JobRegistry) nor '
-        'ONE_OFF_JOB_MANAGERS (a list of job classes): define one of them.')
+        'ONE_OFF_JOB_MANAGERS / AUDIT_JOB_MANAGERS (lists of job classes): '
+        'define one of them.')

@@ -10,6 +10,7 @@ run nobody is running.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,8 +22,10 @@ from typing import Any, Callable, Optional
 from google.cloud import datastore as ds
 
 from beam_jobs import datastore
+from beam_jobs import hooks
 from beam_jobs import options
 from beam_jobs import output
+from beam_jobs import run_logs
 
 NEW, QUEUED, STARTED = 'new', 'queued', 'started'
 COMPLETED, FAILED, CANCELED = 'completed', 'failed', 'canceled'
@@ -33,9 +36,12 @@ ALLOWED = {
     STARTED: {COMPLETED, FAILED, CANCELED},
 }
 RECORD_KIND = 'BeamJobRun'
+# Structured fields, stored as JSON text.
+_JSON_FIELDS = ('params', 'counters', 'source', 'hook_errors', 'progress')
 # Large or free-form fields: never queried, so never indexed (and no 1,500
 # byte limit on them).
-_UNINDEXED = ('params_json', 'counters_json', 'error', 'console_url')
+_UNINDEXED = (*(f'{name}_json' for name in _JSON_FIELDS), 'error',
+              'console_url', 'log_file')
 
 
 class UnknownRunError(LookupError):
@@ -85,6 +91,16 @@ class RunRecord:
     pid: Optional[int] = None
     process_start: Optional[str] = None
     canceled_by: Optional[str] = None
+    # Where the run read: {'type': 'datastore', 'project', 'namespace'} or
+    # {'type': 'export', 'path', 'timestamp', 'entities': {kind: count}}.
+    source: dict = dataclasses.field(default_factory=dict)
+    # The legacy lifecycle hooks that raised: 'hook_name: error', in order.
+    hook_errors: list = dataclasses.field(default_factory=list)
+    # Where the process that ran it kept its log (on that machine).
+    log_file: Optional[str] = None
+    # What a running local run reports: see progress.py.
+    progress: dict = dataclasses.field(default_factory=dict)
+    queue_name: Optional[str] = None
 
     @property
     def is_terminal(self) -> bool:
@@ -105,8 +121,8 @@ class RunRecord:
         entity = ds.Entity(client.key(RECORD_KIND, self.run_id),
                            exclude_from_indexes=_UNINDEXED)
         values = dataclasses.asdict(self)
-        values['params_json'] = json.dumps(values.pop('params'), sort_keys=True)
-        values['counters_json'] = json.dumps(values.pop('counters'), sort_keys=True)
+        for name in _JSON_FIELDS:
+            values[f'{name}_json'] = json.dumps(values.pop(name), sort_keys=True)
         del values['run_id']
         entity.update(values)
         return entity
@@ -114,8 +130,10 @@ class RunRecord:
     @classmethod
     def from_entity(cls, entity: ds.Entity) -> 'RunRecord':
         values = dict(entity)
-        values['params'] = json.loads(values.pop('params_json', '{}') or '{}')
-        values['counters'] = json.loads(values.pop('counters_json', '{}') or '{}')
+        for name in _JSON_FIELDS:
+            text = values.pop(f'{name}_json', None)
+            if text:
+                values[name] = json.loads(text)
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(run_id=entity.key.name,
                    **{k: v for k, v in values.items() if k in known})
@@ -170,18 +188,43 @@ class RunStore:
             return record
         if record.pid and _process_start(record.pid) == record.process_start:
             return record
+        # The run may have known how it ended but lost the Datastore before
+        # it could say so: then that end, with its reason, is recorded.
+        status, fields = run_logs.take_end(record.run_id) or (FAILED, {
+            'error': f'Orphaned: the process that ran it (pid {record.pid} on '
+                     f'{record.host}) ended without recording a result, so '
+                     'the run was cut short (crash, kill, or a lost '
+                     'Datastore). Rerun the job.'})
         try:
-            return self.transition(
-                record.run_id, FAILED,
-                error=f'Orphaned: the process that ran it (pid {record.pid} on '
-                      f'{record.host}) ended without recording a result, so '
-                      'the run was cut short (crash, kill, or a lost '
-                      'Datastore). Rerun the job.')
+            ended = self.transition(record.run_id, status, **fields)
         except InvalidTransitionError:
-            return self._load(record.run_id)
+            ended = self._load(record.run_id)
+        run_logs.drop_end(record.run_id)
+        return ended
 
     def transition(self, run_id: str, status: str, **fields: Any) -> RunRecord:
-        """Move a run to `status` (and set `fields`) if that move is allowed."""
+        """Move a run to `status` (and set `fields`) if that move is allowed.
+
+        A move to an end calls the job's legacy hooks around it (hooks.py):
+        the move happens once, so they run once, here.
+        """
+        hook_errors = []
+        if status == CANCELED:
+            current = self._load(run_id)
+            if status in ALLOWED.get(current.status, ()):
+                hook_errors.append(hooks.call(
+                    current.job_name, '_pre_cancel_hook', run_id,
+                    fields.get('error') or 'Canceled'))
+        record = self._move(run_id, status, fields)
+        if status in TERMINAL:
+            hook_errors.append(hooks.after_end(record.job_name, run_id, status,
+                                               record.error or 'Canceled'))
+        hook_errors = [error for error in hook_errors if error]
+        if hook_errors:
+            record = self.update(run_id, hook_errors=record.hook_errors + hook_errors)
+        return record
+
+    def _move(self, run_id: str, status: str, fields: dict[str, Any]) -> RunRecord:
         with self._client.transaction():
             record = self._load(run_id)
             if status not in ALLOWED.get(record.status, ()):
@@ -214,6 +257,28 @@ class RunStore:
             self._client.put(record.to_entity(self._client))
         return record
 
+    def set_progress(self, run_id: str, progress: dict,
+                     timeout: float = 5.0) -> None:
+        """Note how far a started run got. Quick or not at all: no retries,
+        and never over a status another process has moved on."""
+        transaction = self._client.transaction()
+        transaction.begin(retry=None, timeout=timeout)
+        try:
+            entity = self._client.get(self._client.key(RECORD_KIND, run_id),
+                                      transaction=transaction, retry=None,
+                                      timeout=timeout)
+            if entity is None or entity.get('status') != STARTED:
+                transaction.rollback()
+                return
+            record = RunRecord.from_entity(entity)
+            record.progress = progress
+            transaction.put(record.to_entity(self._client))
+            transaction.commit(retry=None, timeout=timeout)
+        except Exception:
+            with contextlib.suppress(Exception):
+                transaction.rollback()
+            raise
+
     def recent(self, limit: int = 20,
                job_name: Optional[str] = None) -> list[RunRecord]:
         """The newest runs first (each brought up to date as `get` does)."""
@@ -227,6 +292,20 @@ class RunStore:
             records = [RunRecord.from_entity(e) for e in query.fetch(limit=limit)]
         return [record if record.is_terminal else self.get(record.run_id)
                 for record in records]
+
+    def unfinished(self, job_name: Optional[str] = None,
+                   limit: Optional[int] = None) -> list[RunRecord]:
+        """Runs that are new, queued or started, newest first (each brought
+        up to date as `get` does, so orphans drop out)."""
+        records = []
+        for status in (NEW, QUEUED, STARTED):
+            query = self._client.query(kind=RECORD_KIND)
+            query.add_filter(filter=ds.query.PropertyFilter('status', '=', status))
+            records += [RunRecord.from_entity(e) for e in query.fetch()]
+        records = sorted((r for r in records if job_name in (None, r.job_name)),
+                         key=lambda r: r.created_msec, reverse=True)
+        current = [self.get(record.run_id) for record in records[:limit]]
+        return [record for record in current if not record.is_terminal]
 
     def output(self, run_id: str) -> list[str]:
         """The run's stored output lines (empty while none is stored)."""

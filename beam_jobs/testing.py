@@ -43,15 +43,18 @@ def put_models(target: datastore.Target, models: Iterable[ndb.Model]) -> None:
 
 
 @pytest.fixture(scope='session')
-def datastore_emulator() -> Iterator[emulator_lib.Emulator]:
+def datastore_emulator(tmp_path_factory) -> Iterator[emulator_lib.Emulator]:
     """A fresh in-memory emulator for the session, always our own.
 
     A developer's long-lived emulator is never used: tests must not depend on
-    or change data that is not theirs.
+    or change data that is not theirs. Run logs and any project folder the
+    tests make go to a temporary folder too (BEAM_JOBS_HOME).
     """
     running = emulator_lib.start(project=TEST_PROJECT)
-    saved = {name: os.environ.get(name) for name in running.env()}
+    home = {emulator_lib.HOME_ENV: str(tmp_path_factory.mktemp('beam-jobs-home'))}
+    saved = {name: os.environ.get(name) for name in [*running.env(), *home]}
     os.environ.update(running.env())
+    os.environ.update(home)
     try:
         yield running
     finally:

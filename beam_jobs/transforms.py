@@ -18,6 +18,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from beam_jobs import datastore
+from beam_jobs import failures
+from beam_jobs import progress
+from beam_jobs import sources
 from beam_jobs import job_class as job_class_lib
 
 DEFAULT_SHARD_COUNT = 8
@@ -32,7 +35,7 @@ ERRORS_TAG = 'errors'
 _LOCAL_PROJECT = 'beam-jobs-local'
 
 
-class JobItemError(RuntimeError):
+class JobItemError(failures.ClearError):
     """One entity or key failed in a job that asked to fail fast."""
 
 
@@ -97,6 +100,7 @@ class _MapFn(beam.DoFn):
             kind, where = element._get_kind(), element.key  # pylint: disable=protected-access
         counts = self._counts
         counts[f'entities_read.{kind}'] += 1
+        progress.count(kind)
         outputs = []
         # Work inside the ndb context, yield after leaving it (see NdbContext).
         with self._ndb.active(), job_class_lib.mapper_params(self._params):
@@ -242,12 +246,17 @@ class _CombineFn(beam.CombineFn):
         return accumulator[1]
 
 
-def _write_summary(op_and_kind: tuple[tuple[str, str], int], dry_run: bool) -> str:
+# How a run's writes end, and how its report says so.
+WRITES_APPLIED = 'WRITES: {verb} {count} {kind}'
+WRITES_DRY_RUN = 'DRY RUN: would {verb} {count} {kind} (nothing was written)'
+WRITES_FROM_EXPORT = ('DRY RUN: would {verb} {count} {kind} (a run over an '
+                      'export writes to no Datastore)')
+
+
+def _write_summary(op_and_kind: tuple[tuple[str, str], int], template: str) -> str:
     (op, kind), count = op_and_kind
     verb = {'put': 'put', 'delete': 'delete'}[op]
-    if dry_run:
-        return f'DRY RUN: would {verb} {count} {kind} (nothing was written)'
-    return f'WRITES: {verb} {count} {kind}'
+    return template.format(verb=verb, count=count, kind=kind)
 
 
 class _CombineShuffle(beam.PTransform):
@@ -274,12 +283,12 @@ class _JobSteps(beam.PTransform):
     """
 
     def __init__(self, job: type, params: Mapping[str, Any],
-                 target: datastore.Target, dry_run: bool):
+                 target: datastore.Target, writes_template: str):
         super().__init__()
         self._job = job
         self._params = params
         self._target = target
-        self._dry_run = dry_run
+        self._writes_template = writes_template
 
     def _shuffle(self) -> beam.PTransform:
         """GroupByKey; or, for a job with `combine`, a lifted CombinePerKey."""
@@ -302,7 +311,7 @@ class _JobSteps(beam.PTransform):
             mapped[WRITES_TAG]
             | 'Op and kind' >> beam.Map(lambda write: (write[0], write[1]))
             | 'Count writes' >> beam.combiners.Count.PerElement()
-            | 'Describe writes' >> beam.Map(_write_summary, self._dry_run)
+            | 'Describe writes' >> beam.Map(_write_summary, self._writes_template)
         )
         errors = ((mapped[ERRORS_TAG], reduced[ERRORS_TAG])
                   | 'All errors' >> beam.Flatten()
@@ -330,8 +339,11 @@ def _lines(steps, with_order: bool):
     return steps['lines'] | 'Lines' >> beam.Map(lambda ordered: ordered[1])
 
 
-def _resolve_params(params: Optional[Mapping[str, Any]]) -> dict:
-    return dict(params or {})
+def _resolve_params(job: type, params: Optional[Mapping[str, Any]]) -> dict:
+    """The params job code sees: the run's own, and the framework's (the
+    kinds mapped over, and when the run was queued: now, unless the
+    launcher says when its record was)."""
+    return job_class_lib.with_framework_params(job, params or {})
 
 
 class MapReduce(beam.PTransform):
@@ -350,14 +362,14 @@ class MapReduce(beam.PTransform):
         job_class_lib.validate(job)
         self._job = job
         self._with_order = with_order
-        self._params = _resolve_params(params)
+        self._params = _resolve_params(job, params)
         self._target = datastore.Target(
             project or _environment_project() or _LOCAL_PROJECT, namespace)
 
     def expand(self, models):
         steps = models | 'Steps' >> _JobSteps(
             self._job, self._params, self._target,
-            dry_run=True)
+            writes_template=WRITES_DRY_RUN)
         return _lines(steps, self._with_order)
 
 
@@ -371,28 +383,31 @@ def _environment_project() -> Optional[str]:
 class RunJob(beam.PTransform):
     """The whole job: read every kind it maps over, map, shuffle, reduce.
 
+    Reads the Datastore, or with `export` a managed export (sources.py).
     Returns the PCollection of output lines (with `with_order`, of
     `(order, line)` pairs, which `output.StoreOutput` takes so the stored
-    report's order does not depend on the runner). Writes the job yields go to
-    Beam's Datastore sinks, unless the run is a dry run (`dry_run` in params),
-    which only reports what it would write.
+    report's order does not depend on the runner). Writes the job yields go
+    to Beam's Datastore sinks, unless the run is a dry run (`dry_run` in
+    params) or reads an export: then they are only reported.
     """
 
     def __init__(self, job: type, params: Optional[Mapping[str, Any]] = None,
                  shard_count: Optional[int] = None, project: Optional[str] = None,
-                 namespace: Optional[str] = None, with_order: bool = False):
+                 namespace: Optional[str] = None, with_order: bool = False,
+                 export: Optional[str] = None):
         super().__init__(label=f'RunJob {job_class_lib.job_name(job)}'
                          if isinstance(job, type) else None)
         self._with_order = with_order
         self._models = job_class_lib.validate(job)
         self._job = job
-        self._params = _resolve_params(params)
+        self._params = _resolve_params(job, params)
         self._shard_count = int(shard_count or DEFAULT_SHARD_COUNT)
         if self._shard_count < 1:
             raise ValueError(
                 f'shard_count must be a positive number, not {shard_count!r}.')
         self._project = project
         self._namespace = namespace
+        self._source = sources.for_run(export)
 
     def _target(self, pipeline) -> datastore.Target:
         flag_project = pipeline.options.view_as(GoogleCloudOptions).project
@@ -401,18 +416,20 @@ class RunJob(beam.PTransform):
 
     def expand(self, pbegin):
         target = self._target(pbegin.pipeline)
-        dry_run = bool(self._params.get('dry_run'))
-        entities = [
-            pbegin | f'Read {datastore.kind_of(model)}' >> datastore.ReadKind(
-                model, target, self._shard_count)
-            for model in self._models
-        ]
+        if not self._source.writes_to_datastore:
+            writes = WRITES_FROM_EXPORT
+        elif self._params.get('dry_run'):
+            writes = WRITES_DRY_RUN
+        else:
+            writes = WRITES_APPLIED
+        entities = [pbegin | label >> read for label, read in self._source.reads(
+            self._models, target, self._shard_count).items()]
         steps = (
             entities
             | 'Flatten kinds' >> beam.Flatten()
-            | 'Steps' >> _JobSteps(self._job, self._params, target, dry_run)
+            | 'Steps' >> _JobSteps(self._job, self._params, target, writes)
         )
-        if not dry_run:
+        if writes == WRITES_APPLIED:
             steps['writes'] | 'Write' >> _ApplyWrites(target)
         return _lines(steps, self._with_order)
 

@@ -1,1 +1,3 @@
-pytest_plugins = ['beam_jobs.testing']
+# Fixtures for every test: the Datastore emulator (beam_jobs.testing) and
+# Cloud Storage (tests/storage_emulator.py).
+pytest_plugins = ['beam_jobs.testing', 'tests.storage_emulator']

@@ -1,6 +1,7 @@
 """Models and jobs the tests run: small, each showing one behaviour."""
 
 import ast
+import os
 import time
 
 from google.cloud import ndb
@@ -240,6 +241,109 @@ class BigPagesJob(jobs.BaseMapReduceOneOffJobManager):
     def map(item):
         yield jobs.Put(PageModel(id=item.key.id(), body='p' * 12000))
         yield ('PAGES', 1)
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, len(values))
+
+
+HOOK_LOG_ENV = 'BEAM_JOBS_TEST_HOOK_LOG'
+HOOK_CALLS = []
+
+
+class HookedJob(TopicCountJob):
+    """Counts topics, and notes each legacy lifecycle hook it is called with
+    (in HOOK_CALLS, and in the file HOOK_LOG_ENV names, for other processes).
+    A note whose text is 'slow' makes map sleep, so a test can cancel it."""
+
+    RAISE_IN = ()   # names of hooks that raise
+
+    @staticmethod
+    def map(item):
+        if item.text == 'slow':
+            time.sleep(0.05)
+        if item.text == 'bad':
+            raise ValueError('bad note')
+        yield (item.topic, item.key.id())
+
+    @classmethod
+    def _note(cls, hook, *args):
+        HOOK_CALLS.append((hook, *args))
+        path = os.environ.get(HOOK_LOG_ENV)
+        if path:
+            with open(path, 'a') as log:
+                log.write('%s %s\n' % (hook, ' | '.join(args)))
+        if hook in cls.RAISE_IN:
+            raise RuntimeError('%s broke' % hook)
+
+    @classmethod
+    def _pre_start_hook(cls, job_id):
+        cls._note('pre_start', job_id)
+
+    @classmethod
+    def _post_completed_hook(cls, job_id):
+        cls._note('post_completed', job_id)
+
+    @classmethod
+    def _post_failure_hook(cls, job_id):
+        cls._note('post_failure', job_id)
+
+    @classmethod
+    def _pre_cancel_hook(cls, job_id, cancel_message):
+        cls._note('pre_cancel', job_id, cancel_message)
+
+    @classmethod
+    def _post_cancel_hook(cls, job_id, cancel_message):
+        cls._note('post_cancel', job_id, cancel_message)
+
+
+class HookedFailFastJob(HookedJob):
+    FAIL_FAST = True
+
+
+class BrokenHooksJob(HookedJob):
+    RAISE_IN = ('pre_start', 'post_completed')
+
+
+class DatedModel(ndb.Model):
+    created_on = ndb.DateTimeProperty()
+
+
+class CreatedBeforeQueuedJob(jobs.BaseMapReduceOneOffJobManager):
+    """Sorts entities by whether they existed when the run was queued."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [DatedModel]
+
+    @staticmethod
+    def map(item):
+        before = CreatedBeforeQueuedJob._entity_created_before_job_queued(item)
+        assert before == CreatedBeforeQueuedJob.entity_created_before_job_queued(item)
+        kinds = CreatedBeforeQueuedJob.get_mapper_param('entity_kinds')
+        yield ('before' if before else 'after', '%s:%s' % (kinds, item.key.id()))
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, sorted(values))
+
+
+class HugeModel(ndb.Model):
+    body = ndb.TextProperty()
+
+
+class HugePutJob(jobs.BaseMapReduceOneOffJobManager):
+    """Puts an entity bigger than a Datastore request may be: the Datastore
+    refuses the write, and Beam's write path hides its gRPC status."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        yield jobs.Put(HugeModel(id=item.key.id(), body='x' * 5_000_000))
+        yield ('n', 1)
 
     @staticmethod
     def reduce(key, values):

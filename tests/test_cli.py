@@ -95,9 +95,9 @@ def test_bad_input_gets_a_clear_error(capsys, datastore_target):
         capsys, 'run', 'TopicCountJob', '--shard-count', '0')[2]
     assert 'No run' in _cli(capsys, 'status', 'Nope-1-1')[2]
     code, out, err = _cli(capsys, 'run', 'TopicCountJob', '--direct_running_mode=sideways')
-    assert code == cli.EXIT_FAILED
-    assert "!!! RUN FAILED: Bad pipeline flags" in err
-    assert 'Summary: failed' in out
+    assert code == cli.EXIT_USAGE and out == ''
+    assert "Bad pipeline flag (argument --direct_running_mode: invalid choice" in err
+    assert runs.RunStore(datastore_target).recent() == []
 
 
 def test_cancel_a_running_job(capsys, datastore_target):

@@ -15,37 +15,16 @@ import apache_beam as beam
 import pytest
 from apache_beam.internal import pickler
 from apache_beam.portability.api import beam_runner_api_pb2
-from gcp_storage_emulator.server import create_server
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 
-from beam_jobs import cli, dataflow, emulator, jobs, launcher, options, output, runs, testing
-from pipelines import exp_jobs_one_off
+from beam_jobs import cli, dataflow, jobs, launcher, options, output, runs, testing
+from beam_jobs.export import write_export
+from pipelines import exp_jobs_one_off, sample_data
+from tests import job_fixtures as fx
 from tests.dataflow_stub import DataflowStub
+from tests.storage_emulator import BUCKET
 
-BUCKET = 'beam-jobs-test-staging'
 REGION = 'europe-west1'
 JOB = exp_jobs_one_off.InteractionAuditOneOffJob
-
-
-@pytest.fixture(scope='session')
-def storage_server():
-    """gcp-storage-emulator in this process, for the whole session."""
-    port = emulator.free_port()
-    server = create_server('localhost', port, in_memory=True,
-                           default_bucket=BUCKET)
-    server.start()
-    try:
-        yield f'http://localhost:{port}'
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def gcs(storage_server, monkeypatch):
-    monkeypatch.setenv('STORAGE_EMULATOR_HOST', storage_server)
-    return storage.Client(project=testing.TEST_PROJECT,
-                          credentials=AnonymousCredentials())
 
 
 @pytest.fixture
@@ -183,13 +162,33 @@ def test_enqueue_with_configured_dataflow_then_cancel(
     (['--project='], '--project'),
     (['--temp_location=/tmp/staging'], 'gs://BUCKET/tmp'),
 ])
-def test_bad_options_fail_the_run_before_submitting(
+def test_bad_options_are_refused_before_submitting(
         datastore_target, stub, temp_location, flags, message):
-    record = launcher.run_job(JOB, pipeline_args=_flags(stub, temp_location, *flags),
-                              target=datastore_target)
-    assert record.status == runs.FAILED
-    assert message in record.error and 'DataflowError' in record.error
+    with pytest.raises(dataflow.DataflowError, match=message):
+        launcher.run_job(JOB, pipeline_args=_flags(stub, temp_location, *flags),
+                         target=datastore_target)
     assert stub.requests == []
+    assert _store(datastore_target).recent() == []
+
+
+@pytest.fixture
+def no_credentials(tmp_path, monkeypatch):
+    """A machine where nobody has logged in to Google Cloud."""
+    monkeypatch.delenv('GOOGLE_APPLICATION_CREDENTIALS', raising=False)
+    monkeypatch.setenv('CLOUDSDK_CONFIG', str(tmp_path / 'gcloud'))
+    monkeypatch.setenv('NO_GCE_CHECK', 'True')   # no metadata server here
+
+
+def test_a_run_without_credentials_is_refused_in_one_sentence(
+        capsys, datastore_target, no_credentials):
+    code = cli.main(['run', JOB.__name__, '--runner=DataflowRunner', '--project', 'p',
+                     '--region', 'us-central1', '--temp_location', 'gs://b/tmp'])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_USAGE and out == ''
+    assert err.count('\n') == 1 and 'Traceback' not in err
+    assert 'gcloud auth application-default login' in err
+    assert 'GOOGLE_APPLICATION_CREDENTIALS' in err
+    assert _store(datastore_target).recent() == []
 
 
 def test_an_endpoint_error_fails_the_run(datastore_target, stub, temp_location):
@@ -201,9 +200,9 @@ def test_an_endpoint_error_fails_the_run(datastore_target, stub, temp_location):
     assert record.dataflow_job_id is None
 
 
-def _started_on_stub(store, stub, state):
+def _started_on_stub(store, stub, state, job=JOB):
     """A run record as a submission leaves it, for a job the stub holds."""
-    run_id = store.create(JOB.__name__).run_id
+    run_id = store.create(job.__name__).run_id
     store.transition(run_id, runs.QUEUED, runner='DataflowRunner')
     store.transition(run_id, runs.STARTED)
     job_id = f'job-{uuid.uuid4().hex[:6]}'
@@ -228,6 +227,46 @@ def test_dataflow_states_map_onto_run_statuses(datastore_target, stub, state,
     assert record.status == status
     if status == runs.FAILED:
         assert 'https://console/' in record.error
+
+
+def test_a_run_over_an_export_on_cloud_storage_reads_it_on_the_workers(
+        capsys, datastore_target, stub, gcs, temp_location):
+    dest = f'gs://{BUCKET}/exports/{uuid.uuid4().hex[:8]}'
+    with testing.ndb_context(datastore_target):
+        write_export(sample_data.explorations(12), dest, project='s~prod-app',
+                     entities_per_file=5)
+    code = cli.main(['run', JOB.__name__, '--export', dest,
+                     *_flags(stub, temp_location)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
+    record = _store(datastore_target).get(run_id)
+    assert record.source['type'] == 'export'
+    assert record.source['path'].startswith(dest + '/')
+    assert record.source['entities'] == {'ExplorationModel': 12}
+    transforms = _transforms(_staged(gcs, temp_location)['pipeline.pb'].download_as_bytes())
+    prefix = f'RunJob {JOB.__name__}/Read export/'
+    reads = [name for name in transforms if name.startswith(prefix)]
+    assert reads, sorted(transforms)
+    assert not any('ReadFromDatastore' in name for name in transforms)
+    # The source the workers unpickle reads the files on Cloud Storage.
+    [read] = [transforms[name] for name in reads
+              if transforms[name].spec.urn == 'beam:transform:read:v1']
+    source = pickler.loads(beam_runner_api_pb2.ReadPayload.FromString(
+        read.spec.payload).source.payload)
+    assert source._pattern.get().startswith(dest + '/')  # pylint: disable=protected-access
+    assert source._pattern.get().endswith('/kind_ExplorationModel/output-*')  # pylint: disable=protected-access
+
+
+def test_completion_hook_runs_once_when_first_seen_finished(datastore_target, stub):
+    fx.HOOK_CALLS.clear()
+    store = _store(datastore_target)
+    record = _started_on_stub(store, stub, 'JOB_STATE_RUNNING', job=fx.HookedJob)
+    assert fx.HookedJob.get_status_code(record.run_id) == runs.STARTED
+    stub.jobs[record.dataflow_job_id]['currentState'] = 'JOB_STATE_DONE'
+    for _ in range(3):
+        assert fx.HookedJob.get_status_code(record.run_id) == runs.COMPLETED
+    assert fx.HOOK_CALLS == [('post_completed', record.run_id)]
 
 
 def test_refresh_keeps_the_record_when_the_service_errs(datastore_target, stub):

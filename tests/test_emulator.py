@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from beam_jobs import cli, emulator
+from beam_jobs import cli, emulator, emulator_process
 
 
 def _group_members(group):
@@ -21,6 +21,17 @@ def test_stop_ends_the_java_child_too(tmp_path):
     running.stop()
     assert not running.is_alive()
     assert _group_members(group) == []
+
+
+def test_an_in_memory_emulator_has_a_folder_of_its_own():
+    """Emulators sharing a settings folder rewrite its index.yaml at once."""
+    first, second = emulator.start(), emulator.start()
+    try:
+        assert first.scratch_dir != second.scratch_dir
+    finally:
+        first.stop()
+        second.stop()
+    assert not os.path.exists(first.scratch_dir)
 
 
 def test_data_on_disk_survives_a_restart(tmp_path, monkeypatch):
@@ -45,7 +56,7 @@ def test_managed_emulator_commands(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv('DATASTORE_EMULATOR_HOST', raising=False)
     try:
         assert cli.main(['emulator', 'status']) == 0
-        assert capsys.readouterr().out.strip() == 'Not running.'
+        assert capsys.readouterr().out.splitlines()[0] == 'Not running.'
         assert cli.main(['emulator', 'start']) == 0
         out = capsys.readouterr().out
         assert 'Emulator running on localhost:' in out
@@ -74,13 +85,13 @@ def test_commands_start_an_emulator_when_none_is_set(tmp_path, monkeypatch, caps
 
 
 def test_missing_sdk_names_what_to_install(monkeypatch):
-    monkeypatch.setattr(emulator, '_LAUNCHER_RELATIVE', 'no/such/launcher')
+    monkeypatch.setattr(emulator_process, '_LAUNCHER_RELATIVE', 'no/such/launcher')
     with pytest.raises(emulator.EmulatorError, match='install the Google Cloud CLI'):
         emulator.start()
 
 
 def test_missing_java_names_what_to_install(monkeypatch):
-    monkeypatch.setattr(emulator.shutil, 'which',
+    monkeypatch.setattr(emulator_process.shutil, 'which',
                         lambda name: None if name == 'java' else '/usr/bin/' + name)
     with pytest.raises(emulator.EmulatorError, match='install Java 17'):
         emulator.start()

@@ -133,3 +133,40 @@ def test_refused_job_classes_never_start(datastore_target, job):
     with pytest.raises(jobs.InvalidJobError):
         job_class.enqueue(job_id)
     assert fx.TopicCountJob.get_status_code(job_id) == 'new'
+
+
+MULTI_PROCESSING = ['--direct_running_mode=multi_processing', '--direct_num_workers=2']
+
+
+def test_jobs_run_as_dataflow_workers_run_them(datastore_target):
+    """Job code, params and models pickled into separate worker processes
+    give the same output as the in-memory runner, and the writes land."""
+    from beam_jobs import launcher
+    sample_data.load(60, datastore_target)
+    audit = exp_jobs_one_off.InteractionAuditOneOffJob
+    migration = exp_jobs_one_off.ExplorationContentMigrationOneOffJob
+    store_output = lambda record: audit.get_output(record.run_id)  # noqa: E731
+
+    def grouped(record):
+        # The order of a key's values is the runner's, as it was in
+        # App Engine MapReduce: compare each key's values as a set.
+        return sorted((key, sorted(values)) for key, values in
+                      map(ast.literal_eval, store_output(record)))
+
+    in_memory = launcher.run_job(audit, target=datastore_target)
+    workers = launcher.run_job(audit, target=datastore_target,
+                               pipeline_args=MULTI_PROCESSING)
+    assert workers.status == 'completed', workers.error
+    assert grouped(workers) == grouped(in_memory)
+    assert workers.counters == in_memory.counters
+
+    dry = launcher.run_job(migration, params={'dry_run': True}, target=datastore_target)
+    real = launcher.run_job(migration, target=datastore_target,
+                            pipeline_args=MULTI_PROCESSING)
+    assert real.status == 'completed', real.error
+    expected = [line.replace('DRY RUN: would put', 'WRITES: put')
+                .replace(' (nothing was written)', '')
+                for line in store_output(dry)]
+    assert store_output(real) == expected
+    rerun = launcher.run_job(migration, target=datastore_target)
+    assert store_output(rerun) == ["['ALREADY_MIGRATED', 59]"]

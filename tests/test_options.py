@@ -22,8 +22,10 @@ def test_user_flags_pass_through_untouched():
 
 
 def test_bad_flags_are_a_value_error_with_beams_message():
-    with pytest.raises(ValueError, match="Bad pipeline flags: .*invalid choice: 'x'"):
+    with pytest.raises(ValueError, match="Bad pipeline flag .*invalid choice: 'x'"):
         options.pipeline_options(['--direct_running_mode=x'])
+    with pytest.raises(ValueError, match='--runner=Nope is not a runner Beam knows'):
+        options.pipeline_options(['--runner=Nope'])
 
 
 def test_settings_from_pyproject_and_environment(tmp_path, monkeypatch):

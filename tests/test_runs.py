@@ -1,6 +1,7 @@
 """Run records, stored output and failures, on the emulator."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -85,12 +86,33 @@ def test_fail_fast_run_ends_failed_with_the_reason(datastore_target):
     assert _store(datastore_target).get(record.run_id).status == runs.FAILED
 
 
-def test_bad_pipeline_flags_fail_the_run_and_the_next_run_works(datastore_target):
-    record = launcher.run_job(fx.TopicCountJob, target=datastore_target,
-                              pipeline_args=['--direct_running_mode=sideways'])
-    assert record.status == runs.FAILED
-    assert 'sideways' in record.error
+def test_bad_pipeline_flags_are_refused_before_a_record_exists(datastore_target):
+    with pytest.raises(ValueError, match='sideways'):
+        launcher.run_job(fx.TopicCountJob, target=datastore_target,
+                         pipeline_args=['--direct_running_mode=sideways'])
+    assert _store(datastore_target).recent() == []
     assert launcher.run_job(fx.TopicCountJob, target=datastore_target).status == runs.COMPLETED
+
+
+def test_bad_flags_end_an_existing_record_failed(datastore_target):
+    """The legacy path: create_new made the record, so bad input ends it."""
+    run_id = _store(datastore_target).create('TopicCountJob').run_id
+    record = launcher.run_job(fx.TopicCountJob, run_id=run_id, target=datastore_target,
+                              pipeline_args=['--dryrun'])
+    assert record.status == runs.FAILED
+    assert 'Unknown flag --dryrun' in _store(datastore_target).get(run_id).error
+
+
+def test_a_datastore_error_shows_its_grpc_status_not_beams_wrapper(datastore_target):
+    with testing.ndb_context(datastore_target):
+        testing.put_models(datastore_target, fx.notes(1))
+    record = launcher.run_job(fx.HugePutJob, target=datastore_target)
+    assert record.status == runs.FAILED
+    assert re.match(r"Datastore error while running '[^']*Write Batch to Datastore': "
+                    r"[A-Z_]+: \S", record.error), record.error
+    assert "has no attribute 'value'" not in record.error
+    with open(record.log_file, encoding='utf-8') as log:   # the whole story
+        assert "has no attribute 'value'" in log.read()
 
 
 def test_bad_shard_count_is_refused_before_the_run(datastore_target):

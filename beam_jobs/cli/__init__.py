@@ -1,0 +1,73 @@
+"""`beam-jobs`: list, run and follow one-off jobs from the command line.
+
+A thin face: each command group lives in its own module and calls the same
+launcher, run records and registry the legacy API and the console use.
+Commands that run a job parse their own flags with `parse_known_args` and
+hand the rest to Beam, once `flags.check` has found Beam knows each of them.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Optional, Sequence
+
+from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
+
+from beam_jobs import dataflow
+from beam_jobs import emulator
+from beam_jobs import failures
+from beam_jobs import job_class
+from beam_jobs import registry as registry_lib
+from beam_jobs import runs
+from beam_jobs.cli import common
+from beam_jobs.cli import emulator_commands
+from beam_jobs.cli import run_commands
+
+# Kept for callers that compare exit codes.
+EXIT_OK, EXIT_FAILED = common.EXIT_OK, common.EXIT_FAILED
+EXIT_USAGE, EXIT_ITEMS_FAILED = common.EXIT_USAGE, common.EXIT_ITEMS_FAILED
+# Errors that mean "the input is wrong": one sentence and exit 2.
+_BAD_INPUT = (common.UsageError, registry_lib.UnknownJobError,
+              runs.UnknownRunError, runs.InvalidTransitionError,
+              emulator.EmulatorError, dataflow.DataflowError,
+              job_class.InvalidJobError, ValueError)
+
+
+def _parser() -> common.Parser:
+    parser = common.Parser(
+        prog='beam-jobs', parents=[common.global_options()],
+        description='Run App Engine-style one-off jobs on Apache Beam.')
+    commands = parser.add_subparsers(dest='command', required=True,
+                                     metavar='COMMAND')
+    parent = common.global_options(suppress=True)
+    run_commands.add_parsers(commands, parent)
+    emulator_commands.add_parsers(commands, parent)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    # Beam's Datastore query splitter calls a deprecated client API; the
+    # warning says nothing a job's user can act on.
+    warnings.filterwarnings('ignore', message='.*positional arguments.*')
+    warnings.filterwarnings('ignore', module='google.cloud.datastore.query')
+    try:
+        args, extra = _parser().parse_known_args(argv)
+        if getattr(args, 'takes_pipeline_flags', False):
+            return args.handler(args, extra)
+        if extra:
+            raise common.UsageError(
+                f'`beam-jobs {args.command}` does not take '
+                f'{" ".join(extra)} (see `beam-jobs {args.command} --help`).')
+        return args.handler(args)
+    except _BAD_INPUT as error:
+        print(f'beam-jobs: {error}', file=sys.stderr)
+        return common.EXIT_USAGE
+    except auth_exceptions.DefaultCredentialsError:
+        print('beam-jobs: ' + dataflow.NO_CREDENTIALS.format(
+            what='reading run records in a Google Cloud project'), file=sys.stderr)
+        return common.EXIT_USAGE
+    except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+        print(f'beam-jobs: {failures.describe(error)}', file=sys.stderr)
+        return common.EXIT_FAILED

@@ -1,0 +1,120 @@
+"""What every `beam-jobs` command shares: the parser's manners, the registry,
+the run records, and how a record is shown."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from typing import Optional, Sequence
+
+from beam_jobs import config
+from beam_jobs import launcher
+from beam_jobs import registry as registry_lib
+from beam_jobs import runs
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ITEMS_FAILED = 0, 1, 2, 3
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run as given."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, refusing instead of exiting, and never guessing.
+
+    Abbreviations are off: `--dry` must not quietly mean `--dry-run`, and a
+    prefix of a Beam flag must reach the check that refuses unknown flags.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('allow_abbrev', False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        raise UsageError(f'{message} (see `{self.prog} --help`).')
+
+
+def global_options(suppress: bool = False) -> argparse.ArgumentParser:
+    """--registry and --namespace, accepted before or after the command.
+
+    After it, they default to SUPPRESS so they do not overwrite a value
+    given before it.
+    """
+    parent = Parser(add_help=False)
+    default = argparse.SUPPRESS if suppress else None
+    parent.add_argument('--registry', default=default,
+                        help='module that holds the job registry (default: '
+                        'BEAM_JOBS_REGISTRY, or [tool.beam-jobs] registry in '
+                        'pyproject.toml)')
+    parent.add_argument('--namespace', default=default,
+                        help='Datastore namespace for data and run records '
+                        '(default: DATASTORE_NAMESPACE)')
+    return parent
+
+
+def own_flags(parser: argparse.ArgumentParser) -> list[str]:
+    return [option for action in parser._actions  # pylint: disable=protected-access
+            for option in action.option_strings if option.startswith('--')]
+
+
+def parse_params(pairs: Sequence[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition('=')
+        if not sep or not key:
+            raise UsageError(f'--param {pair!r} is not KEY=VALUE: write it as, '
+                             'e.g., --param batch=3.')
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def registry(args) -> registry_lib.JobRegistry:
+    module = args.registry or config.get('registry')
+    if not module:
+        raise registry_lib.UnknownJobError(
+            'No job registry is configured: pass --registry MODULE, set '
+            'BEAM_JOBS_REGISTRY, or add `registry = "..."` under '
+            '[tool.beam-jobs] in pyproject.toml.')
+    return registry_lib.load(module)
+
+
+def store(args, pipeline_args: Sequence[str] = ()) -> runs.RunStore:
+    return launcher.run_store(pipeline_args, args.namespace)
+
+
+def when(msec: Optional[int]) -> str:
+    if not msec:
+        return '-'
+    return datetime.datetime.fromtimestamp(msec / 1000).strftime('%Y-%m-%d %H:%M:%S')
+
+
+def seconds(record: runs.RunRecord) -> str:
+    return '-' if record.seconds is None else f'{record.seconds:.1f}'
+
+
+def summary(record: runs.RunRecord) -> str:
+    reads = ', '.join(f'{name.split(".", 1)[1]} {value}'
+                      for name, value in record.counters.items()
+                      if name.startswith('entities_read.')) or 'nothing'
+    return (f'{record.status}: read {reads}; '
+            f'{record.output_line_count or 0} output lines; '
+            f'{record.error_count} failed items; {seconds(record)} s')
+
+
+def failure_banner(record: runs.RunRecord) -> Optional[str]:
+    if record.status == runs.COMPLETED and not record.error_count:
+        return None
+    if record.status == runs.COMPLETED:
+        return (f'!!! {record.error_count} ITEM(S) FAILED: each is an ERROR line '
+                f'in the output (`beam-jobs output {record.run_id}`).')
+    return f'!!! RUN {record.status.upper()}: {record.error or "no reason recorded"}'
+
+
+def exit_code(record: runs.RunRecord) -> int:
+    if record.status != runs.COMPLETED:
+        return EXIT_FAILED
+    return EXIT_ITEMS_FAILED if record.error_count else EXIT_OK

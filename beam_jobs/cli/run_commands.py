@@ -1,0 +1,229 @@
+"""`beam-jobs list | run | runs | status | output | cancel`: jobs and their runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+from beam_jobs import flags
+from beam_jobs import launcher
+from beam_jobs import progress
+from beam_jobs import registry as registry_lib
+from beam_jobs import run_logs
+from beam_jobs import runs
+from beam_jobs.cli import common
+
+
+def add_parsers(commands, parent) -> None:
+    commands.add_parser('list', parents=[parent], help='list the registered jobs'
+                        ).set_defaults(handler=cmd_list)
+    run = commands.add_parser(
+        'run', parents=[parent],
+        help='run a job (any further flags go to Beam)',
+        description='Run JOB to the end and print its output. The flags below '
+        'are beam-jobs\' own; every other flag (e.g. --runner, '
+        '--direct_num_workers) must be an option of Beam\'s PipelineOptions '
+        'and is passed to Beam untouched. A flag that neither knows is '
+        'refused before anything runs.')
+    run.add_argument('job')
+    add_run_flags(run)
+    run.add_argument('--export', default=None, metavar='PATH',
+                     help='read a Datastore managed export (its '
+                     '.overall_export_metadata, or the folder holding it; '
+                     'local or gs://) instead of the Datastore; the run then '
+                     'writes to no Datastore')
+    run.add_argument('--preview', type=int, default=None, metavar='CHARS',
+                     help='print at most CHARS of each output line (the '
+                     'stored output stays whole: see `beam-jobs output`)')
+    run.add_argument('--verbose', action='store_true',
+                     help='show Beam\'s log and a failure\'s traceback here, '
+                     'not only in the run\'s log file')
+    # The console creates the record (so it can answer with its id at once)
+    # and starts this command in a process of its own to run it.
+    run.add_argument('--run-id', dest='run_id', default=None, help=argparse.SUPPRESS)
+    run.set_defaults(handler=cmd_run, own_flags=common.own_flags(run),
+                     takes_pipeline_flags=True)
+
+    recent = commands.add_parser('runs', parents=[parent],
+                                 help='recent runs, newest first')
+    recent.add_argument('--limit', type=int, default=20)
+    recent.add_argument('--job', help='only runs of this job')
+    recent.set_defaults(handler=cmd_runs)
+    for name, text, handler in (('status', 'one run\'s record', cmd_status),
+                                ('output', 'one run\'s output lines', cmd_output)):
+        command = commands.add_parser(name, parents=[parent], help=text)
+        command.add_argument('run_id')
+        command.set_defaults(handler=handler)
+    cancel = commands.add_parser('cancel', parents=[parent], help='stop a run')
+    cancel.add_argument('run_id')
+    cancel.add_argument('--user', default=None, help='who cancels (recorded)')
+    cancel.set_defaults(handler=cmd_cancel)
+
+
+def add_run_flags(command) -> None:
+    """The flags of every command that runs a job, in both spellings: a Beam
+    user types `--dry_run` by habit, and it must mean ours, not Beam's."""
+    command.add_argument('--shard-count', '--shard_count', dest='shard_count',
+                         type=int, default=None,
+                         help='key-range splits per Datastore read (default 8)')
+    command.add_argument('--param', action='append', default=[],
+                         metavar='KEY=VALUE', help='a job parameter, read with '
+                         'get_mapper_param (VALUE is JSON if it parses, else text)')
+    command.add_argument('--dry-run', '--dry_run', dest='dry_run',
+                         action='store_true',
+                         help='report the writes and deletes; write nothing')
+    command.add_argument('--fail-fast', '--fail_fast', dest='fail_fast',
+                         action='store_true',
+                         help='stop at the first failed entity instead of '
+                         'reporting each failure and going on')
+
+
+def run_params(args) -> dict:
+    params = common.parse_params(args.param)
+    if args.dry_run:
+        params['dry_run'] = True
+    if args.fail_fast:
+        params['fail_fast'] = True
+    return params
+
+
+def cmd_list(args) -> int:
+    for job in common.registry(args):
+        kinds = ', '.join(model._get_kind() for model in  # pylint: disable=protected-access
+                          job.entity_classes_to_map_over())
+        print(f'{job.__name__}\t{kinds}')
+    return common.EXIT_OK
+
+
+def _preview(line: str, limit: Optional[int], run_id: str) -> str:
+    if limit is None or len(line) <= limit:
+        return line
+    return (f'{line[:limit]}… (+{len(line) - limit} characters; whole line: '
+            f'beam-jobs output {run_id})')
+
+
+def cmd_run(args, pipeline_args: Sequence[str]) -> int:
+    job = common.registry(args).get(args.job)
+    # Everything is checked before anything starts: no emulator, no record.
+    flags.check(pipeline_args, own_flags=args.own_flags)
+    plan = launcher.plan_run(job, run_params(args), args.shard_count, pipeline_args,
+                             export=args.export, namespace=args.namespace)
+    store = common.store(args, pipeline_args)
+    run_id = args.run_id or store.create(job.__name__).run_id
+    if args.run_id:
+        existing = store.get(run_id)
+        if existing.status != runs.NEW or existing.job_name != job.__name__:
+            raise common.UsageError(f'Run {run_id} is not a new run of {job.__name__}.')
+    print(f'Run {run_id}', flush=True)
+    bar = progress.TerminalBar()
+    with run_logs.capture(run_id, args.verbose) as log_file:
+        try:
+            record = launcher.execute(plan, store, run_id, progress_listeners=[bar])
+        except launcher.RunCanceledError as error:
+            print(f'!!! RUN CANCELED: {error}', file=sys.stderr)
+            return common.EXIT_FAILED
+        finally:
+            bar.close()
+    if record.dataflow_job_id and not record.is_terminal:
+        print(f'Submitted to Dataflow as job {record.dataflow_job_id}\n'
+              f'  console: {record.console_url}\n'
+              f'  follow:  beam-jobs status {run_id}   (output: beam-jobs '
+              f'output {run_id}; stop: beam-jobs cancel {run_id})')
+        return common.EXIT_OK
+    if record.status == runs.COMPLETED:   # a run that failed stored no output
+        for line in store.output(run_id):
+            print(_preview(line, args.preview, run_id))
+    for name, value in record.counters.items():
+        print(f'  counter {name} = {value}')
+    banner = common.failure_banner(record)
+    if banner:
+        print(banner, file=sys.stderr)
+    for hook_error in record.hook_errors:
+        print(f'!!! A lifecycle hook raised: {hook_error}', file=sys.stderr)
+    print(f'Summary: {common.summary(record)}')
+    if record.status != runs.COMPLETED:
+        print(f'Log: {log_file}' + ('' if args.verbose else
+                                    ' (Beam\'s traceback; --verbose shows it here)'),
+              file=sys.stderr)
+    return common.exit_code(record)
+
+
+def cmd_runs(args) -> int:
+    records = common.store(args).recent(args.limit, args.job)
+    rows = [('RUN ID', 'STATUS', 'STARTED', 'SECONDS', 'LINES', 'FAILED')]
+    rows += [(r.run_id, r.status, common.when(r.started_msec or r.created_msec),
+              common.seconds(r), str(r.output_line_count or 0), str(r.error_count))
+             for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if not records:
+        print('(no runs yet: start one with `beam-jobs run JOB`)')
+    return common.EXIT_OK
+
+
+def cmd_status(args) -> int:
+    record = common.store(args).get(args.run_id)
+    fields = [
+        ('run', record.run_id), ('job', record.job_name),
+        ('status', record.status), ('runner', record.runner or '-'),
+        ('created', common.when(record.created_msec)),
+        ('queued', common.when(record.queued_msec)),
+        ('started', common.when(record.started_msec)),
+        ('finished', common.when(record.finished_msec)),
+        ('seconds', common.seconds(record)), ('shard count', record.shard_count),
+        ('params', json.dumps(record.params, sort_keys=True)),
+        ('output lines', record.output_line_count or 0),
+        ('failed items', record.error_count),
+    ]
+    optional = [('source', _source(record.source)),
+                ('dataflow job', record.dataflow_job_id),
+                ('console', record.console_url),
+                ('canceled by', record.canceled_by),
+                ('error', record.error), ('log', record.log_file)]
+    fields += [(name, value) for name, value in optional if value]
+    fields += [('hook error', error) for error in record.hook_errors]
+    for name, value in fields:
+        print(f'{name:>13}: {value}')
+    for name, value in record.counters.items():
+        print(f'{"counter":>13}: {name} = {value}')
+    banner = common.failure_banner(record)
+    if banner and record.is_terminal:
+        print(banner, file=sys.stderr)
+    return common.EXIT_OK
+
+
+def _source(source: dict) -> Optional[str]:
+    if not source:
+        return None
+    if source.get('type') == 'export':
+        counts = ', '.join(f'{kind} {count}' for kind, count in
+                           sorted((source.get('entities') or {}).items()))
+        return (f'export {source.get("path")} (taken {source.get("timestamp") or "?"}'
+                f'{"; " + counts if counts else ""})')
+    namespace = source.get('namespace')
+    return (f'Datastore of project {source.get("project")}'
+            f'{" namespace " + namespace if namespace else ""}')
+
+
+def cmd_output(args) -> int:
+    store = common.store(args)
+    record = store.get(args.run_id)
+    for line in store.output(args.run_id):
+        print(line)
+    banner = common.failure_banner(record)
+    if banner and record.is_terminal:
+        print(banner, file=sys.stderr)
+    return common.EXIT_OK
+
+
+def cmd_cancel(args) -> int:
+    try:
+        common.registry(args)   # so the job's cancel hooks can be found
+    except registry_lib.UnknownJobError:
+        pass
+    record = launcher.cancel_run(common.store(args), args.run_id, args.user)
+    print(f'Run {record.run_id}: {record.status}')
+    return common.EXIT_OK if record.status == runs.CANCELED else common.EXIT_FAILED
