@@ -266,7 +266,12 @@ def explain(error: BaseException) -> Optional[str]:
     running = attached() or read_managed()
     if running is None or not running.log_file:
         return None
+    # The emulator may answer before it has written its log: give it a moment.
+    deadline = time.monotonic() + 2.0
     reason = logged_reason(running.log_file)
+    while not reason and time.monotonic() < deadline:
+        time.sleep(0.1)
+        reason = logged_reason(running.log_file)
     if not reason:
         return None
     return (f'The Datastore emulator on {running.host} (data in '

@@ -38,8 +38,10 @@ def chain(error: Optional[BaseException]) -> Iterator[BaseException]:
 def datastore_cause(error: BaseException) -> Optional[str]:
     """The Datastore's own error somewhere in the chain, as `STATUS: message`."""
     for link in chain(error):
-        if isinstance(link, api_exceptions.RetryError) and link.cause is not None:
-            inner = datastore_cause(link.cause)
+        if isinstance(link, api_exceptions.RetryError):
+            cause = link.cause
+            inner = (datastore_cause(cause) if isinstance(cause, BaseException)
+                     else str(cause or '') or None)
             if inner:
                 return f'{inner} (retries ran out)'
         if isinstance(link, api_exceptions.GoogleAPICallError):

@@ -25,10 +25,12 @@ import time
 from typing import Iterator, Optional
 
 from google.auth.credentials import AnonymousCredentials
+from google.api_core import exceptions as api_exceptions
 from google.cloud import ndb
 
 from beam_jobs import datastore
 from beam_jobs import emulator
+from beam_jobs import failures
 from beam_jobs.export import writer
 from pipelines.models import exp_models
 
@@ -225,9 +227,17 @@ def main(argv=None) -> int:
         print(f'Exported {args.explorations} sample explorations to {path} in '
               f'{seconds:.1f} s ({args.explorations / seconds:,.0f} entities/s).')
         return 0
-    emulator.ensure_environment()
-    target = datastore.Target.from_environment(namespace=args.namespace)
-    loaded = load(args.explorations, target)
+    try:
+        emulator.ensure_environment()
+        target = datastore.Target.from_environment(namespace=args.namespace)
+        loaded = load(args.explorations, target)
+    except emulator.EmulatorError as error:
+        print(f'sample_data: {error}', file=sys.stderr)
+        return 2
+    except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
+        # ndb wraps the Datastore's answer in retries: say what it was.
+        print(f'sample_data: {failures.describe(error)}', file=sys.stderr)
+        return 1
     print(f'Loaded {loaded} sample explorations into project {target.project}'
           f'{" namespace " + target.namespace if target.namespace else ""}.')
     return 0

@@ -134,6 +134,9 @@ def test_an_emulator_error_is_named_with_its_own_reason(home):
     assert f'(data in {home / "datastore"}) failed:' in line
     assert "AppEngineConfigException: Line 0, column 6: Unable to find property 'kinds'" in line
     assert re.search(r'\(log: \S+emulator-\d+\.log\)', line)
+    loading = _run('sample_data', '--explorations', '5')   # as `make demo` loads
+    assert loading.returncode == 1 and 'Traceback' not in loading.stderr
+    assert 'Unable to find property' in loading.stderr
     status = _run('emulator', 'status')
     assert 'DAMAGED' in status.stdout and 'was written by hand' in status.stdout
 

@@ -24,6 +24,7 @@ from beam_jobs import runs
 from beam_jobs.cli import common
 from beam_jobs.cli import emulator_commands
 from beam_jobs.cli import run_commands
+from beam_jobs.cli import serve_commands
 
 # Kept for callers that compare exit codes.
 EXIT_OK, EXIT_FAILED = common.EXIT_OK, common.EXIT_FAILED
@@ -44,6 +45,7 @@ def _parser() -> common.Parser:
     parent = common.global_options(suppress=True)
     run_commands.add_parsers(commands, parent)
     emulator_commands.add_parsers(commands, parent)
+    serve_commands.add_parsers(commands, parent)
     return parser
 
 
