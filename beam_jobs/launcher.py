@@ -39,6 +39,8 @@ from beam_jobs import progress
 from beam_jobs import run_logs
 from beam_jobs import runs
 from beam_jobs import sources
+from beam_jobs.rehearsal import gate as gate_lib
+from beam_jobs.rehearsal.record import RehearsalStore
 from beam_jobs.transforms import DEFAULT_SHARD_COUNT
 from beam_jobs.transforms import RunJob
 
@@ -188,6 +190,10 @@ class RunPlan:
     # Where it reads (sources.py); `export` is the path it was given, if any.
     source: Any = dataclasses.field(default_factory=sources.DatastoreSource)
     export: Optional[str] = None
+    # A rehearsal's run: its writes go to this folder (export/after_state.py).
+    after_state: Optional[str] = None
+    # What the production gate found (rehearsal/gate.py), kept in the record.
+    gate: dict = dataclasses.field(default_factory=dict)
 
     @property
     def is_dataflow(self) -> bool:
@@ -210,10 +216,11 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
              shard_count: Optional[int] = None,
              pipeline_args: Sequence[str] = (),
              export: Optional[str] = None,
-             namespace: Optional[str] = None) -> RunPlan:
+             namespace: Optional[str] = None,
+             skip_rehearsal: Optional[gate_lib.Skip] = None) -> RunPlan:
     """Check a run before it exists; raises ValueError (or a subclass:
-    FlagError, DataflowError, ExportError; InvalidJobError is a TypeError)
-    with one sentence saying what to fix."""
+    FlagError, DataflowError, ExportError, GateError; InvalidJobError is a
+    TypeError) with one sentence saying what to fix."""
     models = job_class_lib.validate(job)
     params = dict(params or {})
     export = export or params.pop(EXPORT_PARAM, None)
@@ -225,7 +232,12 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
     source = sources.for_run(export)
     if export:
         source.check(models, namespace or os.environ.get(datastore.NAMESPACE_ENV))
-    return RunPlan(job, params, shard_count, pipeline_options, source, export)
+    gate = gate_lib.check(
+        job, is_dataflow=options_lib.is_dataflow(pipeline_options),
+        writes_data=not export and not params.get('dry_run'), skip=skip_rehearsal,
+        rehearsals=lambda: RehearsalStore(run_store((), namespace).target))
+    return RunPlan(job, params, shard_count, pipeline_options, source, export,
+                   gate=gate)
 
 
 def run_store(pipeline_args: Sequence[str] = (),
@@ -254,7 +266,8 @@ def build_pipeline(plan: RunPlan, run_id: str, target: datastore.Target,
     _ = (
         pipeline
         | RunJob(plan.job, params, plan.shard_count, target.project,
-                 target.namespace, with_order=True, export=plan.export)
+                 target.namespace, with_order=True, export=plan.export,
+                 after_state=plan.after_state)
         | 'Store output' >> output.StoreOutput(run_id, target)
     )
     return pipeline
@@ -292,7 +305,8 @@ def run_job(job: type, *, run_id: Optional[str] = None,
 
 def execute(plan: RunPlan, store: runs.RunStore, run_id: str, *,
             queue_name: Optional[str] = None,
-            progress_listeners: Sequence[progress.Listener] = ()) -> runs.RunRecord:
+            progress_listeners: Sequence[progress.Listener] = (),
+            verbose: bool = False) -> runs.RunRecord:
     """Run a checked plan under an existing record, to its end.
 
     A run that fails is recorded `failed` with the reason and returned, not
@@ -301,12 +315,19 @@ def execute(plan: RunPlan, store: runs.RunStore, run_id: str, *,
     with the Dataflow job id and console link: it is followed from the
     record. Everything Beam logs goes to the run's log file (run_logs).
     """
+    with run_logs.capture(run_id, verbose):
+        return _execute(plan, store, run_id, queue_name, progress_listeners)
+
+
+def _execute(plan: RunPlan, store: runs.RunStore, run_id: str,
+             queue_name: Optional[str],
+             progress_listeners: Sequence[progress.Listener]) -> runs.RunRecord:
     job_name = job_class_lib.job_name(plan.job)
     queued = store.transition(run_id, runs.QUEUED, shard_count=plan.shard_count,
                      params=plan.params, runner=plan.runner,
                      queue_name=queue_name,
                      log_file=str(run_logs.log_path(run_id)),
-                     source=plan.source.describe(store.target))
+                     source=plan.source.describe(store.target), gate=plan.gate)
     try:
         if plan.is_dataflow:
             dataflow.name_job(plan.pipeline_options, run_id, job_name)

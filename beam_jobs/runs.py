@@ -37,7 +37,7 @@ ALLOWED = {
 }
 RECORD_KIND = 'BeamJobRun'
 # Structured fields, stored as JSON text.
-_JSON_FIELDS = ('params', 'counters', 'source', 'hook_errors', 'progress')
+_JSON_FIELDS = ('params', 'counters', 'source', 'hook_errors', 'progress', 'gate')
 # Large or free-form fields: never queried, so never indexed (and no 1,500
 # byte limit on them).
 _UNINDEXED = (*(f'{name}_json' for name in _JSON_FIELDS), 'error',
@@ -101,6 +101,9 @@ class RunRecord:
     # What a running local run reports: see progress.py.
     progress: dict = dataclasses.field(default_factory=dict)
     queue_name: Optional[str] = None
+    # The production gate: the approved rehearsal it found, or who skipped it
+    # and why (rehearsal/gate.py); empty for runs it does not concern.
+    gate: dict = dataclasses.field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:

@@ -17,6 +17,7 @@ from google.cloud import ndb
 
 from beam_jobs import datastore
 from beam_jobs import export as export_lib
+from beam_jobs.export import after_state
 
 
 class DatastoreSource:
@@ -40,20 +41,26 @@ class DatastoreSource:
 
 
 class ExportSource:
-    """A managed export (or a rehearsal's after state), read in parallel from
-    its files; its keys are put in the run's project and namespace."""
+    """A managed export (or a rehearsal's after state: its base export with
+    the writes applied), read in parallel from its files; its keys are put in
+    the run's project and namespace."""
 
     writes_to_datastore = False
 
     def __init__(self, path: str):
         self.path = path
-        self.info = export_lib.read_export_info(path)
+        # An after state reads as its base with its writes applied.
+        self.after = after_state.read(path) if after_state.is_after_state(path) else None
+        self.info = export_lib.read_export_info(after_state.base_export(path))
 
     def check(self, models: Sequence[Type[ndb.Model]],
               namespace: Optional[str]) -> None:
-        """Refuse, before a run exists, a kind the export does not hold."""
+        """Refuse, before a run exists, a kind the export does not hold (nor
+        an after state put)."""
         for model in models:
-            self.info.entity_set(datastore.kind_of(model), namespace)
+            kind = datastore.kind_of(model)
+            if not self.after or not after_state.holds(self.path, kind, namespace):
+                self.info.entity_set(kind, namespace)
 
     def reads(self, models: Sequence[Type[ndb.Model]], target: datastore.Target,
               shard_count: int) -> dict[str, beam.PTransform]:
@@ -68,12 +75,19 @@ class ExportSource:
             if entity_set.kind is not None and entity_set.namespace in (
                     None, target.namespace or ''):
                 counts[entity_set.kind] = entity_set.num_entities
-        return {'type': 'export', 'path': self.info.metadata_path,
-                'timestamp': self.info.timestamp, 'entities': counts,
-                'total_entities': sum(s.num_entities for s in self.info.entity_sets)}
+        described = {'type': 'export', 'path': self.info.metadata_path,
+                     'timestamp': self.info.timestamp, 'entities': counts,
+                     'total_entities': sum(s.num_entities for s in self.info.entity_sets)}
+        if self.after:
+            # The counts are the export's; the after state's writes change them.
+            described.update(path=self.after.folder, after_state_of=self.after.base,
+                             writes=self.after.writes, export=self.info.metadata_path)
+        return described
 
     def totals(self, models: Sequence[Type[ndb.Model]],
                target: datastore.Target) -> dict[str, Optional[int]]:
+        if self.after:   # how many puts were new entities is not known
+            return {datastore.kind_of(model): None for model in models}
         return {datastore.kind_of(model): self.info.entity_count(
                     datastore.kind_of(model), target.namespace)
                 for model in models}

@@ -21,6 +21,7 @@ from beam_jobs import datastore
 from beam_jobs import failures
 from beam_jobs import progress
 from beam_jobs import sources
+from beam_jobs.export.after_state import WriteAfterState
 from beam_jobs import job_class as job_class_lib
 
 DEFAULT_SHARD_COUNT = 8
@@ -384,6 +385,8 @@ class RunJob(beam.PTransform):
     """The whole job: read every kind it maps over, map, shuffle, reduce.
 
     Reads the Datastore, or with `export` a managed export (sources.py).
+    With `after_state` (a folder; a rehearsal), the writes go there instead
+    of to any Datastore (export/after_state.py).
     Returns the PCollection of output lines (with `with_order`, of
     `(order, line)` pairs, which `output.StoreOutput` takes so the stored
     report's order does not depend on the runner). Writes the job yields go
@@ -394,7 +397,7 @@ class RunJob(beam.PTransform):
     def __init__(self, job: type, params: Optional[Mapping[str, Any]] = None,
                  shard_count: Optional[int] = None, project: Optional[str] = None,
                  namespace: Optional[str] = None, with_order: bool = False,
-                 export: Optional[str] = None):
+                 export: Optional[str] = None, after_state: Optional[str] = None):
         super().__init__(label=f'RunJob {job_class_lib.job_name(job)}'
                          if isinstance(job, type) else None)
         self._with_order = with_order
@@ -408,6 +411,7 @@ class RunJob(beam.PTransform):
         self._project = project
         self._namespace = namespace
         self._source = sources.for_run(export)
+        self._after_state = after_state
 
     def _target(self, pipeline) -> datastore.Target:
         flag_project = pipeline.options.view_as(GoogleCloudOptions).project
@@ -416,7 +420,9 @@ class RunJob(beam.PTransform):
 
     def expand(self, pbegin):
         target = self._target(pbegin.pipeline)
-        if not self._source.writes_to_datastore:
+        if self._after_state and not self._params.get('dry_run'):
+            writes = WRITES_APPLIED   # a rehearsal: as the real run will say
+        elif not self._source.writes_to_datastore:
             writes = WRITES_FROM_EXPORT
         elif self._params.get('dry_run'):
             writes = WRITES_DRY_RUN
@@ -429,7 +435,9 @@ class RunJob(beam.PTransform):
             | 'Flatten kinds' >> beam.Flatten()
             | 'Steps' >> _JobSteps(self._job, self._params, target, writes)
         )
-        if writes == WRITES_APPLIED:
+        if writes == WRITES_APPLIED and self._after_state:
+            steps['writes'] | 'Write after state' >> WriteAfterState(self._after_state)
+        elif writes == WRITES_APPLIED:
             steps['writes'] | 'Write' >> _ApplyWrites(target)
         return _lines(steps, self._with_order)
 

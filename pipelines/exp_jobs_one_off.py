@@ -49,6 +49,33 @@ class ExplorationContentMigrationOneOffJob(jobs.BaseMapReduceOneOffJobManager):
 
     TARGET_VERSION = 2
 
+    COORDINATOR_NOTES = """\
+**Before production.** Rehearse over a fresh export of production, with the
+validation job and the expected output:
+
+    beam-jobs rehearse ExplorationContentMigrationOneOffJob --export PATH \\
+        --verify ExplorationStatesSchemaValidationOneOffJob \\
+        --expect pipelines/expected/exploration_content_migration.txt
+
+**Expected output.** `['ALREADY_MIGRATED', N]` and `['MIGRATED', M]`, then
+`WRITES: put M ExplorationModel`; on a rerun only `ALREADY_MIGRATED`. An
+`ERROR in map for ExplorationModel/ID: ValueError: state … has content of
+type …` line names an exploration whose content is not HTML: it is not
+migrated, and the validation job lists it.
+
+**Verifying the outcome.** Run `ExplorationStatesSchemaValidationOneOffJob`
+afterwards: its output must be `['VALID', N]` with no `ERROR` line.
+
+**What to do with the output.** Nothing for the counts. Send every failed ID
+to the explorations' authors; `ExplorationContentRepairOneOffJob` resets
+unreadable content to an empty paragraph so the migration can finish.
+
+**If a run fails midway.** Nothing needs undoing: each exploration is written
+whole, with its own key, and a rerun skips the ones already migrated. Read
+the run's error (`beam-jobs status RUN_ID`) and its log, fix the cause, dry
+run (`--dry-run`), then run again.
+"""
+
     @classmethod
     def entity_classes_to_map_over(cls):
         return [exp_models.ExplorationModel]
@@ -79,3 +106,80 @@ class ExplorationContentMigrationOneOffJob(jobs.BaseMapReduceOneOffJobManager):
     @staticmethod
     def reduce(key, values):
         yield (key, len(values))
+
+
+class ExplorationStatesSchemaValidationOneOffJob(jobs.BaseMapReduceOneOffJobManager):
+    """Validates that every live exploration is on states schema v2 and every
+    state's content is a content dict (`{'content_id', 'html'}`).
+
+    Output: `['VALID', N]`, and for each problem found
+    `['ERROR: <problem>', [exploration ids]]`: a rehearsal's verify step
+    passes when there is no ERROR line.
+    """
+
+    CURRENT_VERSION = 2
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [exp_models.ExplorationModel]
+
+    @staticmethod
+    def map(item):
+        if item.deleted:
+            return
+        problems = set()
+        job = ExplorationStatesSchemaValidationOneOffJob
+        if item.states_schema_version != job.CURRENT_VERSION:
+            problems.add('states schema is v%s, not v%s' % (
+                item.states_schema_version, job.CURRENT_VERSION))
+        for state in item.states.values():
+            content = state.get('content')
+            if not isinstance(content, dict) or 'html' not in content:
+                problems.add('a state\'s content is not a content dict')
+        for problem in sorted(problems):
+            yield ('ERROR: %s' % problem, item.id)
+        if not problems:
+            yield ('VALID', 1)
+
+    @staticmethod
+    def reduce(key, values):
+        if key.startswith('ERROR'):
+            yield (key, sorted(values))
+        else:
+            yield (key, len(values))
+
+
+class ExplorationContentRepairOneOffJob(jobs.BaseMapReduceOneOffJobManager):
+    """Repairs states schema v1 explorations whose state content is not an
+    HTML string (the migration cannot read them): such content is replaced
+    by an empty paragraph, so the migration can go on.
+
+    Output: `['REPAIRED', [ids]]` (send these to their authors), and
+    `['UNCHANGED', N]`. Safe to rerun: repaired explorations are unchanged.
+    """
+
+    EMPTY_HTML = '<p></p>'
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [exp_models.ExplorationModel]
+
+    @staticmethod
+    def map(item):
+        if item.deleted or item.states_schema_version >= 2:
+            return
+        repaired = False
+        for state in item.states.values():
+            if not isinstance(state.get('content'), str):
+                state['content'] = ExplorationContentRepairOneOffJob.EMPTY_HTML
+                repaired = True
+        if not repaired:
+            yield ('UNCHANGED', 1)
+            return
+        item.update_timestamps()
+        yield jobs.Put(item)
+        yield ('REPAIRED', item.id)
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, sorted(values) if key == 'REPAIRED' else len(values))

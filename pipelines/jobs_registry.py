@@ -6,4 +6,6 @@ from pipelines import exp_jobs_one_off
 REGISTRY = JobRegistry([
     exp_jobs_one_off.InteractionAuditOneOffJob,
     exp_jobs_one_off.ExplorationContentMigrationOneOffJob,
+    exp_jobs_one_off.ExplorationStatesSchemaValidationOneOffJob,
+    exp_jobs_one_off.ExplorationContentRepairOneOffJob,
 ])

@@ -348,3 +348,29 @@ class HugePutJob(jobs.BaseMapReduceOneOffJobManager):
     @staticmethod
     def reduce(key, values):
         yield (key, len(values))
+
+
+class RewriteNotesJob(jobs.BaseMapReduceOneOffJobManager):
+    """Every kind of write at once: deletes deleted notes, rewrites the math
+    notes in place, adds a tag for each of them, leaves the rest alone."""
+
+    @classmethod
+    def entity_classes_to_map_over(cls):
+        return [NoteModel]
+
+    @staticmethod
+    def map(item):
+        if item.deleted:
+            yield jobs.Delete(item.key)
+            yield ('DELETED', item.key.id())
+        elif item.topic == 'math':
+            item.text = 'rewritten'
+            yield jobs.Put(item)
+            yield jobs.Put(TagModel(id='tag-%s' % item.key.id(), name=item.topic))
+            yield ('REWROTE', item.key.id())
+        else:
+            yield ('UNTOUCHED', item.key.id())
+
+    @staticmethod
+    def reduce(key, values):
+        yield (key, len(values))

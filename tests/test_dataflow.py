@@ -18,6 +18,8 @@ from apache_beam.portability.api import beam_runner_api_pb2
 
 from beam_jobs import cli, dataflow, jobs, launcher, options, output, runs, testing
 from beam_jobs.export import write_export
+from beam_jobs.rehearsal import code_version
+from beam_jobs.rehearsal.record import RehearsalStore
 from pipelines import exp_jobs_one_off, sample_data
 from tests import job_fixtures as fx
 from tests.dataflow_stub import DataflowStub
@@ -25,6 +27,17 @@ from tests.storage_emulator import BUCKET
 
 REGION = 'europe-west1'
 JOB = exp_jobs_one_off.InteractionAuditOneOffJob
+
+
+@pytest.fixture(autouse=True)
+def _gate_off(monkeypatch):
+    """These tests are about submission; the production gate has its own."""
+    monkeypatch.setenv('BEAM_JOBS_REQUIRE_REHEARSAL', 'false')
+
+
+@pytest.fixture
+def gate_on(monkeypatch):
+    monkeypatch.delenv('BEAM_JOBS_REQUIRE_REHEARSAL')
 
 
 @pytest.fixture
@@ -302,3 +315,56 @@ def test_configured_settings_fill_in_and_flags_win(monkeypatch):
     assert chosen['setup_file'].endswith('/setup.py')
     # Local runs take none of it.
     assert options.pipeline_options([]).get_all_options()['region'] is None
+
+
+def _run_on_stub(capsys, stub, temp_location, *more):
+    code = cli.main(['run', JOB.__name__, *_flags(stub, temp_location), *more])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_gate_refuses_an_unrehearsed_job(capsys, datastore_target, stub, gcs,
+                                              temp_location, gate_on):
+    code, out, err = _run_on_stub(capsys, stub, temp_location)
+    assert code == cli.EXIT_USAGE and out == ''
+    assert (f'{JOB.__name__} has no approved rehearsal of this code version' in err
+            and f'beam-jobs rehearse {JOB.__name__} --export PATH' in err
+            and '--skip-rehearsal --user NAME --reason TEXT' in err), err
+    assert stub.requests == [] and _store(datastore_target).recent() == []
+    # Runs that cannot change data pass: a dry run.
+    assert _run_on_stub(capsys, stub, temp_location, '--dry-run')[0] == 0
+
+
+def test_the_gate_lets_an_approved_rehearsal_through(capsys, datastore_target, stub,
+                                                     gcs, temp_location, gate_on):
+    rehearsals = RehearsalStore(datastore_target)
+    failed = rehearsals.create(JOB.__name__, verdict='failed',
+                               code_version=code_version.of(JOB))
+    assert _run_on_stub(capsys, stub, temp_location)[0] == cli.EXIT_USAGE
+    passed = rehearsals.create(JOB.__name__, verdict='passed',
+                               code_version=code_version.of(JOB))
+    assert _run_on_stub(capsys, stub, temp_location)[0] == cli.EXIT_USAGE  # not approved
+    rehearsals.approve(passed.rehearsal_id, 'sean', 'looks right')
+    code, out, err = _run_on_stub(capsys, stub, temp_location)
+    assert code == 0, err
+    record = _store(datastore_target).get(re.search(r'^Run (\S+)$', out, re.M).group(1))
+    assert record.gate == {'gate': 'approved', 'rehearsal_id': passed.rehearsal_id,
+                           'approved_by': ['sean']}
+    assert failed.rehearsal_id != passed.rehearsal_id
+
+
+def test_the_gate_override_is_recorded_and_a_team_may_turn_it_off(
+        capsys, datastore_target, stub, gcs, temp_location, gate_on, monkeypatch):
+    code, _, err = _run_on_stub(capsys, stub, temp_location, '--skip-rehearsal')
+    assert code == cli.EXIT_USAGE and '--skip-rehearsal needs --user NAME' in err
+    code, out, err = _run_on_stub(capsys, stub, temp_location, '--skip-rehearsal',
+                                  '--user', 'sean', '--reason', 'hotfix, data checked')
+    assert code == 0, err
+    record = _store(datastore_target).get(re.search(r'^Run (\S+)$', out, re.M).group(1))
+    assert record.gate == {'gate': 'skipped', 'skipped_by': 'sean',
+                           'reason': 'hotfix, data checked'}
+    monkeypatch.setenv('BEAM_JOBS_REQUIRE_REHEARSAL', 'false')   # as in pyproject.toml
+    code, out, err = _run_on_stub(capsys, stub, temp_location)
+    assert code == 0, err
+    record = _store(datastore_target).get(re.search(r'^Run (\S+)$', out, re.M).group(1))
+    assert record.gate == {'gate': 'off (require_rehearsal = false)'}

@@ -14,6 +14,7 @@ from beam_jobs import registry as registry_lib
 from beam_jobs import run_logs
 from beam_jobs import runs
 from beam_jobs.cli import common
+from beam_jobs.rehearsal import gate
 
 
 def add_parsers(commands, parent) -> None:
@@ -40,6 +41,12 @@ def add_parsers(commands, parent) -> None:
     run.add_argument('--verbose', action='store_true',
                      help='show Beam\'s log and a failure\'s traceback here, '
                      'not only in the run\'s log file')
+    run.add_argument('--skip-rehearsal', '--skip_rehearsal', dest='skip_rehearsal',
+                     action='store_true',
+                     help='run in production without an approved rehearsal '
+                     '(needs --user and --reason; the run record keeps both)')
+    run.add_argument('--user', default=None, help='with --skip-rehearsal: who skips it')
+    run.add_argument('--reason', default=None, help='with --skip-rehearsal: why')
     # The console creates the record (so it can answer with its id at once)
     # and starts this command in a process of its own to run it.
     run.add_argument('--run-id', dest='run_id', default=None, help=argparse.SUPPRESS)
@@ -108,8 +115,12 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
     job = common.registry(args).get(args.job)
     # Everything is checked before anything starts: no emulator, no record.
     flags.check(pipeline_args, own_flags=args.own_flags)
+    if (args.user or args.reason) and not args.skip_rehearsal:
+        raise common.UsageError('--user and --reason go with --skip-rehearsal.')
+    skip = gate.Skip(args.user, args.reason) if args.skip_rehearsal else None
     plan = launcher.plan_run(job, run_params(args), args.shard_count, pipeline_args,
-                             export=args.export, namespace=args.namespace)
+                             export=args.export, namespace=args.namespace,
+                             skip_rehearsal=skip)
     store = common.store(args, pipeline_args)
     run_id = args.run_id or store.create(job.__name__).run_id
     if args.run_id:
@@ -118,14 +129,14 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
             raise common.UsageError(f'Run {run_id} is not a new run of {job.__name__}.')
     print(f'Run {run_id}', flush=True)
     bar = progress.TerminalBar()
-    with run_logs.capture(run_id, args.verbose) as log_file:
-        try:
-            record = launcher.execute(plan, store, run_id, progress_listeners=[bar])
-        except launcher.RunCanceledError as error:
-            print(f'!!! RUN CANCELED: {error}', file=sys.stderr)
-            return common.EXIT_FAILED
-        finally:
-            bar.close()
+    try:
+        record = launcher.execute(plan, store, run_id, progress_listeners=[bar],
+                                  verbose=args.verbose)
+    except launcher.RunCanceledError as error:
+        print(f'!!! RUN CANCELED: {error}', file=sys.stderr)
+        return common.EXIT_FAILED
+    finally:
+        bar.close()
     if record.dataflow_job_id and not record.is_terminal:
         print(f'Submitted to Dataflow as job {record.dataflow_job_id}\n'
               f'  console: {record.console_url}\n'
@@ -144,7 +155,7 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
         print(f'!!! A lifecycle hook raised: {hook_error}', file=sys.stderr)
     print(f'Summary: {common.summary(record)}')
     if record.status != runs.COMPLETED:
-        print(f'Log: {log_file}' + ('' if args.verbose else
+        print(f'Log: {run_logs.log_path(run_id)}' + ('' if args.verbose else
                                     ' (Beam\'s traceback; --verbose shows it here)'),
               file=sys.stderr)
     return common.exit_code(record)
@@ -179,6 +190,7 @@ def cmd_status(args) -> int:
         ('failed items', record.error_count),
     ]
     optional = [('source', _source(record.source)),
+                ('gate', ', '.join(f'{k}: {v}' for k, v in record.gate.items())),
                 ('dataflow job', record.dataflow_job_id),
                 ('console', record.console_url),
                 ('canceled by', record.canceled_by),

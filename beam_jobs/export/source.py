@@ -25,6 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from google.cloud import ndb
 
+from beam_jobs.export import after_state
 from beam_jobs.export import decode
 from beam_jobs.export import metadata
 from beam_jobs.export import records
@@ -74,8 +75,10 @@ class ReadExport(beam.PTransform):
     """pbegin → the Beam entities of `kinds_or_models` in a managed export.
 
     `path`: the export's `.overall_export_metadata` file or the folder that
-    holds it (local or `gs://`). `namespace` None reads the default
-    namespace, as a Datastore read with no namespace does. `project` None
+    holds it (local or `gs://`), or a rehearsal's after state
+    (after_state.py), read as its base with the writes applied. `namespace`
+    None reads the default namespace, as a Datastore read with no namespace
+    does. `project` None
     puts keys in the export's own project (its app id without an `s~`/`e~`
     prefix). The export and the kinds are checked here, when the pipeline is
     built, so a wrong path or kind fails before anything runs; but a full
@@ -92,6 +95,13 @@ class ReadExport(beam.PTransform):
         kinds = [_kind(item) for item in kinds_or_models]
         if not kinds:
             raise ValueError('ReadExport needs at least one kind to read.')
+        self._after = None
+        if after_state.is_after_state(path):
+            # A rehearsal's after state: its base, with the writes applied.
+            self._after = after_state.ReadAfterState(
+                after_state.read(path), kinds, project, namespace)
+            self._info, self._project = self._after.info, self._after.project
+            return
         self._info = metadata.read_export_info(path)
         self._namespace = namespace or ''
         # Each folder is read once, for every kind wanted from it.
@@ -116,6 +126,8 @@ class ReadExport(beam.PTransform):
         return self._project
 
     def expand(self, pbegin):
+        if self._after is not None:
+            return pbegin | 'Read after state' >> self._after
         reads = []
         for folder, kinds in self._folders.items():
             source = ExportFileSource(FileSystems.join(folder, 'output-*'),

@@ -1,0 +1,91 @@
+"""A rehearsal record as the Markdown report a coordinator reads and signs."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Optional
+
+from beam_jobs.rehearsal.record import PASSED, RehearsalRecord
+
+MAX_LISTED = 50
+
+
+def _when(msec: Optional[int]) -> str:
+    if not msec:
+        return '-'
+    return datetime.datetime.fromtimestamp(msec / 1000).strftime('%Y-%m-%d %H:%M:%S')
+
+
+def _counts(by_kind: dict) -> str:
+    return ', '.join(f'{kind} {count:,}' for kind, count in sorted(by_kind.items())) or 'none'
+
+
+def _listed(lines: list, bullet: str = '- ') -> list[str]:
+    shown = [f'{bullet}`{line}`' for line in lines[:MAX_LISTED]]
+    if len(lines) > MAX_LISTED:
+        shown.append(f'{bullet}… and {len(lines) - MAX_LISTED} more')
+    return shown
+
+
+def markdown(record: RehearsalRecord) -> str:
+    version = record.code_version
+    export = record.export
+    lines = [
+        f'# Rehearsal of {record.job_name}: {record.verdict.upper()}',
+        '',
+        f'- Rehearsal ID: `{record.rehearsal_id}` ({_when(record.created_msec)})',
+        f'- Code: commit `{version.get("commit") or "none (not a git checkout)"}`'
+        f'{" with local changes to the job" if version.get("dirty") else ""}; '
+        f'`{version.get("source_file")}` sha256 `{version.get("source_sha256")}`',
+        f'- Export: `{export.get("path")}` (taken {export.get("timestamp")}; '
+        f'{_counts(export.get("entities") or {})})',
+        f'- Params: `{record.params}`; shard count {record.shard_count}',
+        f'- Job run: `{record.run_id or "-"}`',
+        f'- After state: `{record.after_state or "-"}`',
+    ]
+    if record.reasons:
+        lines += ['', '## Why it failed', ''] + [f'- {reason}' for reason in record.reasons]
+    lines += ['', '## Checks', '']
+    lines.append(f'- The job\'s run: {"no" if not record.failed_items else len(record.failed_items)} '
+                 f'failed item(s)')
+    for verify in record.verify:
+        lines.append(f'- Verify `{verify["job"]}` (run `{verify["run_id"] or "-"}`): '
+                     f'{"passed" if verify["passed"] else "FAILED: " + (verify["reason"] or "")}')
+    if record.expect:
+        lines.append(f'- Expected output `{record.expect.get("file")}`: '
+                     f'{"passed" if record.expect["passed"] else "FAILED"}')
+        if record.expect.get('missing'):
+            lines += ['  - missing:'] + _listed(record.expect['missing'], '    - ')
+        if record.expect.get('unexpected'):
+            lines += ['  - unexpected:'] + _listed(record.expect['unexpected'], '    - ')
+    if record.failed_items:
+        lines += ['', '## Failed items', '']
+        lines += [f'- {item["kind"] or item["step"]} `{item["key"]}`: {item["reason"]}'
+                  for item in record.failed_items[:MAX_LISTED]]
+        if len(record.failed_items) > MAX_LISTED:
+            lines.append(f'- … and {len(record.failed_items) - MAX_LISTED} more '
+                         f'(`beam-jobs output {record.run_id}`)')
+    writes = record.writes or {}
+    durations = record.durations or {}
+    lines += ['', '## Writes (into the after state)', '',
+              f'- put: {_counts(writes.get("put") or {})}',
+              f'- delete: {_counts(writes.get("delete") or {})}',
+              '', '## Durations', '',
+              f'- job: {durations.get("job")} s',
+              *(f'- verify {name}: {seconds} s'
+                for name, seconds in (durations.get('verify') or {}).items()),
+              f'- whole rehearsal: {durations.get("total")} s']
+    if record.coordinator_notes:
+        lines += ['', '## Notes for the release coordinator', '',
+                  record.coordinator_notes.strip()]
+    lines += ['', '## Sign-off', '']
+    if record.approvals:
+        lines += [f'- Approved by {a["user"]} on {_when(a["at_msec"])}'
+                  f'{": " + a["note"] if a.get("note") else ""}' for a in record.approvals]
+    elif record.verdict == PASSED:
+        lines.append(f'- Not approved yet: `beam-jobs approve {record.rehearsal_id} '
+                     '--user NAME --note TEXT`')
+    else:
+        lines.append('- A failed rehearsal cannot be approved: fix the cause and '
+                     'rehearse again.')
+    return '\n'.join(lines) + '\n'
