@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 N ?= 20000
 DEMO_EXPLORATIONS ?= 3000
 
-.PHONY: install demo test bench stop clean
+.PHONY: install demo test browser bench stop clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,23 @@ demo: install
 	$(BIN)/python -m pipelines.sample_data --explorations $(DEMO_EXPLORATIONS)
 	$(BIN)/beam-jobs run InteractionAuditOneOffJob --preview 160
 	@echo "The emulator is still running: try '$(BIN)/beam-jobs runs'; 'make stop' stops it."
+	@echo "The console: run '$(BIN)/beam-jobs serve', then open http://127.0.0.1:8080/ (Ctrl-C stops it)."
 
-test: install
+# The console's browser tests drive Debian's Chromium (Playwright's own
+# browser download needs the internet). Installed here when missing; where
+# that cannot be done, `make test` stops and says what to install.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "make: the console's browser tests need Chromium at $(CHROMIUM): install Debian's chromium package (sudo apt-get install -y chromium), then run make test again." >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null || { echo "make: no apt-get here: install Chromium so that $(CHROMIUM) runs it, then run make test again." >&2; exit 1; }; \
+	  echo "Installing Debian's chromium for the console's browser tests (about a minute)..."; \
+	  $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null \
+	    || { echo "make: apt-get install chromium failed: install Debian's chromium package, then run make test again." >&2; exit 1; }; }
+	@test -x $(CHROMIUM) || { echo "make: $(CHROMIUM) is still missing after installing chromium: install it, then run make test again." >&2; exit 1; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 bench: install

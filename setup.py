@@ -17,6 +17,16 @@ setuptools.setup(
         'apache-beam[gcp]==2.77.0',
         'google-cloud-datastore==2.27.0',
         'google-cloud-ndb==2.7.1',
+        # The web console (`beam-jobs serve`).
+        'starlette==1.10.0',
+        'uvicorn==0.54.0',
+        'jinja2==3.1.6',
+        'markdown-it-py==4.3.0',
+        'python-multipart==0.0.34',
+        # A progress bar for `beam-jobs run` on a terminal.
+        'rich==14.2.0',
     ],
+    # The console's templates and static files.
+    package_data={'beam_jobs.console': ['templates/*.html', 'static/*']},
     entry_points={'console_scripts': ['beam-jobs=beam_jobs.cli:main']},
 )

@@ -27,6 +27,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
+from beam_jobs import config
 from beam_jobs import dataflow
 from beam_jobs import datastore
 from beam_jobs import emulator
@@ -377,11 +378,12 @@ def _progress(plan: RunPlan, store: runs.RunStore, run_id: str,
               listeners: Sequence[progress.Listener]) -> progress.Reporter:
     """Live progress for a run whose map step runs in this process."""
     direct = plan.pipeline_options.view_as(DirectOptions)
-    if direct.direct_running_mode == 'multi_processing':
-        return progress.Reporter({}, [])   # counted in other processes
+    interval = float(config.get('progress_interval', progress.DEFAULT_INTERVAL_SECS))
+    if direct.direct_running_mode == 'multi_processing' or interval <= 0:
+        return progress.Reporter({}, [])   # counted in other processes, or off
     totals = plan.source.totals(job_class_lib.validate(plan.job), store.target)
     return progress.Reporter(totals, [
-        lambda report: store.set_progress(run_id, report), *listeners])
+        lambda report: store.set_progress(run_id, report), *listeners], interval)
 
 
 def _cancel_message(store: runs.RunStore, run_id: str, stop: _Stop) -> str:

@@ -24,6 +24,8 @@ from typing import Callable, Mapping, Optional, Sequence
 _read: collections.Counter = collections.Counter()
 
 Listener = Callable[[dict], None]
+# How often a run reports (the `progress_interval` setting; 0 turns it off).
+DEFAULT_INTERVAL_SECS = 2.0
 
 
 def count(kind: str) -> None:
@@ -53,7 +55,8 @@ class Reporter:
     saying so on stderr: progress must never stop a run."""
 
     def __init__(self, totals: Mapping[str, Optional[int]],
-                 listeners: Sequence[Listener], interval: float = 2.0):
+                 listeners: Sequence[Listener],
+                 interval: float = DEFAULT_INTERVAL_SECS):
         self._totals = dict(totals)
         self._listeners = list(listeners)
         self._interval = interval

@@ -23,7 +23,9 @@ from beam_jobs import registry as registry_lib
 from beam_jobs import runs
 from beam_jobs.cli import common
 from beam_jobs.cli import emulator_commands
+from beam_jobs.cli import rehearsal_commands
 from beam_jobs.cli import run_commands
+from beam_jobs.rehearsal.record import UnknownRehearsalError
 from beam_jobs.cli import serve_commands
 
 # Kept for callers that compare exit codes.
@@ -32,6 +34,7 @@ EXIT_USAGE, EXIT_ITEMS_FAILED = common.EXIT_USAGE, common.EXIT_ITEMS_FAILED
 # Errors that mean "the input is wrong": one sentence and exit 2.
 _BAD_INPUT = (common.UsageError, registry_lib.UnknownJobError,
               runs.UnknownRunError, runs.InvalidTransitionError,
+              UnknownRehearsalError,
               emulator.EmulatorError, dataflow.DataflowError,
               job_class.InvalidJobError, ValueError)
 
@@ -45,6 +48,7 @@ def _parser() -> common.Parser:
     parent = common.global_options(suppress=True)
     run_commands.add_parsers(commands, parent)
     emulator_commands.add_parsers(commands, parent)
+    rehearsal_commands.add_parsers(commands, parent)
     serve_commands.add_parsers(commands, parent)
     return parser
 

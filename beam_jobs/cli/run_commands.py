@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Optional, Sequence
@@ -118,9 +119,14 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
     if (args.user or args.reason) and not args.skip_rehearsal:
         raise common.UsageError('--user and --reason go with --skip-rehearsal.')
     skip = gate.Skip(args.user, args.reason) if args.skip_rehearsal else None
-    plan = launcher.plan_run(job, run_params(args), args.shard_count, pipeline_args,
-                             export=args.export, namespace=args.namespace,
-                             skip_rehearsal=skip)
+    try:
+        plan = launcher.plan_run(job, run_params(args), args.shard_count,
+                                 pipeline_args, export=args.export,
+                                 namespace=args.namespace, skip_rehearsal=skip)
+    except ValueError as error:
+        if args.run_id:   # the console made the record: it must not stay new
+            _refuse_record(args, str(error))
+        raise
     store = common.store(args, pipeline_args)
     run_id = args.run_id or store.create(job.__name__).run_id
     if args.run_id:
@@ -159,6 +165,12 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
                                     ' (Beam\'s traceback; --verbose shows it here)'),
               file=sys.stderr)
     return common.exit_code(record)
+
+
+def _refuse_record(args, reason: str) -> None:
+    store = common.store(args)   # where this setting's runs keep their records
+    with contextlib.suppress(runs.InvalidTransitionError, runs.UnknownRunError):
+        store.transition(args.run_id, runs.FAILED, error=reason)
 
 
 def cmd_runs(args) -> int:

@@ -15,6 +15,7 @@ Approvals are looked up where rehearsals are kept: with the local run records
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Optional
 
 from beam_jobs import config
@@ -42,7 +43,11 @@ def required() -> bool:
 
 
 def is_production(is_dataflow: bool) -> bool:
-    return is_dataflow or not datastore.is_emulator()
+    """Dataflow, or a real Datastore: with no emulator set, a local run uses
+    the project's own emulator unless BEAM_JOBS_REAL_DATASTORE says otherwise
+    (emulator.ensure_environment), and that is not production."""
+    return is_dataflow or (not datastore.is_emulator()
+                           and bool(os.environ.get('BEAM_JOBS_REAL_DATASTORE')))
 
 
 def check(job: type, *, is_dataflow: bool, writes_data: bool,

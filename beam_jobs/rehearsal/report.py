@@ -37,8 +37,9 @@ def markdown(record: RehearsalRecord) -> str:
         f'- Code: commit `{version.get("commit") or "none (not a git checkout)"}`'
         f'{" with local changes to the job" if version.get("dirty") else ""}; '
         f'`{version.get("source_file")}` sha256 `{version.get("source_sha256")}`',
-        f'- Export: `{export.get("path")}` (taken {export.get("timestamp")}; '
-        f'{_counts(export.get("entities") or {})})',
+        f'- Export: `{export.get("path")}`'
+        + (f', the after state of `{export["after_state_of"]}`' if export.get('after_state_of') else '')
+        + f' (export taken {export.get("timestamp")}; {_counts(export.get("entities") or {})})',
         f'- Params: `{record.params}`; shard count {record.shard_count}',
         f'- Job run: `{record.run_id or "-"}`',
         f'- After state: `{record.after_state or "-"}`',

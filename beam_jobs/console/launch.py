@@ -1,0 +1,207 @@
+"""Starting a run from the console: checked here, run in a process of its own.
+
+A run started from a page must not run inside the server: a long run would
+hold a worker, and a restart of the server would kill it. So the console
+checks the request as `beam-jobs run` would (the registry, the params, the
+shard count, the export, `launcher.plan_run`), creates the run's record so
+it can answer with the run id at once, and starts
+
+    python -m beam_jobs.console.run_process [--registry R] [--namespace N] \
+        run JOB --run-id ID [--param=K=JSON]... [--shard-count=N] [--dry-run] [--export=PATH]
+
+(`beam-jobs run`, as a user of the project's emulator: run_process.py) in a
+session of its own, detached from the server. That process takes the record
+from `new` onwards exactly as a run typed in a shell does, so cancel, orphan
+detection and the run's log work the same. What it prints goes to
+`RUN_ID.console.txt` beside the run's log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Any, Mapping, Optional
+
+from beam_jobs import emulator
+from beam_jobs import failures
+from beam_jobs import launcher
+from beam_jobs import registry as registry_lib
+from beam_jobs import run_logs
+from beam_jobs import runs
+
+FIELDS = ('job', 'params', 'shard_count', 'dry_run', 'export')
+RUN_MODULE = 'beam_jobs.console.run_process'
+
+
+class BadStartRequest(ValueError):
+    """A start request that cannot run as given; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StartRequest:
+    """A start request that passed every check `beam-jobs run` makes first."""
+
+    job: type
+    params: dict
+    shard_count: Optional[int]
+    dry_run: bool
+    export: Optional[str]
+    plan: launcher.RunPlan
+
+    @property
+    def job_name(self) -> str:
+        return self.job.__name__
+
+    @property
+    def kinds(self) -> list[str]:
+        return [model._get_kind()  # pylint: disable=protected-access
+                for model in self.job.entity_classes_to_map_over()]
+
+
+def check(body: Any, registry: registry_lib.JobRegistry,
+          namespace: Optional[str] = None) -> StartRequest:
+    """Refuse what `beam-jobs run` would refuse, before any record exists."""
+    if not isinstance(body, Mapping):
+        raise BadStartRequest('The request body must be a JSON object such as '
+                              '{"job": "MyJob", "params": {}}.')
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise BadStartRequest(f'Unknown field(s) {", ".join(unknown)}: a run '
+                              f'takes {", ".join(FIELDS)}.')
+    name = body.get('job')
+    if not isinstance(name, str) or not name:
+        raise BadStartRequest('Name the job to run: "job" must be the name of a '
+                              'registered job.')
+    try:
+        job = registry.get(name)
+    except registry_lib.UnknownJobError as error:
+        raise BadStartRequest(str(error)) from None
+    params = body.get('params')
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise BadStartRequest('"params" must be a JSON object of name to value, '
+                              f'not {json.dumps(params)}.')
+    params = dict(params)
+    for key in params:
+        if not key or '=' in key:
+            raise BadStartRequest(f'Param name {key!r} cannot be passed as '
+                                  '--param NAME=VALUE: use a non-empty name '
+                                  'without "=".')
+    dry_run = body.get('dry_run', False)
+    if dry_run is None:
+        dry_run = False
+    if not isinstance(dry_run, bool):
+        raise BadStartRequest('"dry_run" must be true or false.')
+    if dry_run or params.get('dry_run') is True:
+        # One spelling reaches the run: the --dry-run flag.
+        dry_run = True
+        params.pop('dry_run', None)
+    shard_count = body.get('shard_count')
+    export = body.get('export') or None
+    if export is not None:
+        export = _check_export(export)
+    plan_params = {**params, **({'dry_run': True} if dry_run else {})}
+    try:
+        plan = launcher.plan_run(job, plan_params, shard_count, [], export=export,
+                                 namespace=namespace)
+    except (ValueError, TypeError, failures.ClearError) as error:
+        raise BadStartRequest(str(error)) from None
+    return StartRequest(job, params, shard_count, dry_run, export, plan)
+
+
+def _check_export(path: Any) -> str:
+    if not isinstance(path, str):
+        raise BadStartRequest('"export" must be the path of a Datastore export '
+                              '(its folder or its .overall_export_metadata).')
+    path = path.strip()
+    if '://' in path:
+        from apache_beam.io.filesystems import FileSystems
+        try:
+            exists = FileSystems.exists(path)
+        except Exception as error:  # pylint: disable=broad-except
+            raise BadStartRequest(f'Could not check the export {path} '
+                                  f'({failures.describe(error)}).') from None
+    else:
+        path = os.path.abspath(os.path.expanduser(path))
+        exists = os.path.exists(path)
+    if not exists:
+        raise BadStartRequest(f'There is no export at {path}: give the folder '
+                              'that `gcloud datastore export` wrote, or its '
+                              '.overall_export_metadata file.')
+    return path
+
+
+def command(request: StartRequest, run_id: str,
+            registry_module: Optional[str] = None,
+            namespace: Optional[str] = None) -> list[str]:
+    """The `beam-jobs run` that runs the request under the record `run_id`.
+
+    Values travel as one `--flag=value` argument each, so none can be read as
+    a flag of its own, and params as JSON, so each arrives with its type.
+    """
+    argv = [sys.executable, '-m', RUN_MODULE]
+    if registry_module:
+        argv.append(f'--registry={registry_module}')
+    if namespace:
+        argv.append(f'--namespace={namespace}')
+    argv += ['run', request.job_name, f'--run-id={run_id}']
+    argv += [f'--param={key}={json.dumps(value)}'
+             for key, value in request.params.items()]
+    if request.shard_count is not None:
+        argv.append(f'--shard-count={request.shard_count}')
+    if request.dry_run:
+        argv.append('--dry-run')
+    if request.export:
+        argv.append(f'--export={request.export}')
+    return argv
+
+
+def console_output_path(run_id: str):
+    return run_logs.logs_dir() / f'{run_id}.console.txt'
+
+
+def start(argv: list[str], store: runs.RunStore, run_id: str) -> subprocess.Popen:
+    """Start the run's process detached, and watch for it dying before it
+    took its record (bad flags, an import error): that ends the record
+    `failed` with what the process printed, instead of leaving it `new`."""
+    output_path = console_output_path(run_id)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    shared = emulator.attached()
+    if shared is not None:
+        # The server uses the project's emulator as one of its users; the
+        # run becomes a user of its own (run_process.py), so the emulator
+        # outlives the server for as long as the run needs it.
+        for name in shared.env():
+            env.pop(name, None)
+    with open(output_path, 'ab') as out:
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True, close_fds=True)
+    threading.Thread(target=_reap, args=(proc, store, run_id, output_path),
+                     daemon=True, name=f'reap-{run_id}').start()
+    return proc
+
+
+def _reap(proc: subprocess.Popen, store: runs.RunStore, run_id: str,
+          output_path) -> None:
+    code = proc.wait()   # also keeps a finished run from lingering as a zombie
+    try:
+        if store.get(run_id).status != runs.NEW:
+            return
+        printed = output_path.read_text(encoding='utf-8', errors='replace')
+        tail = ' '.join(printed.strip().splitlines()[-3:]) or 'it printed nothing'
+        store.transition(run_id, runs.FAILED, error=(
+            f'The run\'s process exited (code {code}) before it started the '
+            f'run: {tail} (all it printed: {output_path}).'),
+            log_file=str(output_path))
+    except (runs.InvalidTransitionError, runs.UnknownRunError):
+        pass
+    except Exception:  # pylint: disable=broad-except
+        # The Datastore is gone: the record stays `new`, as after a crash.
+        pass

@@ -1,0 +1,310 @@
+// The beam-jobs console's few lines of JavaScript: the start form and its
+// confirmation, refreshing pages while runs are unfinished, output tabs and
+// copy, cancel and approve. Everything shown is set with textContent, never
+// as HTML. Every request that changes something sends the page's CSRF token.
+'use strict';
+
+const POLL_MS = 2000;
+
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : '';
+}
+
+async function api(method, url, body) {
+  const options = {method, credentials: 'same-origin', headers: {'Accept': 'application/json'}};
+  if (method !== 'GET') {
+    options.headers['Content-Type'] = 'application/json';
+    options.headers['X-CSRF-Token'] = csrfToken();
+    options.body = JSON.stringify(body || {});
+  }
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (error) {
+    return {ok: false, status: 0, data: {error: 'The console did not answer: ' + error.message}};
+  }
+  let data = {};
+  try { data = await response.json(); } catch (error) { data = {error: 'HTTP ' + response.status}; }
+  return {ok: response.ok, status: response.status, data};
+}
+
+function showError(element, message) {
+  if (!element) return;
+  element.textContent = message || '';
+  element.hidden = !message;
+}
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+// Jobs: search, the start form, its confirmation.
+
+function setUpJobFilter() {
+  const filter = document.getElementById('job-filter');
+  if (!filter) return;
+  filter.addEventListener('input', () => {
+    const wanted = filter.value.trim().toLowerCase();
+    let shown = 0;
+    document.querySelectorAll('section.job').forEach((job) => {
+      const match = job.dataset.jobName.includes(wanted);
+      job.hidden = !match;
+      if (match) shown += 1;
+    });
+    document.getElementById('no-match').hidden = shown > 0;
+  });
+}
+
+function parseValue(text) {
+  // As `--param`: JSON when it parses, else the text itself.
+  try { return JSON.parse(text); } catch (error) { return text; }
+}
+
+function readStartForm(form) {
+  const params = {};
+  for (const row of form.querySelectorAll('.param-row')) {
+    const name = row.querySelector('.param-name').value.trim();
+    const value = row.querySelector('.param-value').value;
+    if (!name && !value) continue;
+    if (!name) throw new Error('A param value has no name: name it, or clear the row.');
+    if (name in params) throw new Error('The param "' + name + '" is given twice.');
+    params[name] = parseValue(value);
+  }
+  const body = {job: form.dataset.job, params, dry_run: form.querySelector('.dry-run').checked};
+  const shards = form.querySelector('.shard-count').value.trim();
+  if (shards) body.shard_count = /^-?\d+$/.test(shards) ? Number(shards) : shards;
+  const exportPath = form.querySelector('.export').value.trim();
+  if (exportPath) body.export = exportPath;
+  return body;
+}
+
+function addParamRow(form) {
+  const tbody = form.querySelector('.params tbody');
+  const row = tbody.querySelector('.param-row').cloneNode(true);
+  row.querySelectorAll('input').forEach((input) => { input.value = ''; });
+  tbody.appendChild(row);
+  row.querySelector('.param-name').focus();
+}
+
+function setUpStartForms() {
+  const dialog = document.getElementById('confirm-start');
+  if (!dialog) return;
+  let pending = null;
+  document.querySelectorAll('.start-form').forEach((form) => {
+    form.querySelector('.add-param').addEventListener('click', () => addParamRow(form));
+    form.addEventListener('click', (event) => {
+      if (!event.target.classList.contains('remove-param')) return;
+      const rows = form.querySelectorAll('.param-row');
+      const row = event.target.closest('.param-row');
+      if (rows.length > 1) row.remove();
+      else row.querySelectorAll('input').forEach((input) => { input.value = ''; });
+    });
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const error = form.querySelector('.form-error');
+      let body;
+      try { body = readStartForm(form); } catch (problem) { showError(error, problem.message); return; }
+      const answer = await api('POST', '/api/runs/plan', body);
+      if (!answer.ok) { showError(error, answer.data.error); return; }
+      showError(error, '');
+      pending = body;
+      fillConfirmation(dialog, answer.data);
+      dialog.showModal();
+    });
+  });
+  document.getElementById('confirm-start-button').addEventListener('click', async (event) => {
+    event.preventDefault();
+    const button = event.target;
+    button.disabled = true;
+    const answer = await api('POST', '/api/runs', pending);
+    button.disabled = false;
+    if (!answer.ok) { showError(dialog.querySelector('.form-error'), answer.data.error); return; }
+    window.location.href = answer.data.url;
+  });
+}
+
+function fillConfirmation(dialog, plan) {
+  const fields = {
+    job: plan.job, destination: plan.destination, reads: plan.reads, writes: plan.writes,
+    params: JSON.stringify(plan.params), shard_count: plan.shard_count,
+  };
+  for (const [name, value] of Object.entries(fields)) {
+    dialog.querySelector('[data-confirm="' + name + '"]').textContent = value;
+  }
+  const warnings = dialog.querySelector('[data-confirm="warnings"]');
+  warnings.replaceChildren(...plan.warnings.map((text) => el('li', text)));
+  warnings.hidden = plan.warnings.length === 0;
+  showError(dialog.querySelector('.form-error'), '');
+}
+
+// Runs: refresh the table while a run shown is not finished.
+
+function setUpRunsTable() {
+  const table = document.getElementById('runs-table');
+  if (!table || table.dataset.allFinished === 'true') return;
+  const state = document.querySelector('[data-poll-state]');
+  const timer = setInterval(async () => {
+    const answer = await api('GET', table.dataset.pollUrl);
+    if (!answer.ok) return;
+    const runs = answer.data.runs;
+    table.tBodies[0].replaceChildren(...runs.map(runRow));
+    if (runs.every((run) => run.finished)) {
+      clearInterval(timer);
+      table.dataset.allFinished = 'true';
+      if (state) state.textContent = 'All shown runs are finished.';
+    }
+  }, POLL_MS);
+}
+
+function statusBadge(run) {
+  const badge = el('span', run.label,
+    'status status-' + run.status + (run.error_count ? ' has-failures' : ''));
+  badge.dataset.field = 'label';
+  return badge;
+}
+
+function runRow(run) {
+  const row = el('tr');
+  row.dataset.runId = run.run_id;
+  const link = el('a', run.run_id);
+  link.href = run.url;
+  const cells = [
+    el('td', run.job_name), el('td'), el('td'),
+    el('td', run.started_msec ? run.started_text : run.created_text),
+    el('td', run.duration_text), el('td', run.output_line_count || 0, 'num'),
+    el('td', run.error_count, 'num' + (run.error_count ? ' failures' : '')),
+    el('td', run.source_text),
+  ];
+  cells[1].appendChild(link);
+  cells[2].appendChild(statusBadge(run));
+  row.append(...cells);
+  return row;
+}
+
+// A run: follow it while it runs, then show it whole.
+
+function renderProgress(view) {
+  const body = document.getElementById('progress-body');
+  if (!body) return;
+  if (!view) { body.replaceChildren(el('div', 'No progress reported yet.', 'muted')); return; }
+  const rows = view.kinds.map((kind) => {
+    const row = el('div', null, 'progress-kind');
+    const bar = document.createElement('progress');
+    let text;
+    if (kind.percent !== null) {
+      bar.max = 100;
+      bar.value = kind.percent;
+      text = kind.read + ' / ' + kind.total + ' (' + kind.percent + '%)';
+    } else {
+      text = kind.read + ' read (total unknown)';
+    }
+    row.append(el('span', kind.kind, 'progress-name'), bar, el('span', text, 'progress-text'));
+    return row;
+  });
+  const wrap = el('div', null, 'progress-kinds');
+  wrap.append(...rows, el('div', 'updated ' + view.updated, 'muted'));
+  body.replaceChildren(wrap);
+}
+
+function setUpRunPage() {
+  const page = document.getElementById('run-page');
+  if (!page) return;
+  if (page.dataset.finished !== 'true') {
+    const timer = setInterval(async () => {
+      const answer = await api('GET', page.dataset.runUrl);
+      if (!answer.ok) return;
+      const run = answer.data;
+      if (run.finished) { clearInterval(timer); window.location.reload(); return; }
+      document.querySelectorAll('.run-status [data-field="label"]').forEach((badge) => {
+        badge.replaceWith(statusBadge(run));
+      });
+      for (const name of ['status', 'started_text', 'finished_text', 'duration_text',
+        'shard_count', 'runner', 'source_text', 'output_line_count', 'error_count']) {
+        const field = document.querySelector('.record [data-field="' + name + '"]');
+        if (field) field.textContent = run[name] === null ? '-' : run[name];
+      }
+      renderProgress(run.progress_view);
+    }, POLL_MS);
+  }
+  document.querySelectorAll('.tab').forEach((tab) => {
+    tab.addEventListener('click', () => {
+      document.querySelectorAll('.tab').forEach((other) => {
+        other.setAttribute('aria-selected', String(other === tab));
+      });
+      document.querySelectorAll('[data-panel]').forEach((panel) => {
+        panel.hidden = panel.dataset.panel !== tab.dataset.tab;
+      });
+    });
+  });
+  const copy = document.getElementById('copy-output');
+  if (copy) copy.addEventListener('click', () => copyOutput());
+  setUpCancel();
+}
+
+async function copyOutput() {
+  const lines = [...document.querySelectorAll('[data-panel="all"] .line')].map((line) => line.textContent);
+  const text = lines.join('\n') + '\n';
+  const note = document.getElementById('copy-note');
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (error) {
+    // Without a secure context (http to another host), copy the old way.
+    const area = el('textarea');
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand('copy');
+    area.remove();
+  }
+  note.textContent = 'Copied ' + lines.length + ' lines.';
+}
+
+function setUpCancel() {
+  const button = document.getElementById('cancel-button');
+  const dialog = document.getElementById('confirm-cancel');
+  if (!button || !dialog) return;
+  button.addEventListener('click', () => dialog.showModal());
+  document.getElementById('confirm-cancel-button').addEventListener('click', async (event) => {
+    event.preventDefault();
+    const confirm = event.target;
+    confirm.disabled = true;
+    confirm.textContent = 'Canceling…';
+    const page = document.getElementById('run-page');
+    const user = document.getElementById('cancel-user').value.trim();
+    const answer = await api('POST', page.dataset.runUrl + '/cancel', {user: user || null});
+    if (!answer.ok) {
+      confirm.disabled = false;
+      confirm.textContent = 'Cancel the run';
+      showError(dialog.querySelector('.form-error'), answer.data.error);
+      return;
+    }
+    window.location.reload();
+  });
+}
+
+// Rehearsals: approve a passed one.
+
+function setUpApprovals() {
+  document.querySelectorAll('.approve-form').forEach((form) => {
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const body = {user: form.querySelector('.approve-user').value,
+        note: form.querySelector('.approve-note').value};
+      const answer = await api('POST', form.dataset.approveUrl, body);
+      if (!answer.ok) { showError(form.querySelector('.form-error'), answer.data.error); return; }
+      window.location.reload();
+    });
+  });
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  setUpJobFilter();
+  setUpStartForms();
+  setUpRunsTable();
+  setUpRunPage();
+  setUpApprovals();
+});

@@ -1,0 +1,276 @@
+"""The console in a real browser: Debian's Chromium, driven by Playwright.
+
+Each test serves the console on a free loopback port over its own namespace
+of the test emulator, and does what a release coordinator does: start a run
+through the confirmation, watch it end, read its failed items first, cancel
+a long run, approve a rehearsal. The screenshots of the main pages in
+docs/console/ come from these tests.
+
+A missing browser fails these tests; it never skips them (`make test`
+installs it: see the Makefile's `browser` step).
+"""
+
+import json
+import os
+import pathlib
+import re
+import time
+import urllib.request
+
+import pytest
+
+from beam_jobs import runs, testing
+from beam_jobs.rehearsal import record as rehearsal_record
+from tests import console_helpers as helpers
+from tests import job_fixtures as fx
+
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update',
+                 '--disable-sync']
+SCREENSHOTS = pathlib.Path(__file__).resolve().parent.parent / 'docs' / 'console'
+LONG = 60_000   # ms: a run in its own process, on two shared cores
+
+
+@pytest.fixture(scope='module')
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f'{CHROMIUM} is missing: the console\'s browser tests need '
+                    'Debian\'s chromium package. Install it with `apt-get install '
+                    '-y chromium` (as root; `make test` does).', pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail('The playwright package is missing: `.venv/bin/pip install -r '
+                    'requirements-dev.txt` (or `make install`).', pytrace=False)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def console_url(datastore_target):
+    with helpers.served(datastore_target) as url:
+        yield url
+
+
+@pytest.fixture
+def context(browser, console_url):
+    opened = browser.new_context(viewport={'width': 1280, 'height': 900},
+                                 accept_downloads=True)
+    opened.grant_permissions(['clipboard-read', 'clipboard-write'], origin=console_url)
+    opened.set_default_timeout(15_000)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()
+
+
+@pytest.fixture
+def store(datastore_target):
+    return runs.RunStore(datastore_target)
+
+
+def _expect():
+    from playwright.sync_api import expect
+    return expect
+
+
+def _screenshot(page, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f'{name}.png'), full_page=True)
+
+
+def _put(target, make):
+    with testing.ndb_context(target):
+        testing.put_models(target, make())
+
+
+def test_start_a_run_from_the_page_and_read_its_failed_item_first(
+        page, console_url, datastore_target, store):
+    expect = _expect()
+    evil = '<img src=x onerror="window.__xss=1">'
+    _put(datastore_target, lambda: [*fx.notes(6), fx.NoteModel(id='note-bad', text='bad'),
+                                    fx.NoteModel(id=evil, text='bad')])
+    page.goto(console_url + '/')
+    page.fill('#job-filter', 'failing')
+    expect(page.locator('#job-FailingMapJob')).to_be_visible()
+    expect(page.locator('#job-TopicCountJob')).to_be_hidden()
+
+    job = page.locator('#job-FailingMapJob')
+    job.locator('summary', has_text='Start a run').click()
+    job.locator('.shard-count').fill('0')
+    job.locator('.review').click()
+    expect(job.locator('.form-error')).to_contain_text(
+        'shard_count must be a positive whole number')
+    expect(page.locator('#confirm-start')).to_be_hidden()
+
+    job.locator('.param-name').fill('ticket')
+    job.locator('.param-value').fill('42')
+    job.locator('.add-param').click()
+    job.locator('.param-name').nth(1).fill('label')
+    job.locator('.param-value').nth(1).fill('release <b>1</b>')
+    job.locator('.shard-count').fill('2')
+    job.locator('.review').click()
+    dialog = page.locator('#confirm-start')
+    expect(dialog).to_be_visible()
+    expect(dialog.locator('[data-confirm="destination"]')).to_contain_text(
+        'on the local Datastore emulator at ' + os.environ['DATASTORE_EMULATOR_HOST'])
+    expect(dialog.locator('[data-confirm="writes"]')).to_contain_text(
+        'may put or delete entities of kinds NoteModel')
+    expect(dialog.locator('[data-confirm="params"]')).to_have_text(
+        '{"ticket":42,"label":"release <b>1</b>"}')
+    _screenshot(page, 'start-confirmation')
+    dialog.locator('#confirm-start-button').click()
+
+    page.wait_for_url(re.compile(r'/runs/FailingMapJob-\d+-\d+$'))
+    run_id = page.url.rsplit('/', 1)[1]
+    expect(page.locator('.run-status .status')).to_have_text(
+        'Completed, 2 items failed', timeout=LONG)
+    assert store.get(run_id).params == {'ticket': 42, 'label': 'release <b>1</b>'}
+
+    all_lines = page.locator('[data-panel="all"] .line')
+    expect(all_lines.nth(0)).to_have_text(re.compile(r'^ERROR in map for NoteModel/'))
+    expect(all_lines.nth(1)).to_have_text(re.compile(r'^ERROR in map for NoteModel/'))
+    expect(all_lines.nth(2)).to_have_text("['ok', 6]")
+    expect(page.locator('[data-panel="all"]')).to_contain_text(
+        f'ERROR in map for NoteModel/{evil}: ValueError')
+    assert page.evaluate('window.__xss') is None
+    page.click('.tab[data-tab="errors"]')
+    expect(page.locator('[data-panel="all"]')).to_be_hidden()
+    expect(page.locator('[data-panel="errors"] .line')).to_have_count(2)
+
+    page.click('#copy-output')
+    expect(page.locator('#copy-note')).to_have_text('Copied 3 lines.')
+    copied = page.evaluate('navigator.clipboard.readText()')
+    assert copied.startswith('ERROR in map for NoteModel/') and copied.endswith("['ok', 6]\n")
+    with page.expect_download() as download:
+        page.click('text=Download as text')
+    assert download.value.suggested_filename == f'{run_id}.txt'
+    assert pathlib.Path(download.value.path()).read_text() == copied
+
+    page.click('.tab[data-tab="all"]')
+    _screenshot(page, 'run')
+    page.goto(console_url + '/runs')
+    row = page.locator(f'tr[data-run-id="{run_id}"]')
+    expect(row).to_contain_text('Completed, 2 items failed')
+    expect(row.locator('td').nth(6)).to_have_text('2')
+    _screenshot(page, 'runs')
+    page.goto(console_url + '/')
+    expect(page.locator('#job-FailingMapJob')).to_contain_text(run_id)
+    _screenshot(page, 'jobs')
+
+
+def test_cancel_a_long_run_while_the_runs_page_follows_it(
+        context, page, console_url, datastore_target, store):
+    expect = _expect()
+    _put(datastore_target, lambda: fx.notes(200))
+    # Started as a script would start it: JSON, no browser.
+    request = urllib.request.Request(
+        console_url + '/api/runs', data=json.dumps({'job': 'SlowJob'}).encode(),
+        headers={'Content-Type': 'application/json'}, method='POST')
+    with urllib.request.urlopen(request, timeout=30) as response:
+        run_id = json.loads(response.read())['run_id']
+
+    runs_page = context.new_page()
+    polls = []
+    runs_page.on('request', lambda r: polls.append(time.monotonic())
+                 if '/api/runs?' in r.url else None)
+    runs_page.goto(console_url + '/runs')
+    expect(runs_page.locator('[data-poll-state]')).to_contain_text('Refreshing')
+
+    page.goto(console_url + f'/runs/{run_id}')
+    expect(page.locator('.run-status .status')).to_have_text('Running', timeout=LONG)
+    # Local runs report entities read every couple of seconds; the emulator
+    # keeps no kind statistics, so there is no total to make a percentage of.
+    expect(page.locator('#progress .progress-text')).to_have_text(
+        re.compile(r'^\d+ read \(total unknown\)$'), timeout=10_000)
+    expect(page.locator('.record [data-field="runner"]')).to_have_text('FnApiRunner')
+    _screenshot(page, 'run-running')
+    expect(runs_page.locator(f'tr[data-run-id="{run_id}"]')).to_contain_text('Running')
+
+    page.click('#cancel-button')
+    dialog = page.locator('#confirm-cancel')
+    expect(dialog).to_be_visible()
+    dialog.locator('#cancel-user').fill('coordinator')
+    dialog.locator('#confirm-cancel-button').click()
+    expect(page.locator('.run-status .status')).to_have_text('Canceled', timeout=LONG)
+    expect(page.locator('.error-box')).to_contain_text('Canceled by coordinator.')
+    expect(page.locator('#cancel-button')).to_have_count(0)
+    assert store.get(run_id).status == runs.CANCELED
+
+    # The runs page saw the end by itself, then stopped asking.
+    expect(runs_page.locator(f'tr[data-run-id="{run_id}"]')).to_contain_text(
+        'Canceled', timeout=10_000)
+    expect(runs_page.locator('[data-poll-state]')).to_have_text(
+        'All shown runs are finished.')
+    asked = len(polls)
+    runs_page.wait_for_timeout(4500)
+    assert len(polls) == asked
+
+
+def test_approve_a_passed_rehearsal(page, console_url, datastore_target):
+    expect = _expect()
+    rehearsals = rehearsal_record.RehearsalStore(datastore_target)
+    failed = rehearsals.create(
+        'FailingMapJob', verdict='failed', reasons=['1 item failed: NoteModel/note-bad'],
+        failed_items=[{'step': 'map', 'kind': 'NoteModel', 'key': 'note-bad',
+                       'reason': 'ValueError: cannot migrate note note-bad', 'line': ''}])
+    passed = rehearsals.create(
+        'TopicTagMigrationJob', verdict='passed',
+        reasons=['the job completed with no failed item', 'every verify job passed'],
+        code_version={'commit': '3f9c2e1', 'dirty': False,
+                      'source_file': 'tests/job_fixtures.py', 'source_sha256': 'ab' * 32},
+        export={'path': '/exports/2026-11-30T10:47:47_109', 'timestamp': '2026-11-30T10:47:47',
+                'entities': {'NoteModel': 200}},
+        run_id='TopicTagMigrationJob-1764500000000-000001',
+        verify=[{'job': 'TopicCountJob', 'run_id': 'TopicCountJob-1764500009000-000002',
+                 'status': 'completed', 'passed': True, 'error_lines': 0, 'reason': ''}],
+        writes={'put': {'TagModel': 180}, 'delete': {'NoteModel': 20}},
+        durations={'job': 41.3, 'verify': {'TopicCountJob': 12.0}, 'total': 58.9},
+        coordinator_notes='Run **after** the weekly export.')
+
+    page.goto(console_url + '/rehearsals')
+    passed_report = page.locator(f'[data-rehearsal-id="{passed.rehearsal_id}"]')
+    failed_report = page.locator(f'[data-rehearsal-id="{failed.rehearsal_id}"]')
+    expect(passed_report).to_contain_text('every verify job passed')
+    expect(passed_report).to_contain_text('put 180 TagModel')
+    expect(failed_report).to_contain_text('1 item failed: NoteModel/note-bad')
+    expect(failed_report.locator('.approve-form')).to_have_count(0)
+
+    passed_report.locator('.approve-user').fill('Release Coordinator')
+    passed_report.locator('.approve-note').fill('counts match the export')
+    passed_report.locator('button', has_text='Approve').click()
+    expect(passed_report.locator('.approvals')).to_contain_text(
+        'Release Coordinator', timeout=10_000)
+    expect(passed_report.locator('.approvals')).to_contain_text('counts match the export')
+    expect(passed_report.locator('.status')).to_have_text('Passed · approved')
+    approval = rehearsals.get(passed.rehearsal_id).approvals[0]
+    assert approval['user'] == 'Release Coordinator'
+    _screenshot(page, 'rehearsals')
+
+
+def test_a_token_is_asked_once(browser, datastore_target):
+    expect = _expect()
+    with helpers.served(datastore_target, token='s3cret', loopback_only=False) as url:
+        opened = browser.new_context()
+        try:
+            page = opened.new_page()
+            response = page.goto(url + '/runs')
+            assert response.status == 401
+            page.fill('#token', 'wrong')
+            page.click('button[type=submit]')
+            expect(page.locator('.error-box')).to_have_text(
+                'That is not the console\'s token.')
+            page.fill('#token', 's3cret')
+            page.click('button[type=submit]')
+            expect(page.locator('h1')).to_have_text('Runs')
+            assert page.url == url + '/runs'
+            assert page.goto(url + '/').status == 200
+        finally:
+            opened.close()
