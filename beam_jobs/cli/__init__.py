@@ -25,8 +25,8 @@ from beam_jobs.cli import common
 from beam_jobs.cli import emulator_commands
 from beam_jobs.cli import rehearsal_commands
 from beam_jobs.cli import run_commands
-from beam_jobs.rehearsal.record import UnknownRehearsalError
 from beam_jobs.cli import serve_commands
+from beam_jobs.rehearsal.record import UnknownRehearsalError
 
 # Kept for callers that compare exit codes.
 EXIT_OK, EXIT_FAILED = common.EXIT_OK, common.EXIT_FAILED

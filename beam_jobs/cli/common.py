@@ -86,6 +86,17 @@ def store(args, pipeline_args: Sequence[str] = ()) -> runs.RunStore:
     return launcher.run_store(pipeline_args, args.namespace)
 
 
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+                when_empty: str) -> None:
+    """Columns padded to their widest cell; `when_empty` if there are no rows."""
+    table = [tuple(header), *(tuple(row) for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if not rows:
+        print(when_empty)
+
+
 def when(msec: Optional[int]) -> str:
     if not msec:
         return '-'

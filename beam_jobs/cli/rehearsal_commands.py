@@ -87,16 +87,12 @@ def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
 def cmd_rehearsals(args) -> int:
     store = record_lib.RehearsalStore(common.store(args).target)
     records = store.recent(args.limit, args.job)
-    rows = [('REHEARSAL ID', 'VERDICT', 'APPROVED BY', 'CREATED', 'EXPORT')]
-    rows += [(r.rehearsal_id, r.verdict,
-              ', '.join(a['user'] for a in r.approvals) or '-',
-              common.when(r.created_msec), str(r.export.get('path') or '-'))
-             for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    if not records:
-        print('(no rehearsals yet: `beam-jobs rehearse JOB --export PATH`)')
+    common.print_table(
+        ('REHEARSAL ID', 'VERDICT', 'APPROVED BY', 'CREATED', 'EXPORT'),
+        [(r.rehearsal_id, r.verdict, ', '.join(a['user'] for a in r.approvals) or '-',
+          common.when(r.created_msec), str(r.export.get('path') or '-'))
+         for r in records],
+        '(no rehearsals yet: `beam-jobs rehearse JOB --export PATH`)')
     return common.EXIT_OK
 
 

@@ -175,15 +175,12 @@ def _refuse_record(args, reason: str) -> None:
 
 def cmd_runs(args) -> int:
     records = common.store(args).recent(args.limit, args.job)
-    rows = [('RUN ID', 'STATUS', 'STARTED', 'SECONDS', 'LINES', 'FAILED')]
-    rows += [(r.run_id, r.status, common.when(r.started_msec or r.created_msec),
-              common.seconds(r), str(r.output_line_count or 0), str(r.error_count))
-             for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    if not records:
-        print('(no runs yet: start one with `beam-jobs run JOB`)')
+    common.print_table(
+        ('RUN ID', 'STATUS', 'STARTED', 'SECONDS', 'LINES', 'FAILED'),
+        [(r.run_id, r.status, common.when(r.started_msec or r.created_msec),
+          common.seconds(r), str(r.output_line_count or 0), str(r.error_count))
+         for r in records],
+        '(no runs yet: start one with `beam-jobs run JOB`)')
     return common.EXIT_OK
 
 
