@@ -25,7 +25,6 @@ from google.auth import credentials as auth_credentials
 
 from beam_jobs import failures
 from beam_jobs import options as options_lib
-from beam_jobs import output
 from beam_jobs import runs
 from beam_jobs.transforms import ERROR_PREFIX
 

@@ -9,6 +9,7 @@ for the write transforms.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import os
 import threading
@@ -20,6 +21,9 @@ from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from google.auth import credentials as auth_credentials
 from google.cloud import datastore
 from google.cloud import ndb
+
+from beam_jobs import datastore_read
+from beam_jobs import lean_models
 
 NAMESPACE_ENV = 'DATASTORE_NAMESPACE'
 METRICS_NAMESPACE = 'beam_jobs'
@@ -80,11 +84,16 @@ class NdbContext:
         self._client: Optional[ndb.Client] = None
         self._local = threading.local()
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        if ndb.context.get_context(raise_context_error=False) is not None:
-            yield
-            return
+    def active(self) -> '_Active':
+        """A context manager: this thread's context is current inside it."""
+        active = getattr(self._local, 'active', None)
+        if active is None or active.busy:
+            active = _Active(self)
+            if getattr(self._local, 'active', None) is None:
+                self._local.active = active
+        return active
+
+    def _thread_context(self) -> ndb.context.Context:
         # One ndb Context per thread, made current for each use: building a
         # fresh one per element (`client.context()`) cost 17 us against 4 us
         # (bench/README.md), a third of the framework's per-item cost. Its
@@ -94,15 +103,10 @@ class NdbContext:
         if context is None:
             context = self._local.context = ndb.context.Context(
                 self._ndb_client(), legacy_data=True)
-        try:
-            with context.use():
-                yield
-                context.eventloop.run()
-        except BaseException:
-            self._local.context = None
-            raise
-        finally:
-            context.cache.clear()
+        return context
+
+    def _drop_context(self) -> None:
+        self._local.context = None
 
     def _ndb_client(self) -> ndb.Client:
         if self._client is None:
@@ -126,6 +130,88 @@ class NdbContext:
         self._local = threading.local()
 
 
+# ndb keeps the current context in two context variables; `Context.use()`
+# sets them through a generator. Per element that generator (with the event
+# loop run and the cache clear) cost ~10 us on this machine, more than a job's
+# `map`; `_Active` does the same steps directly where ndb's internals are as
+# expected (google-cloud-ndb 2.7.1), and goes through `use()` otherwise.
+_NDB_STATE = getattr(ndb.context, '_state', None)
+_CONTEXT_VAR = getattr(_NDB_STATE, '_context', None)
+_TOPLEVEL_VAR = getattr(_NDB_STATE, '_toplevel_context', None)
+_LEAN_SWITCH = (isinstance(_CONTEXT_VAR, contextvars.ContextVar)
+                and isinstance(_TOPLEVEL_VAR, contextvars.ContextVar))
+
+
+def _loop_has_work(loop) -> bool:
+    try:
+        return bool(loop.current or loop.idlers or loop.queue or loop.rpcs)
+    except AttributeError:
+        return True
+
+
+class _Active:
+    """`NdbContext.active()`: one reusable context manager per thread.
+
+    Inside it the thread's ndb context is current. On a clean exit the
+    context's event loop runs what job code left pending; on any exit its
+    cache is emptied; an exception drops the context. When a context is
+    already current (a test calling job code inside its own), that one is
+    used and left alone.
+    """
+
+    __slots__ = ('_owner', '_context', '_use', 'busy')
+
+    def __init__(self, owner: NdbContext):
+        self._owner = owner
+        self._context = None
+        self._use = None
+        self.busy = False
+
+    def __enter__(self) -> None:
+        current = (_CONTEXT_VAR.get() if _LEAN_SWITCH else
+                   ndb.context.get_context(raise_context_error=False))
+        if current is not None:
+            self._context = None
+            return
+        self.busy = True
+        context = self._context = self._owner._thread_context()  # pylint: disable=protected-access
+        if _LEAN_SWITCH:
+            # What Context.use() does when no context is current.
+            _CONTEXT_VAR.set(context)
+            _TOPLEVEL_VAR.set(context)
+            context.rpc_time = 0
+            context.wait_time = 0
+        else:
+            self._use = context.use()
+            self._use.__enter__()
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        context = self._context
+        if context is None:
+            return False
+        self._context = None
+        try:
+            if exc_type is None and _loop_has_work(context.eventloop):
+                try:
+                    context.eventloop.run()
+                except BaseException:
+                    self._owner._drop_context()  # pylint: disable=protected-access
+                    raise
+            elif exc_type is not None:
+                self._owner._drop_context()  # pylint: disable=protected-access
+        finally:
+            if _LEAN_SWITCH:
+                _TOPLEVEL_VAR.set(None)
+                _CONTEXT_VAR.set(None)
+            else:
+                use, self._use = self._use, None
+                use.__exit__(None, None, None)
+            if context.cache:
+                context.cache.clear()
+            self.busy = False
+        return False
+
+
 def _default_or_anonymous_credentials():
     import google.auth
     import google.auth.exceptions
@@ -146,13 +232,33 @@ def key_path(key) -> str:
         pairs = key.pairs()
     elif isinstance(key, datastore.Key):
         pairs = zip(key.flat_path[::2], key.flat_path[1::2])
+    elif isinstance(key, lean_models.KEY_PB):
+        flat = lean_models.flat_path_of(key)
+        pairs = zip(flat[::2], flat[1::2])
     else:
         pairs = zip(key.path_elements[::2], key.path_elements[1::2])
     return '/'.join(f'{kind}/{ident}' for kind, ident in pairs)
 
 
-def to_model(entity: beam_types.Entity, model_class: Type[ndb.Model]) -> ndb.Model:
-    """A Beam entity as an instance of its ndb model (needs an ndb context)."""
+# The entities a Datastore read yields (datastore_read.py): raw protobufs.
+ENTITY_PB = lean_models.ENTITY_PB
+_builders: dict = {}
+
+
+def model_builder(model_class: Type[ndb.Model]) -> lean_models.ModelBuilder:
+    """The (shared) builder of `model_class` instances from protobufs."""
+    builder = _builders.get(model_class)
+    if builder is None:
+        builder = _builders[model_class] = lean_models.ModelBuilder(model_class)
+    return builder
+
+
+def to_model(entity, model_class: Type[ndb.Model]) -> ndb.Model:
+    """An entity read by a Datastore read (a protobuf) or an export read (a
+    Beam entity) as an instance of its ndb model, exactly as `Model.get()`
+    returns it (needs an ndb context)."""
+    if isinstance(entity, ENTITY_PB):
+        return model_builder(model_class).build(entity)
     ds_entity = entity.to_client_entity()
     # Beam's read turns a keyless embedded entity (a LocalStructuredProperty)
     # into a dict, which ndb cannot decode: make it an entity again.
@@ -164,8 +270,12 @@ def to_model(entity: beam_types.Entity, model_class: Type[ndb.Model]) -> ndb.Mod
                                for v in value]
     # ndb has no public "entity to model" call; this is the one its own
     # reads use, so properties decode exactly as `Model.get()` would.
-    return ndb.model._entity_from_ds_entity(  # pylint: disable=protected-access
+    model = ndb.model._entity_from_ds_entity(  # pylint: disable=protected-access
         ds_entity, model_class=model_class)
+    if model._key is not None:  # pylint: disable=protected-access
+        # Same key, cheap to read (`item.id`): see lean_models.FlatKey.
+        lean_models.make_flat(model._key._key)  # pylint: disable=protected-access
+    return model
 
 
 def _embedded(values: dict) -> datastore.Entity:
@@ -210,7 +320,10 @@ def estimated_count(target: Target, kind: str) -> Optional[int]:
     return int(stats[0]['count']) if stats and 'count' in stats[0] else None
 
 
-def kind_of_entity(entity: beam_types.Entity) -> str:
+def kind_of_entity(entity) -> str:
+    """The kind of a Beam entity or an entity protobuf."""
+    if isinstance(entity, ENTITY_PB):
+        return entity.key.path[-1].kind
     return entity.key.path_elements[-2]
 
 
@@ -258,9 +371,10 @@ def delete_keys(project: str) -> beam.PTransform:
 class ReadKind(beam.PTransform):
     """Every entity of one model's kind, read in `num_splits` key ranges.
 
-    Entities stay Beam entities here: the map step turns each into its model
-    inside an ndb context, so an entity that fails to decode is reported by
-    key instead of failing the read.
+    Entities stay entity protobufs here (datastore_read.py): the map step
+    turns each into its model inside an ndb context (`to_model`), so an
+    entity that fails to decode is reported by key instead of failing the
+    read.
     """
 
     def __init__(self, model_class: Type[ndb.Model], target: Target,
@@ -273,5 +387,4 @@ class ReadKind(beam.PTransform):
     def expand(self, pbegin):
         query = beam_types.Query(kind=self._kind, project=self._target.project,
                                  namespace=self._target.namespace)
-        return pbegin | datastoreio.ReadFromDatastore(
-            query, num_splits=self._num_splits)
+        return pbegin | datastore_read.ReadKeyRanges(query, self._num_splits)

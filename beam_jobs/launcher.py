@@ -17,9 +17,8 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions
@@ -40,6 +39,7 @@ from beam_jobs import progress
 from beam_jobs import run_logs
 from beam_jobs import runs
 from beam_jobs import sources
+from beam_jobs import stops
 from beam_jobs.rehearsal import gate as gate_lib
 from beam_jobs.rehearsal.record import RehearsalStore
 from beam_jobs.transforms import DEFAULT_SHARD_COUNT
@@ -48,97 +48,6 @@ from beam_jobs.transforms import RunJob
 
 class RunCanceledError(Exception):
     """The run was asked to stop (Ctrl-C or `beam-jobs cancel`)."""
-
-
-class _StopRun(BaseException):
-    """Raised by our signal handlers. A BaseException, so job code's
-    `except Exception` cannot swallow it as one more failed item."""
-
-
-@dataclasses.dataclass
-class _Stop:
-    """Why a run was stopped from outside its pipeline."""
-
-    reason: str
-    status: str = runs.CANCELED
-
-
-# SIGUSR1 is how the Datastore watch (below) stops the main thread's run.
-_LOST_SIGNAL = signal.SIGUSR1
-
-
-@contextlib.contextmanager
-def _stop_on_signals(requested: list) -> Iterator[None]:
-    """Turn SIGTERM (`beam-jobs cancel`), SIGINT (Ctrl-C) and a lost
-    Datastore into a stop.
-
-    Beam may wrap whatever the handler raises in its own error, so the
-    reason is also noted in `requested`: that, not the exception's type,
-    tells the caller how the run ended.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    reasons = {signal.SIGTERM: 'stopped by SIGTERM (beam-jobs cancel)',
-               signal.SIGINT: 'interrupted (Ctrl-C)'}
-
-    def handler(signum, frame):
-        if signum in reasons and not requested:
-            requested.append(_Stop(reasons[signum]))
-        if requested and not getattr(handler, 'raised', False):
-            handler.raised = True
-            raise _StopRun(requested[0].reason)
-    previous = {sig: signal.signal(sig, handler)
-                for sig in (*reasons, _LOST_SIGNAL)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-class _DatastoreWatch:
-    """Notices an emulator that stops answering during a local run.
-
-    Beam retries a lost Datastore for one to two minutes before it gives
-    up; a coordinator should not wait that long to learn the database is
-    gone. Checked every second, three misses in a row stop the run.
-    """
-
-    INTERVAL_SECS = 1.0
-    MISSES = 3
-
-    def __init__(self, host: Optional[str], requested: list):
-        self._host = host
-        self._requested = requested
-        self._done = threading.Event()
-        self.lost = False
-        self._thread = threading.Thread(target=self._watch, daemon=True,
-                                        name='datastore-watch')
-
-    def __enter__(self):
-        if self._host and threading.current_thread() is threading.main_thread():
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._done.set()
-
-    def _watch(self) -> None:
-        misses = 0
-        while not self._done.wait(self.INTERVAL_SECS):
-            misses = 0 if emulator.is_serving(self._host) else misses + 1
-            if misses >= self.MISSES and not self._done.is_set():
-                self.lost = True
-                running = emulator.attached()
-                log = f' (its log: {running.log_file})' if running else ''
-                self._requested.append(_Stop(
-                    f'Lost the Datastore: the emulator on {self._host} stopped '
-                    f'answering during the run{log}. Start it again (any '
-                    'beam-jobs command does), check `beam-jobs emulator '
-                    'status`, then rerun the job.', runs.FAILED))
-                os.kill(os.getpid(), _LOST_SIGNAL)
-                return
 
 
 # Counters every run reports, zero when nothing incremented them.
@@ -324,11 +233,11 @@ def _execute(plan: RunPlan, store: runs.RunStore, run_id: str,
              queue_name: Optional[str],
              progress_listeners: Sequence[progress.Listener]) -> runs.RunRecord:
     job_name = job_class_lib.job_name(plan.job)
-    queued = store.transition(run_id, runs.QUEUED, shard_count=plan.shard_count,
-                     params=plan.params, runner=plan.runner,
-                     queue_name=queue_name,
-                     log_file=str(run_logs.log_path(run_id)),
-                     source=plan.source.describe(store.target), gate=plan.gate)
+    queued = store.transition(
+        run_id, runs.QUEUED, shard_count=plan.shard_count, params=plan.params,
+        runner=plan.runner, queue_name=queue_name,
+        log_file=str(run_logs.log_path(run_id)),
+        source=plan.source.describe(store.target), gate=plan.gate)
     try:
         if plan.is_dataflow:
             dataflow.name_job(plan.pipeline_options, run_id, job_name)
@@ -342,8 +251,8 @@ def _execute(plan: RunPlan, store: runs.RunStore, run_id: str,
     stop_requested: list = []
     watched = None if plan.is_dataflow else os.environ.get(emulator.EMULATOR_HOST_ENV)
     try:
-        with _stop_on_signals(stop_requested), \
-                _DatastoreWatch(watched, stop_requested):
+        with stops.stop_on_signals(stop_requested), \
+                stops.DatastoreWatch(watched, stop_requested):
             if plan.is_dataflow:
                 # Submitted and left running: readers of the record follow
                 # the job from here (see dataflow.refresh).
@@ -354,7 +263,7 @@ def _execute(plan: RunPlan, store: runs.RunStore, run_id: str,
     except BaseException as error:  # pylint: disable=broad-except
         run_logs.write_traceback(run_id, error)
         if stop_requested or isinstance(error, KeyboardInterrupt):
-            stop = (stop_requested or [_Stop('interrupted (Ctrl-C)')])[0]
+            stop = (stop_requested or [stops.Stop('interrupted (Ctrl-C)')])[0]
             if stop.status == runs.FAILED:
                 return _record_end(store, run_id, runs.FAILED, error=stop.reason)
             _record_end(store, run_id, runs.CANCELED,
@@ -386,7 +295,7 @@ def _progress(plan: RunPlan, store: runs.RunStore, run_id: str,
         lambda report: store.set_progress(run_id, report), *listeners], interval)
 
 
-def _cancel_message(store: runs.RunStore, run_id: str, stop: _Stop) -> str:
+def _cancel_message(store: runs.RunStore, run_id: str, stop: stops.Stop) -> str:
     """`Canceled by USER.` when `cancel_run` said who (it notes that before
     it signals), as the old framework's cancel message read."""
     try:

@@ -75,7 +75,7 @@ def test_jobs_lists_every_registered_job(client, store):
 
     page = client.get('/')
     assert page.status_code == 200
-    assert f'A run of this job is already' in page.text and unfinished.run_id in page.text
+    assert 'A run of this job is already' in page.text and unfinished.run_id in page.text
     # Coordinator notes are Markdown, with raw HTML shown as text.
     assert '<strong>Run it after</strong>' in page.text
     assert '&lt;script&gt;window.__notes_xss = 1&lt;/script&gt;' in page.text

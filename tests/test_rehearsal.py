@@ -10,7 +10,6 @@ from beam_jobs import cli, datastore, runs, testing
 from beam_jobs.export import ReadExport, write_export
 from beam_jobs.rehearsal import expect, record as record_lib
 from pipelines import sample_data
-from pipelines.models import exp_models
 from tests import export_helpers
 from tests import job_fixtures as fx
 

@@ -1,0 +1,257 @@
+"""Datastore protobufs → ndb models, lean: what the map step hands to `map`.
+
+ndb's own read turns an entity protobuf into a client `Entity`
+(`helpers.entity_from_protobuf`), then into a model
+(`ndb.model._entity_from_ds_entity`), and a Beam read adds a Beam entity on
+the way. For the common property types the outcome is simple: the model's
+`_values` holds each stored value wrapped in `_BaseValue` (a list of them for
+a repeated property), and ndb converts it to the user's value when the job
+first reads it. `ModelBuilder` writes exactly that straight from the
+protobuf. Anything it does not handle the same way ndb does (embedded
+entities: structured, local-structured and user properties; legacy dotted
+names; a stored meaning an uncompressed blob property would act on;
+`Expando` and `PolyModel` classes; properties that override how ndb stores
+them; values ndb itself would refuse) goes through ndb's own path for the
+whole entity, so a model is always what `Model.get()` returns.
+
+Keys: `google.cloud.datastore.Key.id`, `.name`, `.id_or_name` and `.kind`
+deep-copy the key's whole path on every call, and `ndb.Key.id()` is one of
+them, so a job's `item.id` cost more than decoding the entity. `FlatKey`
+answers them from the path it already holds. It is a `Key` in every other
+respect (`path` still returns a copy); the framework puts it inside the ndb
+keys of the models it builds.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Type
+
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
+from google.cloud import datastore
+from google.cloud import ndb
+from google.cloud.datastore import helpers
+from google.cloud.datastore.helpers import GeoPoint
+from google.cloud.datastore_v1.types import entity as entity_types
+from google.cloud.ndb import model as ndb_model
+
+# The raw (upb) protobuf classes behind the client's proto-plus types.
+ENTITY_PB = entity_types.Entity.pb()
+KEY_PB = entity_types.Key.pb()
+
+
+class FlatKey(datastore.Key):
+    """A client `Key` whose getters read its path instead of copying it.
+
+    Same values as `datastore.Key` (whose getters deep-copy `_path` and read
+    its last element); this one reads that element in place.
+    """
+
+    @property
+    def kind(self):
+        return self._path[-1]['kind']
+
+    @property
+    def id(self):
+        return self._path[-1].get('id')
+
+    @property
+    def name(self):
+        return self._path[-1].get('name')
+
+    @property
+    def id_or_name(self):
+        last = self._path[-1]
+        ident = last.get('id')
+        return last.get('name') if ident is None else ident
+
+
+def make_flat(key: Optional[datastore.Key]) -> None:
+    """Turn a plain client key into a `FlatKey` in place (same data)."""
+    if type(key) is datastore.Key:  # pylint: disable=unidiomatic-typecheck
+        key.__class__ = FlatKey
+
+
+class _Fallback(Exception):
+    """This entity needs ndb's own decoding."""
+
+
+def flat_path_of(key_pb) -> list:
+    """`[kind, id_or_name, ...]` of a key protobuf, as the client reads it."""
+    flat = []
+    for element in key_pb.path:
+        flat.append(element.kind)
+        if element.id:
+            flat.append(element.id)
+        if element.name:
+            flat.append(element.name)
+    return flat
+
+
+def key_from_pb(key_pb) -> FlatKey:
+    """A key protobuf as a `FlatKey`, equal to `helpers.key_from_protobuf`'s."""
+    flat, path = [], []
+    elements = key_pb.path
+    last = len(elements) - 1
+    for index, element in enumerate(elements):
+        kind = element.kind
+        ident, name = element.id, element.name
+        flat.append(kind)
+        if ident and not name:
+            flat.append(ident)
+            path.append({'kind': kind, 'id': ident})
+        elif name and not ident:
+            flat.append(name)
+            path.append({'kind': kind, 'name': name})
+        elif not ident and not name and index == last:
+            path.append({'kind': kind})   # an incomplete key
+        else:
+            raise _Fallback('unusual key path')
+    partition = key_pb.partition_id
+    project = partition.project_id
+    if not path or not project:
+        raise _Fallback('key without a path or project')
+    key = FlatKey.__new__(FlatKey)
+    key._flat_path = tuple(flat)  # pylint: disable=protected-access
+    key._path = path  # pylint: disable=protected-access
+    key._parent = None  # pylint: disable=protected-access
+    key._project = project  # pylint: disable=protected-access
+    key._namespace = partition.namespace_id or None  # pylint: disable=protected-access
+    key._database = partition.database_id or None  # pylint: disable=protected-access
+    return key
+
+
+def ndb_key_from_pb(key_pb) -> ndb.Key:
+    return ndb.Key._from_ds_key(key_from_pb(key_pb))  # pylint: disable=protected-access
+
+
+_SIMPLE = frozenset({'string_value', 'integer_value', 'boolean_value',
+                     'double_value', 'blob_value'})
+
+
+def _value(value_pb):
+    """A scalar value protobuf as `helpers._get_value_from_value_pb` reads it."""
+    which = value_pb.WhichOneof('value_type')
+    if which in _SIMPLE:
+        return getattr(value_pb, which)
+    if which == 'timestamp_value':
+        return DatetimeWithNanoseconds.from_timestamp_pb(value_pb.timestamp_value)
+    if which == 'null_value':
+        return None
+    if which == 'key_value':
+        return key_from_pb(value_pb.key_value)
+    if which == 'geo_point_value':
+        point = value_pb.geo_point_value
+        return GeoPoint(point.latitude, point.longitude)
+    raise _Fallback(which)   # embedded entities, nested arrays, no value
+
+
+# Property classes whose stored values are embedded entities, or whose read
+# differs from a plain store of the base value: always ndb's own path.
+_SLOW_PROPERTIES = (ndb.StructuredProperty, ndb.LocalStructuredProperty,
+                    ndb.UserProperty, ndb.ComputedProperty, ndb_model.ModelKey)
+_PLAIN_FROM_DATASTORE = (ndb.Property._from_datastore,  # pylint: disable=protected-access
+                         ndb.BlobProperty._from_datastore)  # pylint: disable=protected-access
+# What ndb's read does with a stored name that is no property: ignore it, but
+# first look it up on the entity's own class when its kind is not the
+# model's (a PolyModel), which this builder leaves to ndb.
+_UNKNOWN = object()
+_IGNORED = object()      # a class attribute that is not a property
+_SLOW = object()
+
+
+class ModelBuilder:
+    """Builds instances of one model class from entity protobufs."""
+
+    def __init__(self, model_class: Type[ndb.Model]):
+        self._model_class = model_class
+        self._class_name = model_class.__name__
+        self._always_slow = issubclass(model_class, ndb.Expando)
+        # Stored property name -> (name in _values, repeated, whether a
+        # stored meaning matters) or one of the markers above; decided the
+        # first time a name is met, by the lookup ndb's read makes.
+        self._handlers: dict = {}
+
+    def build(self, entity_pb) -> ndb.Model:
+        """The model ndb would read from `entity_pb` (needs no RPC)."""
+        if not self._always_slow:
+            try:
+                return self._build(entity_pb)
+            except _Fallback:
+                pass
+        return self.slow(entity_pb)
+
+    def slow(self, entity_pb) -> ndb.Model:
+        """ndb's own decoding, with a `FlatKey` in the model's key."""
+        model = ndb_model._entity_from_ds_entity(  # pylint: disable=protected-access
+            helpers.entity_from_protobuf(entity_pb), model_class=self._model_class)
+        if model._key is not None:  # pylint: disable=protected-access
+            make_flat(model._key._key)  # pylint: disable=protected-access
+        return model
+
+    def _build(self, entity_pb) -> ndb.Model:
+        properties = entity_pb.properties
+        if 'class' in properties:
+            raise _Fallback('a PolyModel class property')
+        entity = self._model_class()
+        same_kind = True
+        if entity_pb.HasField('key'):
+            key = key_from_pb(entity_pb.key)
+            same_kind = key.kind == self._class_name
+            entity._key = ndb.Key._from_ds_key(key)  # pylint: disable=protected-access
+        handlers = self._handlers
+        values = entity._values  # pylint: disable=protected-access
+        base_value = ndb_model._BaseValue  # pylint: disable=protected-access
+        for name, value_pb in properties.items():
+            handler = handlers.get(name)
+            if handler is None:
+                handler = handlers[name] = self._handler(name)
+            if handler is _IGNORED or (handler is _UNKNOWN and same_kind):
+                continue
+            if handler is _SLOW or handler is _UNKNOWN:
+                raise _Fallback(name)
+            stored_name, repeated, meaning_matters = handler
+            if meaning_matters and value_pb.meaning:
+                raise _Fallback('a meaning on an uncompressed blob')
+            if value_pb.WhichOneof('value_type') == 'array_value':
+                if not repeated:
+                    raise _Fallback('a list in a property that is not repeated')
+                items = value_pb.array_value.values
+                if items and len({item.exclude_from_indexes for item in items}) != 1:
+                    raise _Fallback('a list indexed in part')
+                value = []
+                for item in items:
+                    if meaning_matters and item.meaning:
+                        raise _Fallback('a meaning on an uncompressed blob')
+                    item_value = _value(item)
+                    value.append(None if item_value is None else base_value(item_value))
+            else:
+                value = _value(value_pb)
+                if value is not None:
+                    value = base_value(value)
+                    if repeated:
+                        value = [value]
+            values[stored_name] = value
+        return entity
+
+    def _handler(self, name: str):
+        """What ndb's read does with stored property `name` (model.py,
+        `_entity_from_ds_entity`), decided once per name."""
+        model_class = self._model_class
+        prop = getattr(model_class,
+                       model_class._code_name_from_stored_name(name), None)  # pylint: disable=protected-access
+        if prop is None:
+            # A legacy structured property, or no property at all.
+            return _SLOW if '.' in name else _UNKNOWN
+        if not isinstance(prop, ndb.Property):
+            return _IGNORED
+        if isinstance(prop, _SLOW_PROPERTIES):
+            return _SLOW
+        cls = type(prop)
+        if (cls._from_datastore not in _PLAIN_FROM_DATASTORE  # pylint: disable=protected-access
+                or cls._store_value is not ndb.Property._store_value):  # pylint: disable=protected-access
+            return _SLOW
+        # ndb acts on a stored meaning only for a blob property that does not
+        # compress (it then decompresses a value stored compressed).
+        meaning_matters = (isinstance(prop, ndb.BlobProperty)
+                           and not prop._compressed)  # pylint: disable=protected-access
+        return prop._name, bool(prop._repeated), meaning_matters  # pylint: disable=protected-access
