@@ -1,29 +1,27 @@
 """Kinds in, ndb models out; writes out.
 
 Everything that touches the Datastore's data model lives here: which project
-and namespace a run uses, the ndb context job code runs inside, reading a kind
-as ndb model instances, and turning models and keys back into Beam's entities
-for the write transforms.
+and namespace a run uses, the ndb context job code runs inside (its workings
+in ndb_context.py), reading a kind as ndb model instances (the read in
+datastore_read.py, the models in lean_models.py), and turning models and keys
+back into Beam's entities for the write transforms.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import os
-import threading
-from typing import Iterator, Optional, Type
+from typing import Optional, Type
 
 import apache_beam as beam
 from apache_beam.io.gcp.datastore.v1new import datastoreio
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
-from google.auth import credentials as auth_credentials
 from google.cloud import datastore
 from google.cloud import ndb
 
 from beam_jobs import datastore_read
 from beam_jobs import lean_models
+from beam_jobs.ndb_context import NdbContext  # noqa: F401  (the public name)
 
 NAMESPACE_ENV = 'DATASTORE_NAMESPACE'
 METRICS_NAMESPACE = 'beam_jobs'
@@ -54,172 +52,11 @@ def is_emulator() -> bool:
     return bool(os.environ.get('DATASTORE_EMULATOR_HOST'))
 
 
-def _credentials():
-    # The emulator takes no credentials; asking for real ones on a laptop
-    # would fail. On Dataflow the default credentials are the right ones.
-    if is_emulator():
-        return auth_credentials.AnonymousCredentials()
-    return None
-
-
 def client(target: Target) -> datastore.Client:
     """A plain Datastore client for the target (used for run records)."""
     # This client finds the emulator (and refuses explicit credentials for
     # it) by itself, and the default credentials otherwise.
     return datastore.Client(project=target.project, namespace=target.namespace)
-
-
-class NdbContext:
-    """An ndb context that job code runs inside, reusable per element.
-
-    Beam fuses stages, so a DoFn that yields while a context is open runs the
-    next stage inside it, and that stage could not open its own. Callers
-    therefore finish their work inside `active()` and yield afterwards. When a
-    context is already open on this thread (a test calling job code
-    directly), it is reused rather than nested.
-    """
-
-    def __init__(self, target: Target):
-        self._target = target
-        self._client: Optional[ndb.Client] = None
-        self._local = threading.local()
-
-    def active(self) -> '_Active':
-        """A context manager: this thread's context is current inside it."""
-        active = getattr(self._local, 'active', None)
-        if active is None or active.busy:
-            active = _Active(self)
-            if getattr(self._local, 'active', None) is None:
-                self._local.active = active
-        return active
-
-    def _thread_context(self) -> ndb.context.Context:
-        # One ndb Context per thread, made current for each use: building a
-        # fresh one per element (`client.context()`) cost 17 us against 4 us
-        # (bench/README.md), a third of the framework's per-item cost. Its
-        # cache is emptied after each use, so elements never share entities,
-        # and a use that fails drops it, so no half-run work leaks on.
-        context = getattr(self._local, 'context', None)
-        if context is None:
-            context = self._local.context = ndb.context.Context(
-                self._ndb_client(), legacy_data=True)
-        return context
-
-    def _drop_context(self) -> None:
-        self._local.context = None
-
-    def _ndb_client(self) -> ndb.Client:
-        if self._client is None:
-            credentials = _credentials()
-            if credentials is None and not os.environ.get(
-                    'GOOGLE_APPLICATION_CREDENTIALS'):
-                # Building keys and models needs no credentials; only real
-                # RPCs do, and those pick the defaults up on Dataflow.
-                credentials = _default_or_anonymous_credentials()
-            self._client = ndb.Client(project=self._target.project,
-                                      namespace=self._target.namespace,
-                                      credentials=credentials)
-        return self._client
-
-    def __getstate__(self):
-        # ndb clients hold channels that do not pickle; workers build their own.
-        return {'_target': self._target, '_client': None}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._local = threading.local()
-
-
-# ndb keeps the current context in two context variables; `Context.use()`
-# sets them through a generator. Per element that generator (with the event
-# loop run and the cache clear) cost ~10 us on this machine, more than a job's
-# `map`; `_Active` does the same steps directly where ndb's internals are as
-# expected (google-cloud-ndb 2.7.1), and goes through `use()` otherwise.
-_NDB_STATE = getattr(ndb.context, '_state', None)
-_CONTEXT_VAR = getattr(_NDB_STATE, '_context', None)
-_TOPLEVEL_VAR = getattr(_NDB_STATE, '_toplevel_context', None)
-_LEAN_SWITCH = (isinstance(_CONTEXT_VAR, contextvars.ContextVar)
-                and isinstance(_TOPLEVEL_VAR, contextvars.ContextVar))
-
-
-def _loop_has_work(loop) -> bool:
-    try:
-        return bool(loop.current or loop.idlers or loop.queue or loop.rpcs)
-    except AttributeError:
-        return True
-
-
-class _Active:
-    """`NdbContext.active()`: one reusable context manager per thread.
-
-    Inside it the thread's ndb context is current. On a clean exit the
-    context's event loop runs what job code left pending; on any exit its
-    cache is emptied; an exception drops the context. When a context is
-    already current (a test calling job code inside its own), that one is
-    used and left alone.
-    """
-
-    __slots__ = ('_owner', '_context', '_use', 'busy')
-
-    def __init__(self, owner: NdbContext):
-        self._owner = owner
-        self._context = None
-        self._use = None
-        self.busy = False
-
-    def __enter__(self) -> None:
-        current = (_CONTEXT_VAR.get() if _LEAN_SWITCH else
-                   ndb.context.get_context(raise_context_error=False))
-        if current is not None:
-            self._context = None
-            return
-        self.busy = True
-        context = self._context = self._owner._thread_context()  # pylint: disable=protected-access
-        if _LEAN_SWITCH:
-            # What Context.use() does when no context is current.
-            _CONTEXT_VAR.set(context)
-            _TOPLEVEL_VAR.set(context)
-            context.rpc_time = 0
-            context.wait_time = 0
-        else:
-            self._use = context.use()
-            self._use.__enter__()
-
-    def __exit__(self, exc_type, exc, traceback) -> bool:
-        context = self._context
-        if context is None:
-            return False
-        self._context = None
-        try:
-            if exc_type is None and _loop_has_work(context.eventloop):
-                try:
-                    context.eventloop.run()
-                except BaseException:
-                    self._owner._drop_context()  # pylint: disable=protected-access
-                    raise
-            elif exc_type is not None:
-                self._owner._drop_context()  # pylint: disable=protected-access
-        finally:
-            if _LEAN_SWITCH:
-                _TOPLEVEL_VAR.set(None)
-                _CONTEXT_VAR.set(None)
-            else:
-                use, self._use = self._use, None
-                use.__exit__(None, None, None)
-            if context.cache:
-                context.cache.clear()
-            self.busy = False
-        return False
-
-
-def _default_or_anonymous_credentials():
-    import google.auth
-    import google.auth.exceptions
-    try:
-        credentials, _ = google.auth.default()
-        return credentials
-    except google.auth.exceptions.DefaultCredentialsError:
-        return auth_credentials.AnonymousCredentials()
 
 
 def kind_of(model_class: Type[ndb.Model]) -> str:
@@ -240,8 +77,8 @@ def key_path(key) -> str:
     return '/'.join(f'{kind}/{ident}' for kind, ident in pairs)
 
 
-# The entities a Datastore read yields (datastore_read.py): raw protobufs.
-ENTITY_PB = lean_models.ENTITY_PB
+# What a Datastore read yields per entity (datastore_read.py): its protobuf.
+EntityPb = lean_models.EntityPb
 _builders: dict = {}
 
 
@@ -257,7 +94,7 @@ def to_model(entity, model_class: Type[ndb.Model]) -> ndb.Model:
     """An entity read by a Datastore read (a protobuf) or an export read (a
     Beam entity) as an instance of its ndb model, exactly as `Model.get()`
     returns it (needs an ndb context)."""
-    if isinstance(entity, ENTITY_PB):
+    if isinstance(entity, (EntityPb, lean_models.ENTITY_PB)):
         return model_builder(model_class).build(entity)
     ds_entity = entity.to_client_entity()
     # Beam's read turns a keyless embedded entity (a LocalStructuredProperty)
@@ -322,7 +159,7 @@ def estimated_count(target: Target, kind: str) -> Optional[int]:
 
 def kind_of_entity(entity) -> str:
     """The kind of a Beam entity or an entity protobuf."""
-    if isinstance(entity, ENTITY_PB):
+    if isinstance(entity, (EntityPb, lean_models.ENTITY_PB)):
         return entity.key.path[-1].kind
     return entity.key.path_elements[-2]
 
@@ -368,6 +205,14 @@ def delete_keys(project: str) -> beam.PTransform:
                                            throttle_rampup=not is_emulator())
 
 
+# Beam's splitter samples 32 `__scatter__` keys per key range. The emulator
+# returns them 300 a page at ~0.3 s of CPU a page, all before any entity is
+# read: 64 shards took 2.0 s to split, one page 0.25 s (bench/README.md).
+# Locally the ranges are read by one worker anyway (datastore_read.py), so
+# there the sample is one page.
+EMULATOR_SCATTER_KEYS = 300
+
+
 class ReadKind(beam.PTransform):
     """Every entity of one model's kind, read in `num_splits` key ranges.
 
@@ -387,4 +232,6 @@ class ReadKind(beam.PTransform):
     def expand(self, pbegin):
         query = beam_types.Query(kind=self._kind, project=self._target.project,
                                  namespace=self._target.namespace)
-        return pbegin | datastore_read.ReadKeyRanges(query, self._num_splits)
+        return pbegin | 'ReadFromDatastore' >> datastore_read.ReadKeyRanges(
+            query, self._num_splits,
+            max_scatter_keys=EMULATOR_SCATTER_KEYS if is_emulator() else None)

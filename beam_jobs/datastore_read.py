@@ -7,16 +7,16 @@ then a Beam entity. Locally that left the two halves of a run taking turns:
 the emulator's JVM answered a page while Python waited, then Python decoded
 and mapped it while the JVM waited (bench/README.md has the profile). Here:
 
-- splitting is Beam's own: `shard_count` key ranges, spread the same way;
+- splitting is Beam's own (`query_splitter`): `shard_count` key ranges,
+  spread over workers the same way;
 - a worker reads all the ranges of its bundle on `READERS` threads, each
   fetching its pages while the worker maps the pages already fetched (gRPC
   releases the GIL while it waits), at most `BUFFERED_PAGES` pages ahead;
-- ranges next to each other in a bundle are read as one range (the same
-  entities, fewer queries: the emulator charges every query page about the
-  same CPU, whatever it holds);
-- entities leave as the raw protobufs the Datastore sent (`ENTITY_PB`): the
-  map step builds models from them (lean_models.py), so an entity that fails
-  to decode is reported there, by key, and never fails the read.
+- ranges next to each other in a bundle are read as fewer, longer ranges
+  (the same entities, fewer queries: see QUERIES_PER_RUN);
+- entities leave as the protobufs the Datastore sent (in an `EntityPb`):
+  the map step builds models from them (lean_models.py), so an entity that
+  fails to decode is reported there, by key, and never fails the read.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from apache_beam.io.gcp.datastore.v1new import query_splitter
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from apache_beam.transforms import window
 
-from beam_jobs.lean_models import ENTITY_PB
+from beam_jobs.lean_models import EntityPb
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,52 +40,76 @@ _LOGGER = logging.getLogger(__name__)
 # arrived; more only queue up behind it (bench/README.md).
 READERS = 2
 BUFFERED_PAGES = 4
+# The emulator's CPU per query page grows with what the query has left to
+# return, and every query ends in a part page: a 20,000-entity kind read as
+# 8-16 queries cost its JVM 6-7 s, as 2 queries 8.3-8.6 s, as 64 queries
+# 8.8 s (bench/README.md). So a long run of adjacent ranges (a job asking
+# for 64 shards) is read in at most this many queries.
+QUERIES_PER_RUN = 16
 _KEY = query_splitter.KEY_PROPERTY_NAME
 
 
-def split_ranges(query: beam_types.Query, num_splits: int) -> list[tuple]:
-    """`query` cut into `num_splits` key ranges by Beam's splitter, as
-    `(index, start, end)`: client keys, None for an open end."""
+def split_ranges(query: beam_types.Query, num_splits: int,
+                 max_scatter_keys: Optional[int] = None) -> list[tuple]:
+    """`query` cut into `num_splits` key ranges as Beam's splitter cuts it
+    (`query_splitter.get_splits`), as `(index, start, end)`: client keys,
+    None for an open end. Fewer ranges if the kind has too few entities;
+    one if the query cannot be split.
+
+    Beam samples `KEYS_PER_SPLIT` (32) `__scatter__` keys per range, to
+    balance them; `max_scatter_keys` caps that sample (see ReadKind: the
+    emulator charges ~0.3 s of CPU per page of 300 scatter keys).
+    """
     client = helper.get_client(query.project, query.namespace)
     try:
+        if num_splits <= 1:
+            raise query_splitter.SplitNotPossibleError(
+                f'num_splits must be > 1, got: {num_splits}')
         query_splitter.validate_split(query)
-        splits = query_splitter.get_splits(client, query, num_splits)
+        # Beam's words, which a run's log has always shown.
+        _LOGGER.info('Splitting the query into %d splits', num_splits)
+        split_keys = query_splitter._get_split_key(  # pylint: disable=protected-access
+            _scatter_keys(client, query, num_splits, max_scatter_keys),
+            num_splits)
     except query_splitter.QuerySplitterError:
         _LOGGER.info('Unable to split the query %s; reading it whole.', query,
                      exc_info=True)
         return [(0, None, None)]
-    own = len(query.filters or ())
-    ranges = []
-    for index, split in enumerate(splits):
-        start = end = None
-        for name, op, value in list(split.filters or ())[own:]:
-            if name == _KEY and op == '>=':
-                start = value
-            elif name == _KEY and op == '<':
-                end = value
-        ranges.append((index, start, end))
-    return ranges
+    bounds = [None, *split_keys, None]
+    return [(index, bounds[index], bounds[index + 1])
+            for index in range(len(bounds) - 1)]
 
 
-def merge_adjacent(ranges: Sequence[tuple], groups: int) -> list[tuple]:
-    """Ranges whose indexes follow each other, read as one range.
+def _scatter_keys(client, query, num_splits: int,
+                  max_keys: Optional[int]) -> list:
+    """`query_splitter._get_scatter_keys`, with the sample capped."""
+    scatter = query_splitter._create_scatter_query(query, num_splits)  # pylint: disable=protected-access
+    if max_keys is not None:
+        scatter.limit = max(num_splits - 1, min(scatter.limit, max_keys))
+    client_query = scatter._to_client_query(client)  # pylint: disable=protected-access
+    keys = [entity.key for entity in client_query.fetch(client=client,
+                                                         limit=scatter.limit)]
+    keys.sort(key=query_splitter.client_key_sort_key)
+    return keys
 
-    A run of adjacent ranges is cut into at most `groups` parts, so that many
-    readers still have a range each; ranges not next to each other stay
-    apart.
-    """
+
+def merge_adjacent(ranges: Sequence[tuple], queries: int) -> list[tuple]:
+    """Ranges whose indexes follow each other, read in at most `queries`
+    queries per run of adjacent ranges (as evenly as the ranges allow);
+    ranges not next to each other stay apart."""
     runs: list[list[tuple]] = []
     for key_range in sorted(ranges, key=lambda r: r[0]):
         if runs and runs[-1][-1][0] + 1 == key_range[0]:
             runs[-1].append(key_range)
         else:
             runs.append([key_range])
-    while len(runs) < groups and any(len(run) > 1 for run in runs):
-        longest = max(range(len(runs)), key=lambda i: len(runs[i]))
-        run = runs.pop(longest)
-        half = len(run) // 2
-        runs[longest:longest] = [run[:half], run[half:]]
-    return [(run[0][0], run[0][1], run[-1][2]) for run in runs]
+    merged = []
+    for run in runs:
+        parts = min(len(run), max(1, queries))
+        for part in range(parts):
+            group = run[part * len(run) // parts:(part + 1) * len(run) // parts]
+            merged.append((group[0][0], group[0][1], group[-1][2]))
+    return merged
 
 
 def range_query(query: beam_types.Query, start, end) -> beam_types.Query:
@@ -221,43 +245,49 @@ class _ReadRangesFn(beam.DoFn):
         if not ranges:
             return
         queries = [range_query(self._query, start, end) for _, start, end
-                   in merge_adjacent(ranges, self._readers)]
+                   in merge_adjacent(ranges, QUERIES_PER_RUN)]
         for entity_pb in _Prefetch(queries, self._readers, self._buffered):
-            yield window.GlobalWindows.windowed_value(entity_pb)
+            yield window.GlobalWindows.windowed_value(EntityPb(entity_pb))
 
 
 class _SplitFn(beam.DoFn):
 
-    def __init__(self, num_splits: int):
+    def __init__(self, num_splits: int, max_scatter_keys: Optional[int]):
         super().__init__()
         self._num_splits = num_splits
+        self._max_scatter_keys = max_scatter_keys
 
     def process(self, query):
-        return split_ranges(query, self._num_splits)
+        return split_ranges(query, self._num_splits, self._max_scatter_keys)
 
 
 class ReadKeyRanges(beam.PTransform):
     """pbegin → every entity `query` matches, as entity protobufs.
 
     `query` is split into `num_splits` key ranges, as `ReadFromDatastore`
-    splits it; see the module docstring for how they are read.
+    splits it (sampling at most `max_scatter_keys` scatter keys, if given);
+    see the module docstring for how they are read.
     """
 
     def __init__(self, query: beam_types.Query, num_splits: int,
+                 max_scatter_keys: Optional[int] = None,
                  readers: int = READERS, buffered: Optional[int] = None):
         super().__init__()
         self._query = query
         self._num_splits = num_splits
+        self._max_scatter_keys = max_scatter_keys
         self._readers = readers
         self._buffered = BUFFERED_PAGES if buffered is None else buffered
 
     def expand(self, pbegin):
+        # Beam's own step names (ReadFromDatastore's), so a graph reads the
+        # same to whoever knows Beam's.
         return (
             pbegin.pipeline
-            | 'Query' >> beam.Create([self._query])
-            | 'Split into key ranges' >> beam.ParDo(_SplitFn(self._num_splits))
-            | 'Spread ranges' >> beam.Reshuffle()
-            | 'Read ranges' >> beam.ParDo(_ReadRangesFn(
-                self._query, self._readers, self._buffered)).with_output_types(
-                    ENTITY_PB)
+            | 'UserQuery' >> beam.Create([self._query])
+            | 'SplitQuery' >> beam.ParDo(_SplitFn(
+                self._num_splits, self._max_scatter_keys))
+            | 'Reshuffle' >> beam.Reshuffle()
+            | 'Read' >> beam.ParDo(_ReadRangesFn(
+                self._query, self._readers, self._buffered))
         )

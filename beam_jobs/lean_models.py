@@ -8,8 +8,8 @@ the way. For the common property types the outcome is simple: the model's
 a repeated property), and ndb converts it to the user's value when the job
 first reads it. `ModelBuilder` writes exactly that straight from the
 protobuf. Anything it does not handle the same way ndb does (embedded
-entities: structured, local-structured and user properties; legacy dotted
-names; a stored meaning an uncompressed blob property would act on;
+entities: set structured, local-structured and user properties; legacy
+dotted names; a stored meaning an uncompressed blob property would act on;
 `Expando` and `PolyModel` classes; properties that override how ndb stores
 them; values ndb itself would refuse) goes through ndb's own path for the
 whole entity, so a model is always what `Model.get()` returns.
@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from typing import Optional, Type
 
-from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import datastore
 from google.cloud import ndb
 from google.cloud.datastore import helpers
+# The very classes `helpers.entity_from_protobuf` makes values of.
+from google.cloud.datastore.helpers import DatetimeWithNanoseconds
 from google.cloud.datastore.helpers import GeoPoint
 from google.cloud.datastore_v1.types import entity as entity_types
 from google.cloud.ndb import model as ndb_model
@@ -37,6 +38,37 @@ from google.cloud.ndb import model as ndb_model
 # The raw (upb) protobuf classes behind the client's proto-plus types.
 ENTITY_PB = entity_types.Entity.pb()
 KEY_PB = entity_types.Key.pb()
+
+
+class EntityPb:
+    """An entity protobuf as it travels from the read to the map step.
+
+    The raw protobuf classes do not pickle (proto-plus builds them at import
+    time), and a runner may encode the elements between two steps; this
+    wrapper pickles as the protobuf's bytes.
+    """
+
+    __slots__ = ('pb',)
+
+    def __init__(self, pb):
+        self.pb = pb
+
+    @property
+    def key(self):
+        return self.pb.key
+
+    def __reduce__(self):
+        return _entity_pb_from_bytes, (self.pb.SerializeToString(),)
+
+    def __eq__(self, other):
+        return isinstance(other, EntityPb) and other.pb == self.pb
+
+    def __repr__(self):
+        return f'EntityPb({self.pb!r})'
+
+
+def _entity_pb_from_bytes(data: bytes) -> EntityPb:
+    return EntityPb(ENTITY_PB.FromString(data))
 
 
 class FlatKey(datastore.Key):
@@ -87,8 +119,9 @@ def flat_path_of(key_pb) -> list:
     return flat
 
 
-def key_from_pb(key_pb) -> FlatKey:
-    """A key protobuf as a `FlatKey`, equal to `helpers.key_from_protobuf`'s."""
+def key_from_pb(key_pb, key_class: type = FlatKey) -> datastore.Key:
+    """A key protobuf as a `FlatKey` (or `key_class`), equal to
+    `helpers.key_from_protobuf`'s."""
     flat, path = [], []
     elements = key_pb.path
     last = len(elements) - 1
@@ -110,7 +143,7 @@ def key_from_pb(key_pb) -> FlatKey:
     project = partition.project_id
     if not path or not project:
         raise _Fallback('key without a path or project')
-    key = FlatKey.__new__(FlatKey)
+    key = key_class.__new__(key_class)
     key._flat_path = tuple(flat)  # pylint: disable=protected-access
     key._path = path  # pylint: disable=protected-access
     key._parent = None  # pylint: disable=protected-access
@@ -120,17 +153,16 @@ def key_from_pb(key_pb) -> FlatKey:
     return key
 
 
-def ndb_key_from_pb(key_pb) -> ndb.Key:
-    return ndb.Key._from_ds_key(key_from_pb(key_pb))  # pylint: disable=protected-access
-
-
 _SIMPLE = frozenset({'string_value', 'integer_value', 'boolean_value',
                      'double_value', 'blob_value'})
 
 
-def _value(value_pb):
-    """A scalar value protobuf as `helpers._get_value_from_value_pb` reads it."""
-    which = value_pb.WhichOneof('value_type')
+def _value(value_pb, which: Optional[str] = None,
+           key_class: type = datastore.Key):
+    """A scalar value protobuf as `helpers._get_value_from_value_pb` reads it
+    (a key as a `key_class`)."""
+    if which is None:
+        which = value_pb.WhichOneof('value_type')
     if which in _SIMPLE:
         return getattr(value_pb, which)
     if which == 'timestamp_value':
@@ -138,17 +170,17 @@ def _value(value_pb):
     if which == 'null_value':
         return None
     if which == 'key_value':
-        return key_from_pb(value_pb.key_value)
+        return key_from_pb(value_pb.key_value, key_class)
     if which == 'geo_point_value':
         point = value_pb.geo_point_value
         return GeoPoint(point.latitude, point.longitude)
     raise _Fallback(which)   # embedded entities, nested arrays, no value
 
 
-# Property classes whose stored values are embedded entities, or whose read
-# differs from a plain store of the base value: always ndb's own path.
+# Property classes whose stored values are embedded entities (or, computed,
+# are recomputed): ndb's own path, unless the value is a null.
 _SLOW_PROPERTIES = (ndb.StructuredProperty, ndb.LocalStructuredProperty,
-                    ndb.UserProperty, ndb.ComputedProperty, ndb_model.ModelKey)
+                    ndb.UserProperty, ndb.ComputedProperty)
 _PLAIN_FROM_DATASTORE = (ndb.Property._from_datastore,  # pylint: disable=protected-access
                          ndb.BlobProperty._from_datastore)  # pylint: disable=protected-access
 # What ndb's read does with a stored name that is no property: ignore it, but
@@ -167,12 +199,16 @@ class ModelBuilder:
         self._class_name = model_class.__name__
         self._always_slow = issubclass(model_class, ndb.Expando)
         # Stored property name -> (name in _values, repeated, whether a
-        # stored meaning matters) or one of the markers above; decided the
-        # first time a name is met, by the lookup ndb's read makes.
+        # stored meaning matters, class of key values, only a null is ours)
+        # or one of the markers above; decided the first time a name is met,
+        # by the lookup ndb's read makes.
         self._handlers: dict = {}
 
     def build(self, entity_pb) -> ndb.Model:
-        """The model ndb would read from `entity_pb` (needs no RPC)."""
+        """The model ndb would read from `entity_pb` (an `EntityPb` or a
+        protobuf; needs no RPC)."""
+        if type(entity_pb) is EntityPb:  # pylint: disable=unidiomatic-typecheck
+            entity_pb = entity_pb.pb
         if not self._always_slow:
             try:
                 return self._build(entity_pb)
@@ -201,7 +237,8 @@ class ModelBuilder:
         handlers = self._handlers
         values = entity._values  # pylint: disable=protected-access
         base_value = ndb_model._BaseValue  # pylint: disable=protected-access
-        for name, value_pb in properties.items():
+        for name in properties:
+            value_pb = properties[name]
             handler = handlers.get(name)
             if handler is None:
                 handler = handlers[name] = self._handler(name)
@@ -209,10 +246,18 @@ class ModelBuilder:
                 continue
             if handler is _SLOW or handler is _UNKNOWN:
                 raise _Fallback(name)
-            stored_name, repeated, meaning_matters = handler
+            stored_name, repeated, meaning_matters, key_class, null_only = handler
             if meaning_matters and value_pb.meaning:
                 raise _Fallback('a meaning on an uncompressed blob')
-            if value_pb.WhichOneof('value_type') == 'array_value':
+            which = value_pb.WhichOneof('value_type')
+            if null_only and which != 'null_value' and (
+                    which != 'array_value' or value_pb.array_value.values):
+                raise _Fallback('a value ndb decodes itself')
+            if which in _SIMPLE:        # the common case, inlined
+                value = base_value(getattr(value_pb, which))
+                if repeated:
+                    value = [value]
+            elif which == 'array_value':
                 if not repeated:
                     raise _Fallback('a list in a property that is not repeated')
                 items = value_pb.array_value.values
@@ -222,10 +267,10 @@ class ModelBuilder:
                 for item in items:
                     if meaning_matters and item.meaning:
                         raise _Fallback('a meaning on an uncompressed blob')
-                    item_value = _value(item)
+                    item_value = _value(item, None, key_class)
                     value.append(None if item_value is None else base_value(item_value))
             else:
-                value = _value(value_pb)
+                value = _value(value_pb, which, key_class)
                 if value is not None:
                     value = base_value(value)
                     if repeated:
@@ -243,15 +288,22 @@ class ModelBuilder:
             # A legacy structured property, or no property at all.
             return _SLOW if '.' in name else _UNKNOWN
         if not isinstance(prop, ndb.Property):
-            return _IGNORED
-        if isinstance(prop, _SLOW_PROPERTIES):
+            return _IGNORED        # ignored (on a non-Expando model)
+        if isinstance(prop, ndb_model.ModelKey):
             return _SLOW
         cls = type(prop)
         if (cls._from_datastore not in _PLAIN_FROM_DATASTORE  # pylint: disable=protected-access
                 or cls._store_value is not ndb.Property._store_value):  # pylint: disable=protected-access
             return _SLOW
+        # Embedded entities are ndb's to decode; an unset one is stored as a
+        # null (an empty list), which ndb keeps as None ([]) like any other.
+        null_only = isinstance(prop, _SLOW_PROPERTIES)
         # ndb acts on a stored meaning only for a blob property that does not
         # compress (it then decompresses a value stored compressed).
         meaning_matters = (isinstance(prop, ndb.BlobProperty)
                            and not prop._compressed)  # pylint: disable=protected-access
-        return prop._name, bool(prop._repeated), meaning_matters  # pylint: disable=protected-access
+        # A KeyProperty hands job code ndb keys around these: cheap to read.
+        # Any other property hands over the client key itself, as ndb does.
+        key_class = FlatKey if isinstance(prop, ndb.KeyProperty) else datastore.Key
+        return (prop._name, bool(prop._repeated), meaning_matters, key_class,  # pylint: disable=protected-access
+                null_only)

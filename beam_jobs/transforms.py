@@ -8,6 +8,7 @@ through `_JobSteps`, so there is one compile path.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import traceback
 from typing import Any, Mapping, Optional
@@ -16,6 +17,7 @@ import apache_beam as beam
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.transforms.window import GlobalWindows
 
 from beam_jobs import datastore
 from beam_jobs import failures
@@ -71,60 +73,143 @@ def _fails_fast(job: type, params: Mapping[str, Any]) -> bool:
 
 
 class _MapFn(beam.DoFn):
-    """Entity → model → `job.map`, routing pairs, writes and failures apart."""
+    """Entity → model → `job.map`, routing pairs, writes and failures apart.
+
+    Elements are entity protobufs (a Datastore read), Beam entities (an
+    export) or models (`MapReduce`). Job code runs inside an ndb context
+    (NdbContext) with the run's params visible; the context is entered and
+    left once per `BATCH` elements rather than per element, with each
+    element's use of it ended as leaving it would (`after_each`: event loop
+    run, cache emptied), because entering and leaving cost more than a
+    job's `map`. Batching holds elements back until a batch is full or the
+    bundle ends, which only the global window allows without changing what
+    a line belongs to: a windowed input is mapped one element at a time.
+    """
+
+    BATCH = 64
 
     def __init__(self, job: type, params: Mapping[str, Any],
-                 target: datastore.Target):
+                 target: datastore.Target, batched: bool = True):
         super().__init__()
         self._job = job
         self._params = dict(params)
         self._target = target
+        self._batched = batched
         self._models = {datastore.kind_of(model): model
                         for model in job.entity_classes_to_map_over()}
         self._ndb = datastore.NdbContext(target)
 
     def setup(self):
         self._fail_fast = _fails_fast(self._job, self._params)
+        self._params_scope = job_class_lib.mapper_params(self._params)
+        self._builders = {kind: datastore.model_builder(model).build
+                          for kind, model in self._models.items()}
+        self._read_names = {kind: f'entities_read.{kind}' for kind in self._models}
+        self._class_kinds = {}
+        self._entity_builders = {}
 
     def start_bundle(self):
         # Counted here and handed to Beam once per bundle: a Beam counter
         # update per element and per pair cost more than the map step itself.
         self._counts = collections.Counter()
-
-    def finish_bundle(self):
-        _flush_counts(self._counts)
+        self._pending = []
 
     def process(self, element):
-        if isinstance(element, beam_types.Entity):
-            kind, where = datastore.kind_of_entity(element), element.key
-        else:
-            kind, where = element._get_kind(), element.key  # pylint: disable=protected-access
-        counts = self._counts
-        counts[f'entities_read.{kind}'] += 1
-        progress.count(kind)
-        outputs = []
-        # Work inside the ndb context, yield after leaving it (see NdbContext).
-        with self._ndb.active(), job_class_lib.mapper_params(self._params):
-            try:
-                model = (datastore.to_model(element, self._models[kind])
-                         if isinstance(element, beam_types.Entity) else element)
-                counts['map_calls'] += 1
-                for item in self._job.map(model) or ():
-                    outputs.append(self._route(item))
-            except Exception as error:  # pylint: disable=broad-except
-                place = _describe_key(where)
-                if self._fail_fast:
-                    raise JobItemError(error_line('map', place, error)) from error
-                counts['errors'] += 1
-                outputs = [beam.pvalue.TaggedOutput(
-                    ERRORS_TAG, error_line('map', place, error))]
+        if not self._batched:
+            return self._ndb.run(self._map_batch, (element,))
+        pending = self._pending
+        pending.append(element)
+        if len(pending) < self.BATCH:
+            return ()
+        self._pending = []
+        return self._ndb.run(self._map_batch, pending)
+
+    def finish_bundle(self):
+        pending, self._pending = self._pending, []
+        outputs = self._ndb.run(self._map_batch, pending) if pending else ()
+        _flush_counts(self._counts)
         for output in outputs:
-            if not isinstance(output, beam.pvalue.TaggedOutput):
-                counts['pairs_emitted'] += 1
-            elif output.tag == WRITES_TAG:
-                op, write_kind = output.value[:2]
-                counts[f'{op}s.{write_kind}'] += 1
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(
+                    output.tag, GlobalWindows.windowed_value(output.value))
+            else:
+                yield GlobalWindows.windowed_value(output)
+
+    def _map_batch(self, elements) -> list:
+        """Inside the ndb context: `job.map` of each element, in order."""
+        outputs = []
+        counts = self._counts
+        job_map = self._job.map
+        after_each = self._ndb.after_each
+        class_kinds = self._class_kinds
+        count_read = progress.count
+        map_calls = pairs = 0
+        with self._params_scope:
+            for element in elements:
+                kind = class_kinds.get(type(element))
+                build = None
+                if kind is None:
+                    kind, build = self._kind_and_builder(element)
+                counts[self._read_names.get(kind) or f'entities_read.{kind}'] += 1
+                count_read(kind)
+                own = []
+                writes = None
+                failed = False
+                try:
+                    model = element if build is None else build(element)
+                    map_calls += 1
+                    for item in job_map(model) or ():
+                        if type(item) is tuple and len(item) == 2:  # pylint: disable=unidiomatic-typecheck
+                            # App Engine MapReduce shuffled strings.
+                            key, value = item
+                            own.append((str(key), str(value)))
+                            continue
+                        output = self._route(item)
+                        own.append(output)
+                        if isinstance(output, beam.pvalue.TaggedOutput):
+                            op, write_kind = output.value[:2]
+                            writes = writes or []
+                            writes.append(f'{op}s.{write_kind}')
+                except Exception as error:  # pylint: disable=broad-except
+                    place = _describe_key(element.key)
+                    if self._fail_fast:
+                        counts['map_calls'] += map_calls
+                        raise JobItemError(error_line('map', place, error)) from error
+                    counts['errors'] += 1
+                    own = [beam.pvalue.TaggedOutput(
+                        ERRORS_TAG, error_line('map', place, error))]
+                    failed = True
+                after_each()
+                if not failed:
+                    pairs += len(own) - len(writes or ())
+                    for name in writes or ():
+                        counts[name] += 1
+                outputs.extend(own)
+        counts['map_calls'] += map_calls
+        if pairs:
+            counts['pairs_emitted'] += pairs
         return outputs
+
+    def _kind_and_builder(self, element):
+        """The element's kind, and what makes its model (None: it is one)."""
+        kind = self._class_kinds.get(type(element))
+        if kind is not None:                # a model (MapReduce)
+            return kind, None
+        if isinstance(element, datastore.EntityPb):    # a Datastore read
+            kind = element.key.path[-1].kind
+            return kind, self._builders.get(kind) or _no_model(kind)
+        if isinstance(element, beam_types.Entity):      # an export read
+            kind = datastore.kind_of_entity(element)
+            build = self._entity_builders.get(kind)
+            if build is None:
+                model_class = self._models.get(kind)
+                build = self._entity_builders[kind] = (
+                    functools.partial(datastore.to_model, model_class=model_class)
+                    if model_class is not None else _no_model(kind))
+            return kind, build
+        kind = element._get_kind()  # pylint: disable=protected-access
+        self._class_kinds[type(element)] = kind
+        return kind, None
 
     def _route(self, item):
         if isinstance(item, job_class_lib.Put):
@@ -136,6 +221,13 @@ class _MapFn(beam.DoFn):
             return beam.pvalue.TaggedOutput(
                 WRITES_TAG, ('delete', key.kind(), datastore.to_beam_key(key)))
         return _as_pair(item)
+
+
+def _no_model(kind: str):
+    """For an entity of a kind the job does not map: the error it reports."""
+    def fail(unused_element):
+        raise KeyError(kind)
+    return fail
 
 
 def _flush_counts(counts: collections.Counter) -> None:
@@ -298,8 +390,9 @@ class _JobSteps(beam.PTransform):
         return _CombineShuffle(_CombineFn(self._job, self._params))
 
     def expand(self, items):
+        batched = isinstance(items.windowing.windowfn, GlobalWindows)
         mapped = items | 'Map' >> beam.ParDo(
-            _MapFn(self._job, self._params, self._target)).with_outputs(
+            _MapFn(self._job, self._params, self._target, batched)).with_outputs(
                 ERRORS_TAG, WRITES_TAG, main='pairs')
         reduced = (
             mapped.pairs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 from typing import Callable, Iterator, Optional, Sequence
 
 import apache_beam as beam
@@ -103,6 +104,19 @@ def beam_jobs_datastore(target: datastore.Target, splits: int,
         pipeline_args)
 
 
+def beam_jobs_enqueue(target: datastore.Target) -> int:
+    """The audit as legacy code runs it: `create_new()`, then `enqueue()`
+    (which the audit overrides to ask for 64 shards), the run record and the
+    stored output included."""
+    os.environ[datastore.NAMESPACE_ENV] = target.namespace or ''
+    job_id = AUDIT_JOB.create_new()
+    AUDIT_JOB.enqueue(job_id)
+    if AUDIT_JOB.get_status_code(job_id) != jobs.STATUS_CODE_COMPLETED:
+        raise RuntimeError(f'{job_id} did not complete: '
+                           f'{AUDIT_JOB.get_error(job_id)}')
+    return len(AUDIT_JOB.get_output(job_id))
+
+
 def beam_jobs_memory(count: int, pipeline_args: Sequence[str],
                      job: type = TopicCountJob) -> int:
     return _run_counting(
@@ -153,6 +167,34 @@ def hand_beam_datastore(target: datastore.Target, splits: int,
                    | 'Map' >> beam.FlatMap(_MapEntities(target))
                    | beam.GroupByKey()
                    | 'Reduce' >> beam.FlatMap(_reduce(AUDIT_JOB))),
+        pipeline_args)
+
+
+def _audit_pairs(entity: beam_types.Entity) -> list:
+    """The audit's map as a Beam user writes it on raw entities: no ndb,
+    `json.loads` of the states."""
+    properties = entity.properties
+    if properties.get('deleted'):
+        return []
+    exploration_id = entity.key.path_elements[-1]
+    return [(state['interaction']['id'], '%s %s' % (exploration_id, name))
+            for name, state in json.loads(properties['states']).items()]
+
+
+def _format_group(key_values) -> str:
+    key, values = key_values
+    return output_line((key, list(values)))
+
+
+def hand_beam_raw(target: datastore.Target, splits: int,
+                  pipeline_args: Sequence[str]) -> int:
+    query = beam_types.Query(kind='ExplorationModel', project=target.project,
+                             namespace=target.namespace)
+    return _run_counting(
+        lambda p: (p | datastoreio.ReadFromDatastore(query, num_splits=splits)
+                   | 'Map' >> beam.FlatMap(_audit_pairs)
+                   | beam.GroupByKey()
+                   | 'Format' >> beam.Map(_format_group)),
         pipeline_args)
 
 
