@@ -4,9 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 N ?= 20000
+# The export benchmark's larger size; HUGE=1000000 also reads an export of a
+# million explorations alone (about 13 GB written under /tmp, then removed).
+EXPORT_N ?= 100000
+HUGE ?= 0
 DEMO_EXPLORATIONS ?= 3000
 
-.PHONY: install demo test browser bench stop clean
+.PHONY: install demo test browser screenshots bench stop clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,8 +48,13 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest -q
 
+# Refreshes the console's screenshots in docs/console from the browser tests.
+screenshots: install browser
+	BEAM_JOBS_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/test_console_browser.py
+
 bench: install
 	$(BIN)/python -m bench.run --entities $(N)
+	$(BIN)/python -m bench.exports --sizes $(N),$(EXPORT_N) --huge $(HUGE)
 
 stop: install
 	$(BIN)/beam-jobs emulator stop

@@ -96,29 +96,7 @@ def to_model(entity, model_class: Type[ndb.Model]) -> ndb.Model:
     returns it (needs an ndb context)."""
     if isinstance(entity, (EntityPb, lean_models.ENTITY_PB)):
         return model_builder(model_class).build(entity)
-    ds_entity = entity.to_client_entity()
-    # Beam's read turns a keyless embedded entity (a LocalStructuredProperty)
-    # into a dict, which ndb cannot decode: make it an entity again.
-    for name, value in list(ds_entity.items()):
-        if type(value) is dict:  # pylint: disable=unidiomatic-typecheck
-            ds_entity[name] = _embedded(value)
-        elif isinstance(value, list) and any(type(v) is dict for v in value):  # pylint: disable=unidiomatic-typecheck
-            ds_entity[name] = [_embedded(v) if type(v) is dict else v  # pylint: disable=unidiomatic-typecheck
-                               for v in value]
-    # ndb has no public "entity to model" call; this is the one its own
-    # reads use, so properties decode exactly as `Model.get()` would.
-    model = ndb.model._entity_from_ds_entity(  # pylint: disable=protected-access
-        ds_entity, model_class=model_class)
-    if model._key is not None:  # pylint: disable=protected-access
-        # Same key, cheap to read (`item.id`): see lean_models.FlatKey.
-        lean_models.make_flat(model._key._key)  # pylint: disable=protected-access
-    return model
-
-
-def _embedded(values: dict) -> datastore.Entity:
-    embedded = datastore.Entity()
-    embedded.update(values)
-    return embedded
+    return model_builder(model_class).build_entity(entity)
 
 
 def to_beam_entity(model: ndb.Model) -> beam_types.Entity:

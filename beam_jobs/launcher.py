@@ -257,7 +257,7 @@ def _execute(plan: RunPlan, store: runs.RunStore, run_id: str,
                 # Submitted and left running: readers of the record follow
                 # the job from here (see dataflow.refresh).
                 return dataflow.submit(pipeline, plan.pipeline_options, store, run_id)
-            with _progress(plan, store, run_id, progress_listeners):
+            with _progress(plan, store, run_id, progress_listeners) as reporter:
                 result = pipeline.run()
                 state = result.wait_until_finish()
     except BaseException as error:  # pylint: disable=broad-except
@@ -279,6 +279,7 @@ def _execute(plan: RunPlan, store: runs.RunStore, run_id: str,
                            error=f'The pipeline ended in state {state}.')
     counters = collect_counters(result, plan.job)
     return _record_end(store, run_id, runs.COMPLETED, counters=counters,
+                       progress=reporter.final(),
                        error_count=counters.get('errors', 0),
                        output_line_count=counters.get('output_lines', 0))
 

@@ -24,6 +24,7 @@ keys of the models it builds.
 
 from __future__ import annotations
 
+import datetime
 from typing import Optional, Type
 
 from google.cloud import datastore
@@ -177,6 +178,55 @@ def _value(value_pb, which: Optional[str] = None,
     raise _Fallback(which)   # embedded entities, nested arrays, no value
 
 
+# Values a Beam entity holds as they are what ndb's read would wrap.
+_PLAIN_TYPES = (str, int, float, bool, bytes, datetime.datetime, GeoPoint)
+
+
+def _client_key(flat_path, project, namespace,
+                key_class: type = FlatKey) -> datastore.Key:
+    """A complete key from its flat path, as `key_from_pb` builds one."""
+    if not project or len(flat_path) % 2:
+        raise _Fallback('an incomplete key or one without a project')
+    path = []
+    for index in range(0, len(flat_path), 2):
+        kind, ident = flat_path[index], flat_path[index + 1]
+        if type(ident) is int:  # pylint: disable=unidiomatic-typecheck
+            path.append({'kind': kind, 'id': ident})
+        elif type(ident) is str and ident:  # pylint: disable=unidiomatic-typecheck
+            path.append({'kind': kind, 'name': ident})
+        else:
+            raise _Fallback('unusual key path')
+    key = key_class.__new__(key_class)
+    key._flat_path = tuple(flat_path)  # pylint: disable=protected-access
+    key._path = path  # pylint: disable=protected-access
+    key._parent = None  # pylint: disable=protected-access
+    key._project = project  # pylint: disable=protected-access
+    key._namespace = namespace or None  # pylint: disable=protected-access
+    key._database = None  # pylint: disable=protected-access
+    return key
+
+
+def _plain(value, key_class: type):
+    """A decoded value as ndb's read holds it (a key as a `key_class`)."""
+    if type(value) in _PLAIN_TYPES:  # the common case
+        return value
+    if isinstance(value, _PLAIN_TYPES):
+        return value
+    path = getattr(value, 'path_elements', None)   # a Beam key
+    if path is not None:
+        return _client_key(list(path), value.project, value.namespace, key_class)
+    if isinstance(value, datastore.Key):
+        return _client_key(list(value.flat_path), value.project, value.namespace,
+                           key_class)
+    raise _Fallback(type(value).__name__)   # embedded entities and the rest
+
+
+def _embedded(values: dict) -> datastore.Entity:
+    embedded = datastore.Entity()
+    embedded.update(values)
+    return embedded
+
+
 # Property classes whose stored values are embedded entities (or, computed,
 # are recomputed): ndb's own path, unless the value is a null.
 _SLOW_PROPERTIES = (ndb.StructuredProperty, ndb.LocalStructuredProperty,
@@ -215,6 +265,32 @@ class ModelBuilder:
             except _Fallback:
                 pass
         return self.slow(entity_pb)
+
+    def build_entity(self, entity) -> ndb.Model:
+        """The model ndb would read from a Beam entity (an export read's)."""
+        if not self._always_slow:
+            try:
+                return self._build_values(entity)
+            except _Fallback:
+                pass
+        return self.slow_entity(entity)
+
+    def slow_entity(self, entity) -> ndb.Model:
+        """ndb's own decoding of a Beam entity, with a `FlatKey`."""
+        ds_entity = entity.to_client_entity()
+        # Beam's read turns a keyless embedded entity (a LocalStructuredProperty)
+        # into a dict, which ndb cannot decode: make it an entity again.
+        for name, value in list(ds_entity.items()):
+            if type(value) is dict:  # pylint: disable=unidiomatic-typecheck
+                ds_entity[name] = _embedded(value)
+            elif isinstance(value, list) and any(type(v) is dict for v in value):  # pylint: disable=unidiomatic-typecheck
+                ds_entity[name] = [_embedded(v) if type(v) is dict else v  # pylint: disable=unidiomatic-typecheck
+                                   for v in value]
+        model = ndb_model._entity_from_ds_entity(  # pylint: disable=protected-access
+            ds_entity, model_class=self._model_class)
+        if model._key is not None:  # pylint: disable=protected-access
+            make_flat(model._key._key)  # pylint: disable=protected-access
+        return model
 
     def slow(self, entity_pb) -> ndb.Model:
         """ndb's own decoding, with a `FlatKey` in the model's key."""
@@ -277,6 +353,51 @@ class ModelBuilder:
                         value = [value]
             values[stored_name] = value
         return entity
+
+    def _build_values(self, entity) -> ndb.Model:
+        """`_build`, from a Beam entity's decoded values instead of a protobuf."""
+        properties = entity.properties
+        if 'class' in properties:
+            raise _Fallback('a PolyModel class property')
+        model = self._model_class()
+        key = entity.key
+        same_kind = True
+        if key is not None:
+            client_key = _client_key(key.path_elements, key.project, key.namespace)
+            same_kind = client_key.kind == self._class_name
+            model._key = ndb.Key._from_ds_key(client_key)  # pylint: disable=protected-access
+        meanings = getattr(entity, 'meanings', None) or {}
+        handlers = self._handlers
+        values = model._values  # pylint: disable=protected-access
+        base_value = ndb_model._BaseValue  # pylint: disable=protected-access
+        for name, value in properties.items():
+            handler = handlers.get(name)
+            if handler is None:
+                handler = handlers[name] = self._handler(name)
+            if handler is _IGNORED or (handler is _UNKNOWN and same_kind):
+                continue
+            if handler is _SLOW or handler is _UNKNOWN:
+                raise _Fallback(name)
+            stored_name, repeated, meaning_matters, key_class, null_only = handler
+            if name in meanings:
+                raise _Fallback('a meaning ndb acts on')
+            if type(value) is list:  # pylint: disable=unidiomatic-typecheck
+                if not repeated:
+                    raise _Fallback('a list in a property that is not repeated')
+                if null_only and value:
+                    raise _Fallback('a value ndb decodes itself')
+                values[stored_name] = [
+                    None if item is None else base_value(_plain(item, key_class))
+                    for item in value]
+                continue
+            if null_only and value is not None:
+                raise _Fallback('a value ndb decodes itself')
+            if value is not None:
+                value = base_value(_plain(value, key_class))
+                if repeated:
+                    value = [value]
+            values[stored_name] = value
+        return model
 
     def _handler(self, name: str):
         """What ndb's read does with stored property `name` (model.py,

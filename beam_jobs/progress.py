@@ -51,8 +51,8 @@ def describe(progress: Mapping) -> str:
 
 class Reporter:
     """Every `interval` seconds while a run runs, tell the listeners how far
-    it got; once more when it ends. A listener that fails is dropped after
-    saying so on stderr: progress must never stop a run."""
+    it got. A listener that fails is dropped after saying so on stderr:
+    progress must never stop a run."""
 
     def __init__(self, totals: Mapping[str, Optional[int]],
                  listeners: Sequence[Listener],
@@ -75,10 +75,15 @@ class Reporter:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
+    def final(self) -> dict:
+        """How far the run got when it ended (kept with its end, not sent)."""
+        return snapshot(self._totals) if self._listeners else {}
+
     def _loop(self) -> None:
+        # No last report when the run ends: its record then gets the final
+        # counts anyway, and a report there would only delay the end.
         while not self._done.wait(self._interval):
             self._tell()
-        self._tell()
 
     def _tell(self) -> None:
         progress = snapshot(self._totals)

@@ -8,7 +8,6 @@ through `_JobSteps`, so there is one compile path.
 from __future__ import annotations
 
 import collections
-import functools
 import json
 import traceback
 from typing import Any, Mapping, Optional
@@ -204,7 +203,7 @@ class _MapFn(beam.DoFn):
             if build is None:
                 model_class = self._models.get(kind)
                 build = self._entity_builders[kind] = (
-                    functools.partial(datastore.to_model, model_class=model_class)
+                    datastore.model_builder(model_class).build_entity
                     if model_class is not None else _no_model(kind))
             return kind, build
         kind = element._get_kind()  # pylint: disable=protected-access

@@ -29,13 +29,13 @@ import threading
 import time
 from typing import Optional, Sequence
 
+from bench import measure
+
 DATASTORE_VARIANTS = ('beam_jobs_enqueue', 'beam_jobs', 'hand_beam_raw',
                       'hand_beam', 'plain_scan')
 MEMORY_VARIANTS = ('beam_jobs_mem', 'beam_jobs_mem_combine', 'hand_beam_mem',
                    'plain_mem')
 NAMESPACE = 'bench'
-_PAGE = os.sysconf('SC_PAGE_SIZE')
-_TICKS = os.sysconf('SC_CLK_TCK')
 
 
 # The child: run one variant `repeats` times, print one JSON line.
@@ -105,54 +105,13 @@ def _own_hwm() -> int:
 
 # The parent: processes, memory and CPU.
 
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for name in os.listdir('/proc'):
-        if name.isdigit():
-            try:
-                with open(f'/proc/{name}/stat') as stat:
-                    ppid = int(stat.read().rsplit(')', 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, ()))
-    return found
-
-
-def _rss(pids: Sequence[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f'/proc/{pid}/statm') as statm:
-                total += int(statm.read().split()[1]) * _PAGE
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
-def _cpu_secs(pids: Sequence[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f'/proc/{pid}/stat') as stat:
-                fields = stat.read().rsplit(')', 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / _TICKS
-
-
 def _run_child(variant: str, args, env: dict, jvm_group: Optional[int]) -> dict:
     command = [sys.executable, '-m', 'bench.run', '--child', variant,
                '--namespace', args.namespace,
                '--splits', str(args.splits), '--items', str(args.items),
                '--repeats', '1', '--runner-args', args.runner_args]
-    jvm = _group_pids(jvm_group)
-    jvm_before = _cpu_secs(jvm)
+    jvm = measure.group_pids(jvm_group)
+    jvm_before = measure.cpu_secs(jvm)
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     peak = [0]
@@ -160,7 +119,7 @@ def _run_child(variant: str, args, env: dict, jvm_group: Optional[int]) -> dict:
 
     def sample():
         while not done.wait(0.05):
-            peak[0] = max(peak[0], _rss(_tree(process.pid)))
+            peak[0] = max(peak[0], measure.rss_bytes(measure.process_tree(process.pid)))
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     stdout = process.stdout.read()
@@ -180,23 +139,9 @@ def _run_child(variant: str, args, env: dict, jvm_group: Optional[int]) -> dict:
     # CPU if the child could not say).
     result['python_cpu'] = (statistics.mean(result['cpu']) if result.get('cpu')
                             else (usage.ru_utime + usage.ru_stime) / repeats)
-    result['jvm_cpu'] = (_cpu_secs(jvm) - jvm_before) / repeats
+    result['jvm_cpu'] = (measure.cpu_secs(jvm) - jvm_before) / repeats
     result['median'] = statistics.median(result['times'])
     return result
-
-
-def _group_pids(group: Optional[int]) -> list[int]:
-    if group is None:
-        return []
-    pids = []
-    for name in os.listdir('/proc'):
-        if name.isdigit():
-            try:
-                if os.getpgid(int(name)) == group:
-                    pids.append(int(name))
-            except OSError:
-                pass
-    return pids
 
 
 def _empty_job_secs(env: dict, repeats: int) -> list[float]:

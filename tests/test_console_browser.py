@@ -4,7 +4,9 @@ Each test serves the console on a free loopback port over its own namespace
 of the test emulator, and does what a release coordinator does: start a run
 through the confirmation, watch it end, read its failed items first, cancel
 a long run, approve a rehearsal. The screenshots of the main pages in
-docs/console/ come from these tests.
+docs/console/ come from these tests: each run writes them to
+BEAM_JOBS_SCREENSHOTS (`make screenshots` sets it to docs/console), else to
+a temporary folder, so a test run leaves the checkout as it was.
 
 A missing browser fails these tests; it never skips them (`make test`
 installs it: see the Makefile's `browser` step).
@@ -14,6 +16,7 @@ import json
 import os
 import pathlib
 import re
+import tempfile
 import time
 import urllib.request
 
@@ -28,7 +31,8 @@ CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                  '--disable-background-networking', '--disable-component-update',
                  '--disable-sync']
-SCREENSHOTS = pathlib.Path(__file__).resolve().parent.parent / 'docs' / 'console'
+SCREENSHOTS = pathlib.Path(os.environ.get('BEAM_JOBS_SCREENSHOTS')
+                           or tempfile.mkdtemp(prefix='beam-jobs-screenshots-'))
 LONG = 60_000   # ms: a run in its own process, on two shared cores
 
 

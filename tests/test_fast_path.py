@@ -464,3 +464,24 @@ def test_a_current_context_is_used_not_replaced(datastore_target):
         assert outer.cache[ndb.Key('K', 1)] == 'kept'
         with inner.active():
             assert ndb.get_context() is outer
+
+
+def test_export_entities_of_common_types_take_the_lean_path(tmp_path):
+    """An export read's Beam entities are built without ndb's own decoding
+    when their properties are of the common types, into the same models."""
+    from beam_jobs.export import write_export
+    from pipelines import sample_data
+    from pipelines.models import exp_models
+    target = datastore.Target('lean-export')
+    with testing.ndb_context(target):
+        path = write_export(sample_data.explorations(40), str(tmp_path / 'x'),
+                            project=target.project)
+    entities = export_helpers.collect(
+        ReadExport(path, [exp_models.ExplorationModel]), tmp_path)
+    builder = lean_models.ModelBuilder(exp_models.ExplorationModel)
+    with testing.ndb_context(target):
+        for entity in entities:
+            lean = builder._build_values(entity)  # pylint: disable=protected-access
+            assert lean == builder.slow_entity(entity)
+            assert type(lean.key._key) is lean_models.FlatKey  # pylint: disable=protected-access
+            assert lean.id == entity.key.path_elements[-1]
