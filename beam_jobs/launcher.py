@@ -141,7 +141,10 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         dataflow.check(pipeline_options)
     source = sources.for_run(export)
     if export:
-        source.check(models, namespace or os.environ.get(datastore.NAMESPACE_ENV))
+        namespace_read = namespace or os.environ.get(datastore.NAMESPACE_ENV)
+        source.check(models, namespace_read)
+        options_lib.use_processes_for_export(
+            pipeline_options, pipeline_args, source.entity_total(models, namespace_read))
     gate = gate_lib.check(
         job, is_dataflow=options_lib.is_dataflow(pipeline_options),
         writes_data=not export and not params.get('dry_run'), skip=skip_rehearsal,
@@ -286,14 +289,19 @@ def _execute(plan: RunPlan, store: runs.RunStore, run_id: str,
 
 def _progress(plan: RunPlan, store: runs.RunStore, run_id: str,
               listeners: Sequence[progress.Listener]) -> progress.Reporter:
-    """Live progress for a run whose map step runs in this process."""
+    """Live progress for a local run: counted in this process, or by its
+    worker processes in a folder beside the run's log."""
     direct = plan.pipeline_options.view_as(DirectOptions)
     interval = float(config.get('progress_interval', progress.DEFAULT_INTERVAL_SECS))
-    if direct.direct_running_mode == 'multi_processing' or interval <= 0:
-        return progress.Reporter({}, [])   # counted in other processes, or off
+    if interval <= 0:
+        return progress.Reporter({}, [])   # turned off
+    shared = None
+    if direct.direct_running_mode == 'multi_processing':
+        shared = run_logs.logs_dir() / f'{run_id}.progress'
     totals = plan.source.totals(job_class_lib.validate(plan.job), store.target)
     return progress.Reporter(totals, [
-        lambda report: store.set_progress(run_id, report), *listeners], interval)
+        lambda report: store.set_progress(run_id, report), *listeners], interval,
+        shared_folder=shared)
 
 
 def _cancel_message(store: runs.RunStore, run_id: str, stop: stops.Stop) -> str:

@@ -62,6 +62,25 @@ class ExportSource:
             if not self.after or not after_state.holds(self.path, kind, namespace):
                 self.info.entity_set(kind, namespace)
 
+    def entity_total(self, models: Sequence[Type[ndb.Model]],
+                     namespace: Optional[str]) -> int:
+        """About how many entities the run reads, as the metadata counts
+        them: a full export counts only its whole, so then that; a kind only
+        an after state holds, none."""
+        total = 0
+        for model in models:
+            kind = datastore.kind_of(model)
+            if self.after and after_state.holds(self.path, kind, namespace):
+                try:
+                    self.info.entity_set(kind, namespace)
+                except ValueError:
+                    continue
+            count = self.info.entity_count(kind, namespace)
+            if count is None:
+                return sum(s.num_entities for s in self.info.entity_sets)
+            total += count
+        return total
+
     def reads(self, models: Sequence[Type[ndb.Model]], target: datastore.Target,
               shard_count: int) -> dict[str, beam.PTransform]:
         # Splits follow the files and their 32 KiB blocks, not shard_count.

@@ -127,6 +127,7 @@ class _MapFn(beam.DoFn):
         pending, self._pending = self._pending, []
         outputs = self._ndb.run(self._map_batch, pending) if pending else ()
         _flush_counts(self._counts)
+        progress.publish(force=True)
         for output in outputs:
             if isinstance(output, beam.pvalue.TaggedOutput):
                 yield beam.pvalue.TaggedOutput(
@@ -187,6 +188,7 @@ class _MapFn(beam.DoFn):
         counts['map_calls'] += map_calls
         if pairs:
             counts['pairs_emitted'] += pairs
+        progress.publish()
         return outputs
 
     def _kind_and_builder(self, element):

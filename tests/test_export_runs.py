@@ -2,7 +2,10 @@
 
 import re
 
-from beam_jobs import cli, launcher, runs, testing
+import pytest
+from apache_beam.options.pipeline_options import DirectOptions
+
+from beam_jobs import cli, launcher, options, run_logs, runs, testing
 from pipelines import exp_jobs_one_off, sample_data
 from pipelines.models import exp_models
 
@@ -30,8 +33,18 @@ def _exported(capsys, target, tmp_path, count=40):
     return out.splitlines()[-1]
 
 
+@pytest.fixture(params=['in_memory', 'processes'])
+def export_mode(request, monkeypatch):
+    """Small exports run in this process; large ones in one worker process
+    per core (options.use_processes_for_export), counting progress there."""
+    if request.param == 'processes':
+        monkeypatch.setenv('BEAM_JOBS_EXPORT_PROCESSES_FROM', '1')
+        monkeypatch.setattr(options.os, 'cpu_count', lambda: 2)
+    return request.param
+
+
 def test_a_job_over_an_export_prints_the_report_the_datastore_gives(
-        capsys, datastore_target, tmp_path):
+        capsys, datastore_target, tmp_path, export_mode):
     path = _exported(capsys, datastore_target, tmp_path)
     assert path.endswith('.overall_export_metadata')
     code, from_datastore, _ = _cli(capsys, 'run', AUDIT.__name__)
@@ -47,6 +60,8 @@ def test_a_job_over_an_export_prints_the_report_the_datastore_gives(
     assert record.source['timestamp'] in path
     assert record.progress['read'] == {'ExplorationModel': 40}
     assert record.progress['total'] == {'ExplorationModel': 40}
+    # The workers' tallies were added up, then their folder removed.
+    assert not list(run_logs.logs_dir().glob('*.progress'))
     code, status, _ = _cli(capsys, 'status', run_id)
     assert f'source: export {path} (taken ' in status
 
@@ -87,6 +102,31 @@ def test_bad_exports_are_refused_before_a_run_exists(capsys, datastore_target, t
     assert code == cli.EXIT_USAGE
     assert 'holds no NoteModel entities' in err and 'ExplorationModel' in err
     assert runs.RunStore(datastore_target).recent() == []
+
+
+def test_large_exports_are_mapped_in_a_worker_process_per_core(
+        capsys, datastore_target, tmp_path, monkeypatch):
+    path = _exported(capsys, datastore_target, tmp_path, count=10)
+    monkeypatch.setattr(options.os, 'cpu_count', lambda: 2)
+
+    def mode(*flags, threshold=None):
+        if threshold is not None:
+            monkeypatch.setenv('BEAM_JOBS_EXPORT_PROCESSES_FROM', str(threshold))
+        plan = launcher.plan_run(AUDIT, pipeline_args=list(flags), export=path)
+        direct = plan.pipeline_options.view_as(DirectOptions)
+        return direct.direct_running_mode, direct.direct_num_workers
+
+    assert mode() == (options.LOCAL_RUNNING_MODE, options.LOCAL_NUM_WORKERS)  # 10 < 10,000
+    assert mode(threshold=10) == ('multi_processing', 2)
+    assert mode(threshold=11) == ('in_memory', 1)
+    assert mode(threshold=0) == ('in_memory', 1)                   # turned off
+    # The user's choice wins.
+    monkeypatch.setenv('BEAM_JOBS_EXPORT_PROCESSES_FROM', '1')
+    assert mode('--direct_running_mode=in_memory') == ('in_memory', 1)
+    assert mode('--direct_num_workers=1') == ('in_memory', 1)
+    # The Datastore path keeps one in-memory worker: the JVM needs the other core.
+    plan = launcher.plan_run(AUDIT)
+    assert plan.pipeline_options.view_as(DirectOptions).direct_running_mode == 'in_memory'
 
 
 def test_run_job_takes_an_export(capsys, datastore_target, tmp_path):

@@ -1,11 +1,14 @@
 """The writer: exports the emulator's `:import` accepts, and sample data."""
 
+import os
 import uuid
 
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import ndb
 
 from beam_jobs import datastore, testing
-from beam_jobs.export import ReadExport, emulator_admin, metadata, write_export
+from beam_jobs.export import (ReadExport, decode, emulator_admin, encode, metadata,
+                              records, write_export)
 from pipelines import sample_data
 from pipelines.models import exp_models
 from tests import export_helpers
@@ -45,6 +48,40 @@ def test_sample_data_export_imports_as_load_puts_them(
     for ident, model in loaded.items():
         assert imported[ident].to_dict() == model.to_dict()
         assert read_back[ident] == imported[ident]
+
+
+def test_sample_data_beyond_the_pool_exports_copies_of_pool_members(tmp_path):
+    """Files above the pool are copied records, renamed; they hold what
+    `explorations` yields, as do files that straddle the pool's end."""
+    count, pool, namespace = 20, 7, 'copies'
+    path = sample_data.export(count, str(tmp_path / 'pooled'), 'sample-app',
+                              namespace=namespace, per_file=6, processes=2, pool=pool)
+    info = metadata.read_export_info(path)
+    [written] = info.entity_sets
+    files = info.data_files('ExplorationModel', namespace)
+    assert [f.rsplit('/', 1)[1] for f in files] == [f'output-{i}' for i in range(4)]
+    decoder = decode.EntityDecoder('sample-app')
+    exported, sizes = [], []
+    for file in files:
+        with open(file, 'rb') as stream:
+            exported.append([decoder.decode(record)
+                             for _, record in records.read_records(stream, file)])
+        sizes.append(os.path.getsize(file))
+    assert [len(entities) for entities in exported] == [6, 6, 6, 2]
+    assert written.num_entities == count and written.num_bytes == sum(sizes)
+
+    client = ndb.Client(project='sample-app', namespace=namespace,
+                        credentials=AnonymousCredentials())
+    with client.context(legacy_data=True):
+        expected = [decoder.decode(encode.encode(model))
+                    for model in sample_data.explorations(count, pool=pool)]
+    exported = [entity for entities in exported for entity in entities]
+    assert exported == expected
+    assert [e.key.path_elements[-1] for e in exported] == [
+        f'exp-{n:06d}' for n in range(1, count + 1)]
+    # exp-000015 is pool member 1 under its own id, exp-000014 member 7.
+    assert exported[14].properties == exported[0].properties
+    assert exported[13].properties == exported[6].properties != exported[0].properties
 
 
 def test_written_entities_of_every_type_import_as_put_stores_them(

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from beam_jobs import cli, datastore, runs, testing
+from beam_jobs import cli, datastore, options, runs, testing
 from beam_jobs.export import ReadExport, write_export
 from beam_jobs.rehearsal import expect, record as record_lib
 from pipelines import sample_data
@@ -66,8 +66,12 @@ def _read(path, models, target, folder):
             for e in entities}
 
 
+@pytest.mark.parametrize('processes', [False, True])
 def test_the_after_state_is_the_export_plus_the_writes(
-        capsys, datastore_target, notes_export, tmp_path):
+        capsys, datastore_target, notes_export, tmp_path, monkeypatch, processes):
+    if processes:   # as a large export runs: writes from worker processes
+        monkeypatch.setenv('BEAM_JOBS_EXPORT_PROCESSES_FROM', '1')
+        monkeypatch.setattr(options.os, 'cpu_count', lambda: 2)
     path, notes = notes_export
     before = _files_digest(tmp_path / 'notes')
     code, out, err = _cli(capsys, 'rehearse', 'RewriteNotesJob', '--export', path)

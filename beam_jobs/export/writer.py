@@ -10,8 +10,8 @@ reads slow down with the square of a kind's size), and how a rehearsal will
 lay an "after" state over an export. The result is what `ReadExport` reads
 and what the emulator's `:import` accepts. `write_export` streams: it keeps
 one open data file per kind and namespace, never the entities. The pieces
-(`write_data_file`, `write_metadata`) are public so that a caller can write
-data files in parallel and the metadata once at the end.
+(`write_data_file`, `write_record_file`, `write_metadata`) are public so that
+a caller can write data files in parallel and the metadata once at the end.
 """
 
 from __future__ import annotations
@@ -70,11 +70,18 @@ def write_data_file(path: str, entities: Iterable[Any],
     Entities: Beam or client entities, or ndb models (inside an ndb
     context); `project` None keeps each key's project.
     """
+    return write_record_file(path, (encode.encode(entity, project)
+                                    for entity in entities))
+
+
+def write_record_file(path: str, encoded: Iterable[bytes]) -> tuple[int, int]:
+    """Writes records already encoded as one `output-N` file; returns
+    (records, bytes) written."""
     count = 0
     with _create(path) as stream:
         writer = records.RecordWriter(stream)
-        for entity in entities:
-            writer.write(encode.encode(entity, project))
+        for record in encoded:
+            writer.write(record)
             count += 1
     return count, writer.bytes_written
 
