@@ -105,6 +105,28 @@ def test_the_after_state_is_the_export_plus_the_writes(
         "['art', 2]", "['math', 2]", "['music', 2]"]
 
 
+def test_after_states_chain_each_key_once_as_the_last_layer_left_it(
+        capsys, datastore_target, notes_export, tmp_path):
+    path, notes = notes_export
+    code, out, err = _cli(capsys, 'rehearse', 'RewriteNotesJob', '--export', path)
+    assert code == 0, err
+    first = _after_state(out)
+    # The same job again, over the first after state: it puts the same keys
+    # again (layer 2 over layer 1), and the deleted notes stay gone.
+    code, out, err = _cli(capsys, 'rehearse', 'RewriteNotesJob', '--export', first)
+    assert code == 0, err
+    assert '- put: NoteModel 2, TagModel 2\n- delete: none' in out
+    second = _after_state(out)
+    entities = export_helpers.collect(
+        ReadExport(second, [fx.NoteModel, fx.TagModel], project=datastore_target.project,
+                   namespace=datastore_target.namespace), tmp_path)
+    names = sorted(e.key.path_elements[-1] for e in entities)
+    kept = sorted(ident for ident, note in notes.items() if not note.deleted)
+    tags = sorted(f'tag-{ident}' for ident, note in notes.items()
+                  if note.topic == 'math' and not note.deleted)
+    assert names == sorted(kept + tags)      # once each: no stale copy below
+
+
 def test_the_demo_migration_rehearses_passes_and_can_be_approved(
         capsys, datastore_target, tmp_path):
     with testing.ndb_context(datastore_target):

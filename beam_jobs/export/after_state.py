@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam import coders
 from apache_beam.io import filebasedsink
+from apache_beam.io import filebasedsource
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -176,28 +177,74 @@ def _identity(entity) -> tuple:
     return (key.namespace or '', tuple(key.path_elements))
 
 
-class _DropChanged(beam.DoFn):
-    """Keeps the base entities whose key the job neither put nor deleted."""
+class _KeepCurrent(beam.DoFn):
+    """`(file, entity)` → the entity, if no layer above the file's changed it.
 
-    def process(self, entity, changed):
-        if _identity(entity) not in changed:
+    Layer 0 is the export, layer i the i-th after state up the chain; the
+    side input maps each written key to the highest layer that put or
+    deleted it. A put is kept by its own layer; an older entity is not.
+    """
+
+    def __init__(self, file_layers: dict):
+        self._file_layers = file_layers
+
+    def process(self, read, last_changed):
+        path, entity = read
+        changed_in = last_changed.get(_identity(entity))
+        if changed_in is None or changed_in <= self._file_layers[path]:
             yield entity
 
 
+def _last_changes(changes) -> dict:
+    last: dict = {}
+    for identity, layer in changes:
+        if layer > last.get(identity, -1):
+            last[identity] = layer
+    return last
+
+
+class _SourceOfFile:
+    """A file's path → the source that reads its entities (ReadAllFiles)."""
+
+    def __init__(self, project: Optional[str], kinds: Optional[Sequence[str]],
+                 namespace: Optional[str]):
+        self._args = (project, kinds, namespace)
+
+    def __call__(self, path: str):
+        from beam_jobs.export.source import ExportFileSource
+        return ExportFileSource(path, *self._args, validate=False)
+
+
+# Ranges of a data file read as one piece of work: an `output-N` file of
+# 5,000 explorations is about 64 MiB. Files split at their 32 KiB blocks.
+_RANGE_BYTES = 64 << 20
+
+
 class ReadAfterState(beam.PTransform):
-    """pbegin → the after state's entities of `kinds` (see the module doc)."""
+    """pbegin → the after state's entities of `kinds` (see the module doc).
+
+    Every file of the chain (the export's, each after state's puts) is read
+    by one transform, and the entities no later layer changed are kept in
+    the same stage, so the map step after it runs there too: a Flatten of
+    several reads would make Beam's local runner hold every entity between
+    two stages (7 GB for a rehearsal over 100,000 explorations).
+    """
 
     def __init__(self, state: AfterState, kinds: Sequence[str],
                  project: Optional[str], namespace: Optional[str]):
         super().__init__()
-        from beam_jobs.export.source import ReadExport  # a base may be either
-        self._state = state
-        # The job may have put kinds its base never held: read those from
+        from beam_jobs.export.source import ReadExport
+        # Bottom up: the after states of the chain, then the export below.
+        self._layers = [state]
+        while is_after_state(self._layers[0].base):
+            self._layers.insert(0, read(self._layers[0].base))
+        export = self._layers[0].base
+        # The job may have put kinds the export never held: those come from
         # the puts alone.
-        held = [kind for kind in kinds if holds(state.base, kind, namespace)]
-        self._base = ReadExport(state.base, held, project, namespace) if held else None
-        self._base_info = self._base.info if self._base else _base_info(state.base)
-        self._project = project or (self._base.project if self._base else None)
+        held = [kind for kind in kinds if holds(export, kind, namespace)]
+        self._export = ReadExport(export, held, project, namespace) if held else None
+        self._base_info = self._export.info if self._export else _base_info(export)
+        self._project = project or (self._export.project if self._export else None)
         self._kinds = list(kinds)
         self._namespace = namespace or ''
 
@@ -210,27 +257,32 @@ class ReadAfterState(beam.PTransform):
     def project(self) -> Optional[str]:
         return self._project
 
-    def _read(self, pbegin, label: str, files: Iterable[str],
+    def _read(self, pbegin, label: str, files: Sequence[str],
               kinds: Optional[Sequence[str]], namespace: Optional[str]):
-        from beam_jobs.export.source import ExportFileSource
-        reads = [pbegin | f'{label} {index}' >> beam.io.Read(ExportFileSource(
-                    path, self._project, kinds, namespace))
-                 for index, path in enumerate(files)]
-        if not reads:
-            return pbegin | f'No {label.lower()}' >> beam.Create([])
-        return reads | f'{label} together' >> beam.Flatten()
+        """`(file, entity)` of every entity in `files`, by one transform."""
+        return (pbegin
+                | f'{label}: files' >> beam.Create(list(files))
+                | f'{label}: read' >> filebasedsource.ReadAllFiles(
+                    True, CompressionTypes.UNCOMPRESSED, _RANGE_BYTES, 0,
+                    _SourceOfFile(self._project, kinds, namespace),
+                    with_filename=True))
 
     def expand(self, pbegin):
-        written = self._state.files(PUTS) + self._state.files(DELETES)
-        changed = (
-            self._read(pbegin, 'Written keys', written, None, None)
-            | 'Identity' >> beam.Map(_identity)
+        written, file_layers = {}, {}
+        for path in (self._export.data_files() if self._export else []):
+            file_layers[path] = 0
+        for layer, state in enumerate(self._layers, start=1):
+            for path in state.files(PUTS):
+                file_layers[path] = written[path] = layer
+            for path in state.files(DELETES):
+                written[path] = layer
+        last_changed = (
+            self._read(pbegin, 'Written keys', list(written), None, None)
+            | 'Identity and layer' >> beam.Map(
+                lambda read, layers: (_identity(read[1]), layers[read[0]]), written)
             | 'Changed keys' >> beam.combiners.ToList()
-            | 'As a set' >> beam.Map(frozenset))
-        base = (pbegin | 'Read base' >> self._base if self._base
-                else pbegin | 'No base' >> beam.Create([]))
-        kept = base | 'Drop changed' >> beam.ParDo(
-            _DropChanged(), beam.pvalue.AsSingleton(changed))
-        puts = self._read(pbegin, 'Put entities', self._state.files(PUTS),
-                          self._kinds, self._namespace)
-        return (kept, puts) | 'Base and puts' >> beam.Flatten()
+            | 'Last change' >> beam.Map(_last_changes))
+        return (self._read(pbegin, 'Entities', list(file_layers), self._kinds,
+                           self._namespace)
+                | 'Keep current' >> beam.ParDo(
+                    _KeepCurrent(file_layers), beam.pvalue.AsSingleton(last_changed)))

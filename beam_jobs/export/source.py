@@ -125,6 +125,13 @@ class ReadExport(beam.PTransform):
         """The project the entities' keys are put in."""
         return self._project
 
+    def data_files(self) -> Optional[list[str]]:
+        """The data files this read reads (None for an after state)."""
+        if self._after is not None:
+            return None
+        return [path for folder in self._folders
+                for path in metadata.data_files(folder)]
+
     def expand(self, pbegin):
         if self._after is not None:
             return pbegin | 'Read after state' >> self._after
