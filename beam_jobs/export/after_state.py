@@ -24,7 +24,6 @@ from typing import Optional, Sequence
 import apache_beam as beam
 from apache_beam import coders
 from apache_beam.io import filebasedsink
-from apache_beam.io import filebasedsource
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -203,31 +202,12 @@ def _last_changes(changes) -> dict:
     return last
 
 
-class _SourceOfFile:
-    """A file's path → the source that reads its entities (ReadAllFiles)."""
-
-    def __init__(self, project: Optional[str], kinds: Optional[Sequence[str]],
-                 namespace: Optional[str]):
-        self._args = (project, kinds, namespace)
-
-    def __call__(self, path: str):
-        from beam_jobs.export.source import ExportFileSource
-        return ExportFileSource(path, *self._args, validate=False)
-
-
-# Ranges of a data file read as one piece of work: an `output-N` file of
-# 5,000 explorations is about 64 MiB. Files split at their 32 KiB blocks.
-_RANGE_BYTES = 64 << 20
-
-
 class ReadAfterState(beam.PTransform):
     """pbegin → the after state's entities of `kinds` (see the module doc).
 
     Every file of the chain (the export's, each after state's puts) is read
-    by one transform, and the entities no later layer changed are kept in
-    the same stage, so the map step after it runs there too: a Flatten of
-    several reads would make Beam's local runner hold every entity between
-    two stages (7 GB for a rehearsal over 100,000 explorations).
+    by one transform (source.ReadFiles), and the entities no later layer
+    changed are kept in the same stage, so the map step runs there too.
     """
 
     def __init__(self, state: AfterState, kinds: Sequence[str],
@@ -260,12 +240,9 @@ class ReadAfterState(beam.PTransform):
     def _read(self, pbegin, label: str, files: Sequence[str],
               kinds: Optional[Sequence[str]], namespace: Optional[str]):
         """`(file, entity)` of every entity in `files`, by one transform."""
-        return (pbegin
-                | f'{label}: files' >> beam.Create(list(files))
-                | f'{label}: read' >> filebasedsource.ReadAllFiles(
-                    True, CompressionTypes.UNCOMPRESSED, _RANGE_BYTES, 0,
-                    _SourceOfFile(self._project, kinds, namespace),
-                    with_filename=True))
+        from beam_jobs.export.source import ReadFiles
+        return pbegin | label >> ReadFiles(files, self._project, kinds, namespace,
+                                           with_filename=True)
 
     def expand(self, pbegin):
         written, file_layers = {}, {}
