@@ -144,6 +144,8 @@ def _bench(sizes: list[int], huge: int, repeats: int, work: str) -> int:
             with_off.append(measure.measured(
                 command, dict(env, BEAM_JOBS_PROGRESS_INTERVAL='0')))
         rows['progress_on'], rows['progress_off'] = _median(with_on), _median(with_off)
+        os.environ.update(running.env())
+        rows['report_cpu'] = progress_report_cost()
         _say(f'audit over the export, {small:,}, progress on', rows['progress_on'])
         _say(f'audit over the export, {small:,}, progress off', rows['progress_off'])
         if huge:
@@ -161,6 +163,25 @@ def _bench(sizes: list[int], huge: int, repeats: int, work: str) -> int:
         running.stop()
     _table(rows, sizes, huge)
     return 0
+
+
+def progress_report_cost(reports: int = 50) -> float:
+    """CPU seconds one progress report costs the running process (a
+    snapshot and the record's update, as the reporter thread makes them),
+    against the emulator DATASTORE_EMULATOR_HOST names. Steadier than the
+    on/off difference of whole runs, which the machine's noise swamps."""
+    from beam_jobs import datastore, progress, runs
+    store = runs.RunStore(datastore.Target.from_environment(PROJECT, 'progress-cost'))
+    run_id = store.create('ProgressCost').run_id
+    store.transition(run_id, runs.QUEUED)
+    store.transition(run_id, runs.STARTED)
+    totals = {'ExplorationModel': 20000}
+    for _ in range(5):   # warm: connections, imports
+        store.set_progress(run_id, progress.snapshot(totals))
+    began = time.thread_time()
+    for _ in range(reports):
+        store.set_progress(run_id, progress.snapshot(totals))
+    return (time.thread_time() - began) / reports
 
 
 def _say(what: str, row: dict) -> None:
@@ -211,6 +232,11 @@ def _table(rows: dict, sizes: list[int], huge: int) -> None:
     print(f'- progress updates cost: {(with_progress - without) / without * 100:+.1f} % '
           f'of the run at {small:,} ({with_progress:.2f} s with, {without:.2f} s '
           'without, medians; target < 2 %)')
+    from beam_jobs import progress
+    per_report = rows['report_cpu']
+    print(f'- one progress report: {per_report * 1000:.1f} ms of CPU; one every '
+          f'{progress.DEFAULT_INTERVAL_SECS:g} s is '
+          f'{per_report / progress.DEFAULT_INTERVAL_SECS * 100:.2f} % of a run (target < 2 %)')
 
 
 if __name__ == '__main__':
