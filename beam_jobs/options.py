@@ -43,9 +43,10 @@ LOCAL_RUNNING_MODE = 'in_memory'
 LOCAL_NUM_WORKERS = 1
 # A run over an export has no JVM beside it, so there the map step gets one
 # worker process per core once the export is large enough to repay the
-# workers' start-up and memory (each holds Beam, ndb and the job: ~370 MiB
-# more for two): on two cores 1.3x faster at 100,000 explorations and 1.8x
-# at 1,000,000, no faster at 20,000 (bench/README.md). The
+# workers' start-up and memory (each holds Beam, ndb and the job, and the
+# reducing one its share of the shuffle: the audit of 1,000,000 peaks at
+# 2.0 GiB against 1.0 in one process): on two cores 1.3x faster at 100,000
+# explorations and 1.8x at 1,000,000, no faster at 20,000 (bench/README.md). The
 # `export_processes_from` setting moves the threshold; 0 turns it off.
 EXPORT_PROCESSES_FROM = 50_000
 # With no --runner flag, the `runner` setting (config.py) names the runner;
