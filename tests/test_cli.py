@@ -1,7 +1,10 @@
 """`beam-jobs` as a release coordinator uses it."""
 
+import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -135,3 +138,16 @@ def _notes(target, count, **kwargs):
 @pytest.fixture(autouse=True)
 def _quiet_emulator_notice(monkeypatch):
     monkeypatch.setenv('PYTHONWARNINGS', 'ignore')
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback(datastore_target):
+    """`beam-jobs runs | head -1`: the pipe closes early; that is not an error."""
+    store = runs.RunStore(datastore_target)
+    for _ in range(3):
+        store.create('TopicCountJob')
+    proc = subprocess.Popen([sys.executable, '-m', 'beam_jobs.cli', 'runs'],
+                            env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()   # before it prints anything: it takes seconds to start
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and 'Traceback' not in err, err

@@ -8,6 +8,7 @@ hand the rest to Beam, once `flags.check` has found Beam knows each of them.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Optional, Sequence
@@ -77,3 +78,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:
         print(f'beam-jobs: {failures.describe(error)}', file=sys.stderr)
         return common.EXIT_FAILED
+    except BrokenPipeError:
+        # The reader stopped reading (`beam-jobs runs | head`): nothing is
+        # wrong, and Python must not complain again when it flushes stdout.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass   # stdout is not a file (a test's capture)
+        return 0
