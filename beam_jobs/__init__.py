@@ -8,6 +8,6 @@ the same entities a Datastore read gives) and `JobRegistry`.
 from beam_jobs import jobs
 from beam_jobs.export import ReadExport
 from beam_jobs.registry import JobRegistry
-from beam_jobs.transforms import MapReduce, RunJob
+from beam_jobs.compile.transforms import MapReduce, RunJob
 
 __all__ = ['jobs', 'JobRegistry', 'MapReduce', 'ReadExport', 'RunJob']

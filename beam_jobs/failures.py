@@ -17,6 +17,8 @@ from typing import Iterator, Optional
 
 from google.api_core import exceptions as api_exceptions
 
+from beam_jobs import emulator
+
 MAX_CHARS = 4000
 
 
@@ -67,8 +69,9 @@ def describe(error: BaseException) -> str:
     if cause:
         step = _STEP.search(text)
         where = f" while running '{step.group(1)}'" if step else ''
+        # Beam appends the step to the error's own message too: say it once.
+        cause = _STEP.sub('', cause).strip()
         text = f'Datastore error{where}: {cause}'
-        from beam_jobs import emulator  # the emulator's log may say why
         explained = emulator.explain(error)
         if explained:
             text = f'{text}. {explained}'

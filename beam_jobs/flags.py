@@ -21,6 +21,8 @@ from typing import Iterable, Optional, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_jobs.compat import argparse as argparse_compat
+
 
 class FlagError(ValueError):
     """A flag nobody knows, or a known flag with a value that does not parse."""
@@ -38,11 +40,6 @@ def beam_parser() -> argparse.ArgumentParser:
     # must instead refuse with one sentence, so errors become exceptions.
     parser.error = refuse
     return parser
-
-
-def option_strings(parser: argparse.ArgumentParser) -> list[str]:
-    return [option for action in parser._actions  # pylint: disable=protected-access
-            for option in action.option_strings if option.startswith('--')]
 
 
 def nearest(flag: str, candidates: Sequence[str]) -> Optional[str]:
@@ -79,7 +76,7 @@ def check(args: Sequence[str], own_flags: Iterable[str] = (),
             f'Unexpected argument {unknown[0]!r}: `{command}` takes one job '
             'name, and every other argument must be a flag.')
     name = flags[0].split('=', 1)[0]
-    suggestion = nearest(name, [*own_flags, *option_strings(parser)])
+    suggestion = nearest(name, [*own_flags, *argparse_compat.long_options(parser)])
     hint = (f'did you mean {suggestion}?' if suggestion
             else f'see `{command} --help` for beam-jobs\' flags; every other '
             'flag must be an option of Beam\'s PipelineOptions.')

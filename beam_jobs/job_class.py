@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import threading
+import time
 from typing import Any, Mapping, Optional, Sequence, Type
 
 from google.cloud import ndb
+
+from beam_jobs.compat import ndb as ndb_compat
 
 
 class InvalidJobError(TypeError):
@@ -80,7 +83,7 @@ def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
                 f'{name}.entity_classes_to_map_over() returned {model!r}, which '
                 'is not a google.cloud.ndb model class: return classes that '
                 'subclass ndb.Model.')
-        kind = model._get_kind()  # pylint: disable=protected-access
+        kind = ndb_compat.kind_of(model)
         if kind in kinds:
             raise InvalidJobError(
                 f'{name}.entity_classes_to_map_over() names kind {kind!r} '
@@ -88,6 +91,11 @@ def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
         kinds.add(kind)
     remember(job_class)
     return list(models)
+
+
+def kinds(job_class: type) -> list[str]:
+    """The kinds a (checked) job maps over, in its order."""
+    return [ndb_compat.kind_of(model) for model in job_class.entity_classes_to_map_over()]
 
 
 def has_combine(job_class: type) -> bool:
@@ -143,10 +151,8 @@ def check_params(params: Mapping[str, Any]) -> None:
 def with_framework_params(job: type, params: Mapping[str, Any],
                           queued_msec: Optional[int] = None) -> dict:
     """`params` plus what the framework tells every run (see FRAMEWORK_PARAMS)."""
-    import time
     full = dict(params)
-    full.setdefault(ENTITY_KINDS_PARAM, [model._get_kind()  # pylint: disable=protected-access
-                                         for model in job.entity_classes_to_map_over()])
+    full.setdefault(ENTITY_KINDS_PARAM, kinds(job))
     full.setdefault(QUEUED_TIME_PARAM, queued_msec or int(time.time() * 1000))
     return full
 

@@ -14,12 +14,11 @@ dotted names; a stored meaning an uncompressed blob property would act on;
 them; values ndb itself would refuse) goes through ndb's own path for the
 whole entity, so a model is always what `Model.get()` returns.
 
-Keys: `google.cloud.datastore.Key.id`, `.name`, `.id_or_name` and `.kind`
-deep-copy the key's whole path on every call, and `ndb.Key.id()` is one of
-them, so a job's `item.id` cost more than decoding the entity. `FlatKey`
-answers them from the path it already holds. It is a `Key` in every other
-respect (`path` still returns a copy); the framework puts it inside the ndb
-keys of the models it builds.
+Keys: models get `FlatKey`s (compat/datastore_client.py), whose getters
+read the path they hold instead of copying it: a job's `item.id` used to cost
+more than decoding the entity.
+
+The ndb and client internals this needs are fenced in `beam_jobs.compat`.
 """
 
 from __future__ import annotations
@@ -35,6 +34,10 @@ from google.cloud.datastore.helpers import DatetimeWithNanoseconds
 from google.cloud.datastore.helpers import GeoPoint
 from google.cloud.datastore_v1.types import entity as entity_types
 from google.cloud.ndb import model as ndb_model
+
+from beam_jobs.compat import datastore_client
+from beam_jobs.compat import ndb as ndb_compat
+from beam_jobs.compat.datastore_client import FlatKey, make_flat
 
 # The raw (upb) protobuf classes behind the client's proto-plus types.
 ENTITY_PB = entity_types.Entity.pb()
@@ -70,38 +73,6 @@ class EntityPb:
 
 def _entity_pb_from_bytes(data: bytes) -> EntityPb:
     return EntityPb(ENTITY_PB.FromString(data))
-
-
-class FlatKey(datastore.Key):
-    """A client `Key` whose getters read its path instead of copying it.
-
-    Same values as `datastore.Key` (whose getters deep-copy `_path` and read
-    its last element); this one reads that element in place.
-    """
-
-    @property
-    def kind(self):
-        return self._path[-1]['kind']
-
-    @property
-    def id(self):
-        return self._path[-1].get('id')
-
-    @property
-    def name(self):
-        return self._path[-1].get('name')
-
-    @property
-    def id_or_name(self):
-        last = self._path[-1]
-        ident = last.get('id')
-        return last.get('name') if ident is None else ident
-
-
-def make_flat(key: Optional[datastore.Key]) -> None:
-    """Turn a plain client key into a `FlatKey` in place (same data)."""
-    if type(key) is datastore.Key:  # pylint: disable=unidiomatic-typecheck
-        key.__class__ = FlatKey
 
 
 class _Fallback(Exception):
@@ -144,14 +115,9 @@ def key_from_pb(key_pb, key_class: type = FlatKey) -> datastore.Key:
     project = partition.project_id
     if not path or not project:
         raise _Fallback('key without a path or project')
-    key = key_class.__new__(key_class)
-    key._flat_path = tuple(flat)  # pylint: disable=protected-access
-    key._path = path  # pylint: disable=protected-access
-    key._parent = None  # pylint: disable=protected-access
-    key._project = project  # pylint: disable=protected-access
-    key._namespace = partition.namespace_id or None  # pylint: disable=protected-access
-    key._database = partition.database_id or None  # pylint: disable=protected-access
-    return key
+    return datastore_client.new_key(tuple(flat), path, project,
+                                    partition.namespace_id or None,
+                                    partition.database_id or None, key_class)
 
 
 _SIMPLE = frozenset({'string_value', 'integer_value', 'boolean_value',
@@ -196,14 +162,8 @@ def _client_key(flat_path, project, namespace,
             path.append({'kind': kind, 'name': ident})
         else:
             raise _Fallback('unusual key path')
-    key = key_class.__new__(key_class)
-    key._flat_path = tuple(flat_path)  # pylint: disable=protected-access
-    key._path = path  # pylint: disable=protected-access
-    key._parent = None  # pylint: disable=protected-access
-    key._project = project  # pylint: disable=protected-access
-    key._namespace = namespace or None  # pylint: disable=protected-access
-    key._database = None  # pylint: disable=protected-access
-    return key
+    return datastore_client.new_key(tuple(flat_path), path, project,
+                                    namespace or None, None, key_class)
 
 
 def _plain(value, key_class: type):
@@ -231,8 +191,6 @@ def _embedded(values: dict) -> datastore.Entity:
 # are recomputed): ndb's own path, unless the value is a null.
 _SLOW_PROPERTIES = (ndb.StructuredProperty, ndb.LocalStructuredProperty,
                     ndb.UserProperty, ndb.ComputedProperty)
-_PLAIN_FROM_DATASTORE = (ndb.Property._from_datastore,  # pylint: disable=protected-access
-                         ndb.BlobProperty._from_datastore)  # pylint: disable=protected-access
 # What ndb's read does with a stored name that is no property: ignore it, but
 # first look it up on the entity's own class when its kind is not the
 # model's (a PolyModel), which this builder leaves to ndb.
@@ -286,19 +244,12 @@ class ModelBuilder:
             elif isinstance(value, list) and any(type(v) is dict for v in value):  # pylint: disable=unidiomatic-typecheck
                 ds_entity[name] = [_embedded(v) if type(v) is dict else v  # pylint: disable=unidiomatic-typecheck
                                    for v in value]
-        model = ndb_model._entity_from_ds_entity(  # pylint: disable=protected-access
-            ds_entity, model_class=self._model_class)
-        if model._key is not None:  # pylint: disable=protected-access
-            make_flat(model._key._key)  # pylint: disable=protected-access
-        return model
+        return _with_flat_key(ndb_compat.from_client_entity(ds_entity, self._model_class))
 
     def slow(self, entity_pb) -> ndb.Model:
         """ndb's own decoding, with a `FlatKey` in the model's key."""
-        model = ndb_model._entity_from_ds_entity(  # pylint: disable=protected-access
-            helpers.entity_from_protobuf(entity_pb), model_class=self._model_class)
-        if model._key is not None:  # pylint: disable=protected-access
-            make_flat(model._key._key)  # pylint: disable=protected-access
-        return model
+        return _with_flat_key(ndb_compat.from_client_entity(
+            helpers.entity_from_protobuf(entity_pb), self._model_class))
 
     def _build(self, entity_pb) -> ndb.Model:
         properties = entity_pb.properties
@@ -309,10 +260,10 @@ class ModelBuilder:
         if entity_pb.HasField('key'):
             key = key_from_pb(entity_pb.key)
             same_kind = key.kind == self._class_name
-            entity._key = ndb.Key._from_ds_key(key)  # pylint: disable=protected-access
+            ndb_compat.set_key(entity, key)
         handlers = self._handlers
-        values = entity._values  # pylint: disable=protected-access
-        base_value = ndb_model._BaseValue  # pylint: disable=protected-access
+        values = ndb_compat.values_of(entity)
+        base_value = ndb_compat.BaseValue
         for name in properties:
             value_pb = properties[name]
             handler = handlers.get(name)
@@ -365,11 +316,11 @@ class ModelBuilder:
         if key is not None:
             client_key = _client_key(key.path_elements, key.project, key.namespace)
             same_kind = client_key.kind == self._class_name
-            model._key = ndb.Key._from_ds_key(client_key)  # pylint: disable=protected-access
+            ndb_compat.set_key(model, client_key)
         meanings = getattr(entity, 'meanings', None) or {}
         handlers = self._handlers
-        values = model._values  # pylint: disable=protected-access
-        base_value = ndb_model._BaseValue  # pylint: disable=protected-access
+        values = ndb_compat.values_of(model)
+        base_value = ndb_compat.BaseValue
         for name, value in properties.items():
             handler = handlers.get(name)
             if handler is None:
@@ -402,9 +353,7 @@ class ModelBuilder:
     def _handler(self, name: str):
         """What ndb's read does with stored property `name` (model.py,
         `_entity_from_ds_entity`), decided once per name."""
-        model_class = self._model_class
-        prop = getattr(model_class,
-                       model_class._code_name_from_stored_name(name), None)  # pylint: disable=protected-access
+        prop = ndb_compat.property_for_stored_name(self._model_class, name)
         if prop is None:
             # A legacy structured property, or no property at all.
             return _SLOW if '.' in name else _UNKNOWN
@@ -412,9 +361,7 @@ class ModelBuilder:
             return _IGNORED        # ignored (on a non-Expando model)
         if isinstance(prop, ndb_model.ModelKey):
             return _SLOW
-        cls = type(prop)
-        if (cls._from_datastore not in _PLAIN_FROM_DATASTORE  # pylint: disable=protected-access
-                or cls._store_value is not ndb.Property._store_value):  # pylint: disable=protected-access
+        if not ndb_compat.stores_plainly(prop):
             return _SLOW
         # Embedded entities are ndb's to decode; an unset one is stored as a
         # null (an empty list), which ndb keeps as None ([]) like any other.
@@ -422,9 +369,15 @@ class ModelBuilder:
         # ndb acts on a stored meaning only for a blob property that does not
         # compress (it then decompresses a value stored compressed).
         meaning_matters = (isinstance(prop, ndb.BlobProperty)
-                           and not prop._compressed)  # pylint: disable=protected-access
+                           and not ndb_compat.is_compressed(prop))
         # A KeyProperty hands job code ndb keys around these: cheap to read.
         # Any other property hands over the client key itself, as ndb does.
         key_class = FlatKey if isinstance(prop, ndb.KeyProperty) else datastore.Key
-        return (prop._name, bool(prop._repeated), meaning_matters, key_class,  # pylint: disable=protected-access
-                null_only)
+        return (ndb_compat.stored_name(prop), ndb_compat.is_repeated(prop),
+                meaning_matters, key_class, null_only)
+
+
+def _with_flat_key(model: ndb.Model) -> ndb.Model:
+    if model.key is not None:
+        make_flat(ndb_compat.client_key_of(model.key))
+    return model

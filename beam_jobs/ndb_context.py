@@ -5,6 +5,11 @@ ndb RPCs, so the map and reduce steps run job code inside one. Beam fuses
 stages, so a DoFn that yields while a context is open runs the next stage
 inside it, and that stage could not open its own: callers finish their work
 inside `active()` (or `run()`) and yield afterwards.
+
+ndb keeps the current context in two context variables that `Context.use()`
+sets through a generator; per element that generator (with the event loop run
+and the cache clear) cost ~10 us here, more than a job's `map`. This module
+does the same steps directly, through `beam_jobs.compat.ndb`.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from typing import TYPE_CHECKING, Optional
 from google.auth import credentials as auth_credentials
 from google.cloud import ndb
 
+from beam_jobs.compat import ndb as ndb_compat
+
 if TYPE_CHECKING:
-    from beam_jobs.datastore import Target
+    from beam_jobs.target import Target
 
 
 def _credentials():
     # The emulator takes no credentials; asking for real ones on a laptop
     # would fail. On Dataflow the default credentials are the right ones.
-    if os.environ.get('DATASTORE_EMULATOR_HOST'):    # datastore.is_emulator()
+    if os.environ.get('DATASTORE_EMULATOR_HOST'):    # target.is_emulator()
         return auth_credentials.AnonymousCredentials()
     return None
 
@@ -63,32 +70,25 @@ class NdbContext:
         every element cost more than a job's own `map`.
         """
         local = self._local
-        if not _LEAN_SWITCH:
-            with self.active() as active:
-                local.owned = active.entered
-                try:
-                    return func(*args)
-                finally:
-                    local.owned = None
-        if _CONTEXT_VAR.get() is not None:
+        if ndb_compat.current_context() is not None:
             local.owned = None
             return func(*args)      # a context is already current: use it
         variables = getattr(local, 'variables', None)
         context = getattr(local, 'context', None)
         if variables is None or context is None:
-            context = self._thread_context()
+            context = self.thread_context()
             variables = local.variables = contextvars.Context()
-            variables.run(_make_current, context)
+            variables.run(ndb_compat.make_current, context)
         # What Context.use() does when it makes a top-level context current.
         context.rpc_time = 0
         context.wait_time = 0
         local.owned = context
         try:
             result = variables.run(func, *args)
-            if _loop_has_work(context.eventloop):
+            if ndb_compat.loop_has_work(context.eventloop):
                 variables.run(context.eventloop.run)
         except BaseException:
-            self._drop_context()
+            self.drop_context()
             raise
         finally:
             local.owned = None
@@ -105,18 +105,15 @@ class NdbContext:
         if context is None:
             return
         loop = context.eventloop
-        if _LEAN_SWITCH:
-            # _loop_has_work, inlined: this runs once per element.
-            if loop.current or loop.idlers or loop.queue or loop.rpcs:
-                loop.run()
-        elif _loop_has_work(loop):
+        # ndb_compat.loop_has_work, inlined: this runs once per element.
+        if loop.current or loop.idlers or loop.queue or loop.rpcs:
             loop.run()
         if context.cache:
             context.cache.clear()
         context.rpc_time = 0
         context.wait_time = 0
 
-    def _thread_context(self) -> ndb.context.Context:
+    def thread_context(self) -> ndb.context.Context:
         # One ndb Context per thread, made current for each use: building a
         # fresh one per element (`client.context()`) cost 17 us against 4 us
         # (bench/README.md), a third of the framework's per-item cost. Its
@@ -124,11 +121,11 @@ class NdbContext:
         # and a use that fails drops it, so no half-run work leaks on.
         context = getattr(self._local, 'context', None)
         if context is None:
-            context = self._local.context = ndb.context.Context(
+            context = self._local.context = ndb_compat.new_context(
                 self._ndb_client(), legacy_data=True)
         return context
 
-    def _drop_context(self) -> None:
+    def drop_context(self) -> None:
         self._local.context = None
         self._local.variables = None
 
@@ -154,43 +151,6 @@ class NdbContext:
         self._local = threading.local()
 
 
-# ndb keeps the current context in two context variables; `Context.use()`
-# sets them through a generator. Per element that generator (with the event
-# loop run and the cache clear) cost ~10 us on this machine, more than a job's
-# `map`; `_Active` does the same steps directly where ndb's internals are as
-# expected (google-cloud-ndb 2.7.1), and goes through `use()` otherwise.
-_NDB_STATE = getattr(ndb.context, '_state', None)
-_CONTEXT_VAR = getattr(_NDB_STATE, '_context', None)
-_TOPLEVEL_VAR = getattr(_NDB_STATE, '_toplevel_context', None)
-
-
-def _ndb_is_as_expected() -> bool:
-    try:
-        loop = ndb.context._eventloop.EventLoop()  # pylint: disable=protected-access
-        return (isinstance(_CONTEXT_VAR, contextvars.ContextVar)
-                and isinstance(_TOPLEVEL_VAR, contextvars.ContextVar)
-                and all(hasattr(loop, name)
-                        for name in ('current', 'idlers', 'queue', 'rpcs')))
-    except Exception:  # pylint: disable=broad-except
-        return False
-
-
-_LEAN_SWITCH = _ndb_is_as_expected()
-
-
-def _make_current(context) -> None:
-    _CONTEXT_VAR.set(context)
-    _TOPLEVEL_VAR.set(context)
-
-
-def _loop_has_work(loop) -> bool:
-    """Whether `loop.run()` would do anything (`EventLoop.clear`'s test)."""
-    try:
-        return bool(loop.current or loop.idlers or loop.queue or loop.rpcs)
-    except AttributeError:
-        return True
-
-
 class _Active:
     """`NdbContext.active()`: one reusable context manager per thread.
 
@@ -201,7 +161,7 @@ class _Active:
     used and left alone.
     """
 
-    __slots__ = ('_owner', '_entered', '_use', 'busy')
+    __slots__ = ('_owner', '_entered', 'busy')
 
     @property
     def entered(self):
@@ -211,7 +171,6 @@ class _Active:
     def __init__(self, owner: NdbContext):
         self._owner = owner
         self._entered = None
-        self._use = None
         self.busy = False
 
     def __enter__(self) -> '_Active':
@@ -219,23 +178,11 @@ class _Active:
         return self
 
     def _enter(self) -> None:
-        if _LEAN_SWITCH:
-            if _CONTEXT_VAR.get() is not None:
-                return
-            context = self._entered = self._owner._thread_context()  # pylint: disable=protected-access
-            self.busy = True
-            # What Context.use() does when no context is current.
-            _CONTEXT_VAR.set(context)
-            _TOPLEVEL_VAR.set(context)
-            context.rpc_time = 0
-            context.wait_time = 0
+        if ndb_compat.current_context() is not None:
             return
-        if ndb.context.get_context(raise_context_error=False) is not None:
-            return
-        context = self._entered = self._owner._thread_context()  # pylint: disable=protected-access
+        context = self._entered = self._owner.thread_context()
         self.busy = True
-        self._use = context.use()
-        self._use.__enter__()
+        ndb_compat.make_current(context)
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
         context = self._entered
@@ -244,20 +191,15 @@ class _Active:
         self._entered = None
         try:
             if exc_type is not None:
-                self._owner._drop_context()  # pylint: disable=protected-access
-            elif _loop_has_work(context.eventloop):
+                self._owner.drop_context()
+            elif ndb_compat.loop_has_work(context.eventloop):
                 try:
                     context.eventloop.run()
                 except BaseException:
-                    self._owner._drop_context()  # pylint: disable=protected-access
+                    self._owner.drop_context()
                     raise
         finally:
-            if _LEAN_SWITCH:
-                _TOPLEVEL_VAR.set(None)
-                _CONTEXT_VAR.set(None)
-            else:
-                use, self._use = self._use, None
-                use.__exit__(None, None, None)
+            ndb_compat.clear_current()
             if context.cache:
                 context.cache.clear()
             self.busy = False

@@ -62,15 +62,18 @@ def _given(args: Sequence[str], flag: str) -> bool:
     return any(arg == flag or arg.startswith(flag + '=') for arg in args)
 
 
-def pipeline_options(pipeline_args: Sequence[str] = ()) -> PipelineOptions:
+def pipeline_options(pipeline_args: Sequence[str] = (),
+                     own_flags: Sequence[str] = (),
+                     command: str = 'beam-jobs run') -> PipelineOptions:
     """Options for a run: the user's flags, plus our local defaults.
 
     A flag Beam does not define, or one whose value does not parse, is a
     `flags.FlagError` (a ValueError): Beam would drop the one and exit the
-    process on the other.
+    process on the other. `own_flags` (the command's own) are suggested
+    first for a mistyped flag.
     """
     args = list(pipeline_args)
-    flags.check(args)
+    flags.check(args, own_flags=own_flags, command=command)
     options = PipelineOptions(args)
     standard = options.view_as(StandardOptions)
     if not standard.runner:

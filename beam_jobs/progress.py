@@ -4,7 +4,7 @@ A long local run used to show nothing until it ended. Now the map step
 counts the entities it has read, per kind, in a process-wide tally (the
 default local runner runs it in this process), and a `Reporter` thread hands
 that tally every couple of seconds to its listeners: the run record (which
-the console shows) and the CLI's bar. The total comes from the source when it
+the console shows) and the CLI's bar (cli/progress_bar.py). The total comes from the source when it
 knows it: an export's metadata exactly, the Datastore's kind statistics where
 they exist (the emulator keeps none). When the map step runs in local worker
 processes (a large export run, options.py), each worker publishes its own
@@ -164,37 +164,3 @@ class Reporter:
             except Exception as error:  # pylint: disable=broad-except
                 self._listeners.remove(listener)
                 print(f'(progress updates stopped: {error})', file=sys.stderr)
-
-
-class TerminalBar:
-    """The CLI's view: a rich progress bar on a terminal, else a plain line
-    every `plain_every` seconds (logs and pipes get no control codes)."""
-
-    def __init__(self, stream=None, plain_every: float = 10.0):
-        self._stream = stream or sys.stderr
-        self._plain_every = plain_every
-        self._last_plain = time.monotonic()
-        self._bar = None
-        self._tasks: dict = {}
-
-    def __call__(self, progress: dict) -> None:
-        if not self._stream.isatty():
-            if time.monotonic() - self._last_plain >= self._plain_every:
-                self._last_plain = time.monotonic()
-                print(f'progress: read {describe(progress)}', file=self._stream,
-                      flush=True)
-            return
-        if self._bar is None:
-            from rich.console import Console
-            from rich.progress import Progress
-            self._bar = Progress(console=Console(file=self._stream), transient=True)
-            self._bar.start()
-        for kind, read in progress['read'].items():
-            if kind not in self._tasks:
-                self._tasks[kind] = self._bar.add_task(
-                    f'read {kind}', total=progress['total'].get(kind))
-            self._bar.update(self._tasks[kind], completed=read)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -17,9 +17,10 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from google.cloud import ndb
 
-from beam_jobs import datastore
 from beam_jobs import emulator as emulator_lib
+from beam_jobs import ndb_context as ndb_context_lib
 from beam_jobs import options
+from beam_jobs import target as target_lib
 
 TEST_PROJECT = 'beam-jobs-test'
 
@@ -31,13 +32,13 @@ def local_test_pipeline(*args: str) -> TestPipeline:
 
 
 @contextlib.contextmanager
-def ndb_context(target: datastore.Target) -> Iterator[None]:
+def ndb_context(target: target_lib.Target) -> Iterator[None]:
     """An ndb context on `target`, for building and putting models in tests."""
-    with datastore.NdbContext(target).active():
+    with ndb_context_lib.NdbContext(target).active():
         yield
 
 
-def put_models(target: datastore.Target, models: Iterable[ndb.Model]) -> None:
+def put_models(target: target_lib.Target, models: Iterable[ndb.Model]) -> None:
     with ndb_context(target):
         ndb.put_multi(list(models))
 
@@ -67,8 +68,8 @@ def datastore_emulator(tmp_path_factory) -> Iterator[emulator_lib.Emulator]:
 
 
 @pytest.fixture
-def datastore_target(datastore_emulator, monkeypatch) -> datastore.Target:
+def datastore_target(datastore_emulator, monkeypatch) -> target_lib.Target:
     """A namespace of the test emulator that belongs to this test alone."""
     namespace = f't{uuid.uuid4().hex[:12]}'
-    monkeypatch.setenv(datastore.NAMESPACE_ENV, namespace)
-    return datastore.Target(datastore_emulator.project, namespace)
+    monkeypatch.setenv(target_lib.NAMESPACE_ENV, namespace)
+    return target_lib.Target(datastore_emulator.project, namespace)

@@ -4,7 +4,7 @@
 
 Encodes sample explorations (~12 KB each) as export records, then times,
 per entity: the protobuf parse alone, `EntityDecoder.decode` (parse and
-walk: what `ReadExport` does per record) and `datastore.to_model` after it
+walk: what `ReadExport` does per record) and `entities_lib.to_model` after it
 (what the map step then adds). Then times writing a sample export with
 `pipelines.sample_data.export` (generation, ndb serialisation and encoding,
 one process per core).
@@ -19,7 +19,7 @@ import time
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import ndb
 
-from beam_jobs import datastore
+from beam_jobs import entities as entities_lib
 from beam_jobs.export import decode, encode, protos
 from pipelines import sample_data
 from pipelines.models import exp_models
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         print(f'{len(records)} records, {size / 1000:.1f} KB each on average')
         print(f'parse only      {_best_of(args.repeats, protos.EntityProto.FromString, records):6.1f} µs/entity')
         print(f'decode          {_best_of(args.repeats, decoder.decode, records):6.1f} µs/entity')
-        print(f'decode+to_model {_best_of(args.repeats, lambda r: datastore.to_model(decoder.decode(r), exp_models.ExplorationModel), records):6.1f} µs/entity')
+        print(f'decode+to_model {_best_of(args.repeats, lambda r: entities_lib.to_model(decoder.decode(r), exp_models.ExplorationModel), records):6.1f} µs/entity')
     with tempfile.TemporaryDirectory() as folder:
         began = time.perf_counter()
         sample_data.export(args.entities * 5, folder, 'bench', per_file=args.entities)

@@ -170,8 +170,10 @@ def progress_report_cost(reports: int = 50) -> float:
     snapshot and the record's update, as the reporter thread makes them),
     against the emulator DATASTORE_EMULATOR_HOST names. Steadier than the
     on/off difference of whole runs, which the machine's noise swamps."""
-    from beam_jobs import datastore, progress, runs
-    store = runs.RunStore(datastore.Target.from_environment(PROJECT, 'progress-cost'))
+    from beam_jobs import progress
+    from beam_jobs import target as target_lib
+    from beam_jobs.records import runs
+    store = runs.RunStore(target_lib.Target.from_environment(PROJECT, 'progress-cost'))
     run_id = store.create('ProgressCost').run_id
     store.transition(run_id, runs.QUEUED)
     store.transition(run_id, runs.STARTED)

@@ -41,9 +41,9 @@ NAMESPACE = 'bench'
 # The child: run one variant `repeats` times, print one JSON line.
 
 def _child(args) -> int:
-    from beam_jobs import datastore
+    from beam_jobs import target as target_lib
     from bench import variants
-    target = datastore.Target(os.environ['DATASTORE_PROJECT_ID'], args.namespace)
+    target = target_lib.Target(os.environ['DATASTORE_PROJECT_ID'], args.namespace)
     runner_args = args.runner_args.split()
     run = {
         'beam_jobs': lambda: variants.beam_jobs_datastore(
@@ -215,7 +215,7 @@ def _median_of_runs(runs: list[dict]) -> dict:
 
 
 def _parent(args) -> int:
-    from beam_jobs import datastore
+    from beam_jobs import target as target_lib
     from beam_jobs import emulator as emulator_lib
     from beam_jobs import options as options_lib
     from pipelines import sample_data
@@ -238,9 +238,9 @@ def _parent(args) -> int:
     try:
         # Run logs and records of the enqueue variant go to a scratch folder.
         env = dict(os.environ, **running.env(), **{emulator_lib.HOME_ENV: home})
-        env.pop(datastore.NAMESPACE_ENV, None)
+        env.pop(target_lib.NAMESPACE_ENV, None)
         os.environ.update(running.env())
-        target = datastore.Target(running.project, args.namespace)
+        target = target_lib.Target(running.project, args.namespace)
         if not args.host or _count_entities(target) < args.entities:
             start = time.perf_counter()
             sample_data.load(args.entities, target)
@@ -369,7 +369,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.splits is None:
-        from beam_jobs.transforms import DEFAULT_SHARD_COUNT
+        from beam_jobs.compile.transforms import DEFAULT_SHARD_COUNT
         args.splits = DEFAULT_SHARD_COUNT
     return _child(args) if args.child else _parent(args)
 

@@ -24,7 +24,7 @@ from google.cloud import datastore as ds_client
 from google.cloud import ndb
 
 from beam_jobs import MapReduce, RunJob, jobs
-from beam_jobs import datastore
+from beam_jobs import target as target_lib
 from beam_jobs import options as options_lib
 from pipelines import exp_jobs_one_off
 from pipelines.models import exp_models
@@ -96,7 +96,7 @@ def output_line(value) -> str:
 
 # 1. beam-jobs.
 
-def beam_jobs_datastore(target: datastore.Target, splits: int,
+def beam_jobs_datastore(target: target_lib.Target, splits: int,
                         pipeline_args: Sequence[str]) -> int:
     return _run_counting(
         lambda p: p | RunJob(AUDIT_JOB, shard_count=splits,
@@ -104,11 +104,11 @@ def beam_jobs_datastore(target: datastore.Target, splits: int,
         pipeline_args)
 
 
-def beam_jobs_enqueue(target: datastore.Target) -> int:
+def beam_jobs_enqueue(target: target_lib.Target) -> int:
     """The audit as legacy code runs it: `create_new()`, then `enqueue()`
     (which the audit overrides to ask for 64 shards), the run record and the
     stored output included."""
-    os.environ[datastore.NAMESPACE_ENV] = target.namespace or ''
+    os.environ[target_lib.NAMESPACE_ENV] = target.namespace or ''
     job_id = AUDIT_JOB.create_new()
     AUDIT_JOB.enqueue(job_id)
     if AUDIT_JOB.get_status_code(job_id) != jobs.STATUS_CODE_COMPLETED:
@@ -131,7 +131,7 @@ def beam_jobs_memory(count: int, pipeline_args: Sequence[str],
 class _MapEntities:
     """What a user would write: entity → ndb model → job.map, as str pairs."""
 
-    def __init__(self, target: datastore.Target):
+    def __init__(self, target: target_lib.Target):
         self._target = target
         self._client = None
 
@@ -158,7 +158,7 @@ def _reduce(job: type):
     return reduce
 
 
-def hand_beam_datastore(target: datastore.Target, splits: int,
+def hand_beam_datastore(target: target_lib.Target, splits: int,
                         pipeline_args: Sequence[str]) -> int:
     query = beam_types.Query(kind='ExplorationModel', project=target.project,
                              namespace=target.namespace)
@@ -186,7 +186,7 @@ def _format_group(key_values) -> str:
     return output_line((key, list(values)))
 
 
-def hand_beam_raw(target: datastore.Target, splits: int,
+def hand_beam_raw(target: target_lib.Target, splits: int,
                   pipeline_args: Sequence[str]) -> int:
     query = beam_types.Query(kind='ExplorationModel', project=target.project,
                              namespace=target.namespace)
@@ -222,7 +222,7 @@ def _group_and_reduce(job: type, pairs) -> int:
                for key, values in groups.items())
 
 
-def plain_scan(target: datastore.Target, limit: Optional[int] = None) -> int:
+def plain_scan(target: target_lib.Target, limit: Optional[int] = None) -> int:
     client = ds_client.Client(project=target.project, namespace=target.namespace)
     ndb_client = ndb.Client(project=target.project, namespace=target.namespace,
                             credentials=auth_credentials.AnonymousCredentials())
@@ -274,7 +274,7 @@ class CombinedInteractionCountJob(InteractionCountJob):
         yield sum(int(value) for value in values)
 
 
-def shuffle_volume(job: type, target: datastore.Target, splits: int,
+def shuffle_volume(job: type, target: target_lib.Target, splits: int,
                    pipeline_args: Sequence[str]) -> dict:
     """Elements and bytes entering the GroupByKey, from Beam's own counts.
 

@@ -41,9 +41,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.api_core import exceptions as api_exceptions
 from google.cloud import ndb
 
-from beam_jobs import datastore
 from beam_jobs import emulator
+from beam_jobs import entities
 from beam_jobs import failures
+from beam_jobs import ndb_context
+from beam_jobs import target as target_lib
 from beam_jobs.export import protos
 from beam_jobs.export import records
 from beam_jobs.export import writer
@@ -160,13 +162,13 @@ def explorations(count: int, seed: int = 2024, first: int = 1,
             version=rng.randint(1, 40))
 
 
-def load(count: int, target: datastore.Target, batch: int = 100) -> int:
+def load(count: int, target: target_lib.Target, batch: int = 100) -> int:
     """Put `count` sample explorations into the target; returns how many.
 
     Batches stay small: explorations are ~13 KB each, and one commit must
     stay under the 4 MiB a gRPC message may carry.
     """
-    context = datastore.NdbContext(target)
+    context = ndb_context.NdbContext(target)
     with context.active():
         pending = []
         for model in explorations(count):
@@ -236,7 +238,7 @@ def export(count: int, dest: str, project: str,
     the files that hold the pool's explorations, made up one by one, then
     the others, copied from the pool's records in those files.
     """
-    kind = datastore.kind_of(exp_models.ExplorationModel)
+    kind = entities.kind_of(exp_models.ExplorationModel)
     export_dir, start = writer.new_export_dir(dest)
     folder = writer.set_folder(kind, namespace)
     ranges = [(first, min(first + per_file - 1, count))
@@ -303,7 +305,7 @@ def main(argv=None) -> int:
         return 0
     try:
         emulator.ensure_environment()
-        target = datastore.Target.from_environment(namespace=args.namespace)
+        target = target_lib.Target.from_environment(namespace=args.namespace)
         loaded = load(args.explorations, target)
     except emulator.EmulatorError as error:
         print(f'sample_data: {error}', file=sys.stderr)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from beam_jobs import runs
+from beam_jobs.records import runs
 
 REGISTRY = ['--registry', 'tests.fixture_registry']
 

@@ -12,7 +12,7 @@ import threading
 import time
 
 from beam_jobs import JobRegistry
-from beam_jobs import runs
+from beam_jobs.records import runs
 from tests import fixture_registry
 from tests import job_fixtures as fx
 

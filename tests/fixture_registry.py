@@ -4,4 +4,5 @@ from beam_jobs import JobRegistry
 from tests import job_fixtures as fx
 
 REGISTRY = JobRegistry([fx.TopicCountJob, fx.ParamJob, fx.FailingMapJob,
-                        fx.SlowJob, fx.TopicTagMigrationJob, fx.HookedJob])
+                        fx.SlowJob, fx.TopicTagMigrationJob, fx.HookedJob,
+                        fx.NoteAuditJob])

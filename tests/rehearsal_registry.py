@@ -20,5 +20,5 @@ REGISTRY = JobRegistry([
     exp_jobs_one_off.ExplorationStatesSchemaValidationOneOffJob,
     exp_jobs_one_off.ExplorationContentRepairOneOffJob,
     BrokenMigrationOneOffJob,
-    fx.RewriteNotesJob, fx.TopicCountJob, fx.FailingMapJob,
+    fx.RewriteNotesJob, fx.TopicCountJob, fx.FailingMapJob, fx.NoteAuditJob,
 ])

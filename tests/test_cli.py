@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from beam_jobs import cli, runs, testing
+from beam_jobs import cli, testing
+from beam_jobs.records import runs
 from tests import cli_process
 from tests import job_fixtures as fx
 

@@ -6,7 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import ndb
 
 from beam_jobs import MapReduce, RunJob, jobs, testing
-from beam_jobs import datastore
+from beam_jobs import target as target_lib
 from beam_jobs import job_class as job_class_lib
 
 PROJECT = 'beam-jobs-unit'
@@ -75,7 +75,7 @@ class NotCallableCombineJob(TopicCountJob):
 
 
 def _words(count, topics=('art', 'math', 'music')):
-    with testing.ndb_context(datastore.Target(PROJECT)):
+    with testing.ndb_context(target_lib.Target(PROJECT)):
         return [WordModel(id=f'w{i}', topic=topics[i % len(topics)])
                 for i in range(count)]
 

@@ -14,9 +14,12 @@ import sys
 import urllib.request
 import pytest
 
-from beam_jobs import cli, runs, testing
+from beam_jobs import cli, testing
+from beam_jobs.records import runs
+from beam_jobs import readable
 from beam_jobs.console import views
-from beam_jobs.rehearsal import record as rehearsal_record
+from beam_jobs.io import sources
+from beam_jobs.records import rehearsals as rehearsal_record
 from tests import console_helpers as helpers
 from tests import export_helpers
 from tests import job_fixtures as fx
@@ -542,8 +545,12 @@ def test_a_running_run_shows_its_progress(client, store):
 def test_labels_and_sources_read_plainly():
     record = runs.RunRecord(run_id='r', job_name='J', status=runs.COMPLETED, error_count=2)
     assert views.status_label(record) == 'Completed, 2 items failed'
-    assert views.source_text({'type': 'export', 'path': '/e', 'timestamp': 't',
-                              'entities': {'B': 2, 'A': 1}}) == 'export /e (taken t; A 1, B 2)'
-    assert views.source_text({'type': 'datastore', 'project': 'p',
-                              'namespace': 'n'}) == 'Datastore of project p, namespace n'
-    assert views.duration(75) == '1 min 15 s' and views.duration(4.14) == '4.1 s'
+    record.error_line_count = 1
+    assert views.status_label(record) == 'Completed, 2 items failed, 1 error line'
+    record.error_count = 0
+    assert views.status_label(record) == 'Completed, 1 error line'
+    assert sources.text({'type': 'export', 'path': '/e', 'timestamp': 't',
+                         'entities': {'B': 2, 'A': 1}}) == 'export /e (taken t; A 1, B 2)'
+    assert sources.text({'type': 'datastore', 'project': 'p',
+                         'namespace': 'n'}) == 'Datastore of project p, namespace n'
+    assert readable.duration(75) == '1 min 15 s' and readable.duration(4.14) == '4.1 s'

@@ -22,8 +22,9 @@ import urllib.request
 
 import pytest
 
-from beam_jobs import runs, testing
-from beam_jobs.rehearsal import record as rehearsal_record
+from beam_jobs import testing
+from beam_jobs.records import runs
+from beam_jobs.records import rehearsals as rehearsal_record
 from tests import console_helpers as helpers
 from tests import job_fixtures as fx
 

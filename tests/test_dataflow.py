@@ -16,10 +16,16 @@ import pytest
 from apache_beam.internal import pickler
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from beam_jobs import cli, dataflow, jobs, launcher, options, output, runs, testing
+from beam_jobs import cli, jobs, options, testing
+from beam_jobs.lifecycle import dataflow, dataflow_settings
+from beam_jobs.lifecycle import launcher
+from beam_jobs import output_format
+from beam_jobs.compile import store_output
+from beam_jobs.io import stored_output
+from beam_jobs.records import runs
 from beam_jobs.export import write_export
-from beam_jobs.rehearsal import code_version
-from beam_jobs.rehearsal.record import RehearsalStore
+from beam_jobs.lifecycle import code_version
+from beam_jobs.records.rehearsals import RehearsalStore
 from pipelines import exp_jobs_one_off, sample_data
 from tests import job_fixtures as fx
 from tests.dataflow_stub import DataflowStub
@@ -96,7 +102,7 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
     # What reached the service: one create, named and labelled for the run.
     [create] = stub.requests_of('POST')
     assert f'/projects/{testing.TEST_PROJECT}/locations/{REGION}/jobs' in create.path
-    assert create.body['name'] == dataflow.job_name_for(run_id)
+    assert create.body['name'] == dataflow_settings.job_name_for(run_id)
     assert create.body['labels'] == {'job': 'interactionauditoneoffjob'}
     environment = create.body['environment']
     [pool] = environment['workerPools']
@@ -111,21 +117,24 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
     with tarfile.open(fileobj=io.BytesIO(
             staged['workflow.tar.gz'].download_as_bytes())) as sdist:
         names = {name.split('/', 1)[1] for name in sdist.getnames() if '/' in name}
-    assert {'setup.py', 'beam_jobs/dataflow.py', 'beam_jobs/transforms.py',
+    assert {'setup.py', 'beam_jobs/lifecycle/dataflow.py', 'beam_jobs/compile/transforms.py',
             'pipelines/exp_jobs_one_off.py'} <= names
     transforms = _transforms(staged['pipeline.pb'].download_as_bytes())
     prefix = f'RunJob {JOB.__name__}/'
-    for step in ('Read ExplorationModel', 'Steps/Map', 'Steps/Shuffle',
+    for step in ('Read Datastore', 'Steps/Map', 'Steps/Shuffle',
                  'Steps/Reduce'):
         assert prefix + step in transforms
     assert 'Store output/Write output' in ' '.join(transforms)
-    split = transforms[prefix + 'Read ExplorationModel/ReadFromDatastore/SplitQuery']
+    split = transforms[prefix + 'Read Datastore/SplitQuery']
     payload = beam_runner_api_pb2.ParDoPayload.FromString(split.spec.payload)
     assert pickler.loads(payload.do_fn.payload)[0]._num_splits == 5  # pylint: disable=protected-access
 
-    # Following it: each read asks the service while the job runs.
+    # Following it: each follow asks the service while the job runs; the
+    # store alone never does.
     stub.set_state(record.dataflow_job_id, 'JOB_STATE_RUNNING')
     assert _store(datastore_target).get(run_id).status == runs.STARTED
+    assert not stub.requests_of('GET')
+    assert launcher.current(_store(datastore_target), run_id).status == runs.STARTED
     assert stub.requests_of('GET')
 
     # The workers' last step stores the output; play it here, then finish.
@@ -133,9 +142,9 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
         _ = (pipeline
              | beam.Create([((1, 'k', 0), 'a'), ((1, 'k', 1), 'a'),
                             ((0, 'e', 0), 'ERROR in map for x: boom')])
-             | output.StoreOutput(run_id, datastore_target))
+             | store_output.StoreOutput(run_id, datastore_target))
     stub.set_state(record.dataflow_job_id, 'JOB_STATE_DONE')
-    record = _store(datastore_target).get(run_id)
+    record = launcher.current(_store(datastore_target), run_id)
     assert record.status == runs.COMPLETED
     assert (record.output_line_count, record.error_count) == (3, 1)
     assert cli.main(['output', run_id]) == 0
@@ -236,7 +245,9 @@ def _started_on_stub(store, stub, state, job=JOB):
 def test_dataflow_states_map_onto_run_statuses(datastore_target, stub, state,
                                                status):
     store = _store(datastore_target)
-    record = store.get(_started_on_stub(store, stub, state).run_id)
+    run_id = _started_on_stub(store, stub, state).run_id
+    assert store.get(run_id).status == runs.STARTED   # the store only stores
+    record = launcher.current(store, run_id)
     assert record.status == status
     if status == runs.FAILED:
         assert 'https://console/' in record.error
@@ -296,9 +307,9 @@ def test_job_names_are_valid_for_dataflow():
     pattern = re.compile(r'[a-z]([-a-z0-9]*[a-z0-9])?')
     for run_id in ('InteractionAuditOneOffJob-1712345678901-012345',
                    'X' * 200 + '-1712345678901-000001', '9Job_x-1-2'):
-        name = dataflow.job_name_for(run_id)
+        name = dataflow_settings.job_name_for(run_id)
         assert pattern.fullmatch(name) and len(name) <= 63, name
-    assert dataflow.job_name_for('A' * 200 + '-1712345678901-000001').endswith(
+    assert dataflow_settings.job_name_for('A' * 200 + '-1712345678901-000001').endswith(
         '-1712345678901-000001')
 
 

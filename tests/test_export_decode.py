@@ -2,7 +2,7 @@
 
 Models are put into the real emulator, exported by it, read back with
 ReadExport in a local pipeline and turned into models with
-`datastore.to_model`: each must equal what `Model.get()` returns, and each
+`entities_lib.to_model`: each must equal what `Model.get()` returns, and each
 Beam entity must equal what Beam's own Datastore read yields.
 """
 
@@ -14,7 +14,8 @@ from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from google.cloud import datastore as datastore_client
 from google.cloud import ndb
 
-from beam_jobs import datastore, testing
+from beam_jobs import testing
+from beam_jobs import entities as entities_lib
 from beam_jobs.export import ReadExport
 from beam_jobs.export import decode, encode
 from tests import export_helpers
@@ -39,11 +40,11 @@ def test_every_property_type_reads_back_as_model_get(datastore_emulator,
     classes = {model._get_kind(): model for model in KINDS}
     with testing.ndb_context(datastore_target):
         for entity in entities:
-            model = datastore.to_model(entity, classes[entity.key.path_elements[-2]])
+            model = entities_lib.to_model(entity, classes[entity.key.path_elements[-2]])
             stored = model.key.get(use_cache=False, use_global_cache=False)
             assert model == stored, model.key
         by_id = {e.key.path_elements[-1]: e for e in entities}
-        full = datastore.to_model(by_id['full'], ExportEveryType)
+        full = entities_lib.to_model(by_id['full'], ExportEveryType)
         assert full.blob_z == b'compress me ' * 100 and full.local_z.a == 'c'
         assert full.keys[1].namespace() == 'elsewhere'
         assert full.u.email() == 'a@example.com'
@@ -87,7 +88,7 @@ def test_a_compressed_blob_read_by_an_uncompressed_property_is_decompressed(
         encode.encode(stored))
     assert entity.meanings == {'blob': 22}
     with testing.ndb_context(datastore_target):
-        model = datastore.to_model(entity, ExportOnceCompressed)
+        model = entities_lib.to_model(entity, ExportOnceCompressed)
     assert model.blob == b'zzz' * 100
 
 

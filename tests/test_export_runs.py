@@ -5,7 +5,10 @@ import re
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions
 
-from beam_jobs import cli, launcher, options, run_logs, runs, testing
+from beam_jobs import cli, options, testing
+from beam_jobs.lifecycle import launcher, planning
+from beam_jobs.lifecycle import run_logs
+from beam_jobs.records import runs
 from pipelines import exp_jobs_one_off, sample_data
 from pipelines.models import exp_models
 
@@ -112,7 +115,7 @@ def test_large_exports_are_mapped_in_a_worker_process_per_core(
     def mode(*flags, threshold=None):
         if threshold is not None:
             monkeypatch.setenv('BEAM_JOBS_EXPORT_PROCESSES_FROM', str(threshold))
-        plan = launcher.plan_run(AUDIT, pipeline_args=list(flags), export=path)
+        plan = planning.plan_run(AUDIT, pipeline_args=list(flags), export=path)
         direct = plan.pipeline_options.view_as(DirectOptions)
         return direct.direct_running_mode, direct.direct_num_workers
 
@@ -125,7 +128,7 @@ def test_large_exports_are_mapped_in_a_worker_process_per_core(
     assert mode('--direct_running_mode=in_memory') == ('in_memory', 1)
     assert mode('--direct_num_workers=1') == ('in_memory', 1)
     # The Datastore path keeps one in-memory worker: the JVM needs the other core.
-    plan = launcher.plan_run(AUDIT)
+    plan = planning.plan_run(AUDIT)
     assert plan.pipeline_options.view_as(DirectOptions).direct_running_mode == 'in_memory'
 
 

@@ -7,10 +7,12 @@ from apache_beam.io import source_test_utils
 from google.cloud import datastore as client
 from google.cloud import ndb
 
-from beam_jobs import datastore, testing
+from beam_jobs import testing
+from beam_jobs import entities as entities_lib
+from beam_jobs import target as target_lib
 from beam_jobs.export import ReadExport, emulator_admin, metadata, write_export
 from beam_jobs.export.records import BLOCK_SIZE
-from beam_jobs.export.source import ExportFileSource
+from beam_jobs.export.files import ExportFileSource
 from tests import export_helpers
 from tests.storage_emulator import BUCKET
 
@@ -63,7 +65,7 @@ def test_a_full_export_is_read_by_kind_and_namespace(datastore_emulator,
                    namespace=datastore_target.namespace + 'b'), tmp_path)
     assert _ids(read) == _expected(other[:3])
     with testing.ndb_context(datastore_target):
-        assert [datastore.to_model(e, ExportNote) for e in read if e.key.path_elements[-1] == 'n1'] == [
+        assert [entities_lib.to_model(e, ExportNote) for e in read if e.key.path_elements[-1] == 'n1'] == [
             other[1].key.get(use_cache=False, use_global_cache=False)]
 
 
@@ -92,9 +94,9 @@ def test_a_per_kind_export_of_several_kinds(datastore_emulator, datastore_target
 def test_the_default_namespace_and_a_namespace_export(datastore_emulator,
                                                       datastore_target, tmp_path):
     kind = f'ExportDefault{uuid.uuid4().hex[:6]}'
-    with testing.ndb_context(datastore.Target(datastore_target.project)):
+    with testing.ndb_context(target_lib.Target(datastore_target.project)):
         keys = [client.Key(kind, i, project=datastore_target.project) for i in (1, 2)]
-        store = datastore.client(datastore.Target(datastore_target.project))
+        store = target_lib.client(target_lib.Target(datastore_target.project))
         for key in keys:
             entity = client.Entity(key)
             entity['v'] = key.id

@@ -6,7 +6,8 @@ import uuid
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import ndb
 
-from beam_jobs import datastore, testing
+from beam_jobs import testing
+from beam_jobs import entities as entities_lib
 from beam_jobs.export import (ReadExport, decode, emulator_admin, encode, metadata,
                               records, write_export)
 from pipelines import sample_data
@@ -41,7 +42,7 @@ def test_sample_data_export_imports_as_load_puts_them(
         loaded = {m.key.id(): m for m in exp_models.ExplorationModel.query().fetch()}
         imported = {m.key.id(): m for m in exp_models.ExplorationModel.query(
             namespace=exported_namespace).fetch()}
-        read_back = {e.key.path_elements[-1]: datastore.to_model(
+        read_back = {e.key.path_elements[-1]: entities_lib.to_model(
             e, exp_models.ExplorationModel) for e in entities}
     assert sorted(loaded) == sorted(imported) == sorted(read_back) == [
         f'exp-{n:06d}' for n in range(1, count + 1)]

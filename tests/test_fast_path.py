@@ -3,7 +3,7 @@
 A Datastore read hands the map step entity protobufs, which
 `lean_models.ModelBuilder` turns into models itself for the common property
 types and through ndb's own decoding for the rest; an export read hands it
-Beam entities, which `datastore.to_model` decodes through ndb. Both must give
+Beam entities, which `entities_lib.to_model` decodes through ndb. Both must give
 exactly the model `Model.get()` gives, for every ndb property type, and keys
 that are cheap to read (`lean_models.FlatKey`). Also: the ndb context the map
 step keeps current (`NdbContext.run`), and an entity that cannot be decoded
@@ -22,8 +22,12 @@ from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import datastore as datastore_client
 from google.cloud import ndb
 
-from beam_jobs import MapReduce, RunJob, datastore, jobs, lean_models, testing
+from beam_jobs import MapReduce, RunJob, jobs, lean_models, testing
+from beam_jobs import entities as entities_lib
+from beam_jobs import ndb_context
+from beam_jobs import target as target_lib
 from beam_jobs.export import ReadExport
+from beam_jobs.io import datastore_read
 from beam_jobs.export.decode import ExportEntity
 from tests import export_helpers
 
@@ -98,18 +102,9 @@ KINDS = [FastEveryType, ExportEveryType, ExportInner]
 CLASSES = {model._get_kind(): model for model in KINDS}
 
 
-class _ReadKinds(beam.PTransform):
-    """The framework's own Datastore read of each kind."""
-
-    def __init__(self, target, shards=3):
-        super().__init__()
-        self._target = target
-        self._shards = shards
-
-    def expand(self, pbegin):
-        return [pbegin | f'Read {kind}' >> datastore.ReadKind(
-                    model, self._target, self._shards)
-                for kind, model in CLASSES.items()] | beam.Flatten()
+def _ReadKinds(target, shards=3):   # pylint: disable=invalid-name
+    """The framework's own Datastore read of every kind."""
+    return datastore_read.ReadKinds(list(CLASSES), target, shards)
 
 
 def _put_every_type(target):
@@ -162,11 +157,11 @@ def test_every_property_type_read_from_the_datastore_is_model_get(
     models = _put_every_type(datastore_target)
     entities = export_helpers.collect(_ReadKinds(datastore_target), tmp_path)
     assert all(isinstance(e, lean_models.EntityPb) for e in entities)
-    assert sorted(datastore.key_path(e.key) for e in entities) == sorted(
-        datastore.key_path(m.key) for m in models)
+    assert sorted(entities_lib.key_path(e.key) for e in entities) == sorted(
+        entities_lib.key_path(m.key) for m in models)
     with testing.ndb_context(datastore_target):
-        built = [(entity, datastore.to_model(
-            entity, CLASSES[datastore.kind_of_entity(entity)])) for entity in entities]
+        built = [(entity, entities_lib.to_model(
+            entity, CLASSES[entities_lib.kind_of_entity(entity)])) for entity in entities]
         # Only the model with embedded entities (structured, local structured
         # and user properties) needed ndb's own decoding.
         assert slow_builds == [('ExportEveryType', 'full')]
@@ -187,7 +182,7 @@ def test_every_property_type_read_from_an_export_is_model_get(
     assert len(entities) == len(models)
     with testing.ndb_context(datastore_target):
         for entity in entities:
-            model = datastore.to_model(entity, CLASSES[datastore.kind_of_entity(entity)])
+            model = entities_lib.to_model(entity, CLASSES[entities_lib.kind_of_entity(entity)])
             # An export gives plain UTC datetimes where the Datastore gives
             # DatetimeWithNanoseconds: equal values, so no type check.
             _same_as_stored(model, _stored(model), same_types=False)
@@ -345,10 +340,10 @@ def test_unusual_stored_values_fall_back_to_ndb(datastore_target, slow_builds):
     entities = [lean_models.EntityPb(pb) for pb in _pbs(datastore_target, 'Odd')]
     with testing.ndb_context(datastore_target):
         for entity in entities:
-            model = datastore.to_model(entity, Odd)
+            model = entities_lib.to_model(entity, Odd)
             assert model == _stored(model)
             assert isinstance(model.key._key, lean_models.FlatKey)
-        by_id = {e.key.path[-1].name: datastore.to_model(e, Odd) for e in entities}
+        by_id = {e.key.path[-1].name: entities_lib.to_model(e, Odd) for e in entities}
     assert by_id['z'].blob == b'data' * 50
     assert by_id['u'].text == 'kept'
     # A name the model lacks is ignored here as by ndb; a dotted one (a
@@ -357,11 +352,10 @@ def test_unusual_stored_values_fall_back_to_ndb(datastore_target, slow_builds):
 
 
 def _pbs(target, kind):
-    from apache_beam.io.gcp.datastore.v1new import types as beam_types
-    from beam_jobs import datastore_read
-    query = beam_types.Query(kind=kind, project=target.project,
-                             namespace=target.namespace)
-    return [pb for page in datastore_read.read_pages(query) for pb in page]
+    key_range = datastore_read.KeyRange(
+        datastore_read.KindQuery(kind, target.project, target.namespace), 0)
+    return [pb for page in datastore_read.read_pages(target_lib.client(target), key_range)
+            for pb in page]
 
 
 # Keys.
@@ -436,7 +430,7 @@ def test_map_has_a_context_and_params_and_a_clean_cache(datastore_target):
 
 
 def test_no_context_is_left_current_after_a_run(datastore_target):
-    context = datastore.NdbContext(datastore_target)
+    context = ndb_context.NdbContext(datastore_target)
     seen = []
 
     def work(value):
@@ -458,7 +452,7 @@ def test_a_current_context_is_used_not_replaced(datastore_target):
     with testing.ndb_context(datastore_target):
         outer = ndb.get_context()
         outer.cache[ndb.Key('K', 1)] = 'kept'
-        inner = datastore.NdbContext(datastore_target)
+        inner = ndb_context.NdbContext(datastore_target)
         assert inner.run(ndb.get_context) is outer
         inner.run(inner.after_each)
         assert outer.cache[ndb.Key('K', 1)] == 'kept'
@@ -472,7 +466,7 @@ def test_export_entities_of_common_types_take_the_lean_path(tmp_path):
     from beam_jobs.export import write_export
     from pipelines import sample_data
     from pipelines.models import exp_models
-    target = datastore.Target('lean-export')
+    target = target_lib.Target('lean-export')
     with testing.ndb_context(target):
         path = write_export(sample_data.explorations(40), str(tmp_path / 'x'),
                             project=target.project)

@@ -3,7 +3,10 @@ rerun works."""
 
 import time
 
-from beam_jobs import datastore, emulator, launcher, runs, testing
+from beam_jobs import emulator, testing
+from beam_jobs import target as target_lib
+from beam_jobs.lifecycle import launcher
+from beam_jobs.records import runs
 from tests import cli_process
 from tests import job_fixtures as fx
 
@@ -18,7 +21,7 @@ def test_emulator_lost_during_a_run(tmp_path, monkeypatch):
     try:
         for name, value in first.env().items():
             monkeypatch.setenv(name, value)
-        target = datastore.Target('fault-test')
+        target = target_lib.Target('fault-test')
         with testing.ndb_context(target):
             testing.put_models(target, fx.notes(200))
         proc, run_id = cli_process.start_run('SlowJob')
@@ -42,9 +45,9 @@ def test_emulator_lost_during_a_run(tmp_path, monkeypatch):
     try:
         for name, value in second.env().items():
             monkeypatch.setenv(name, value)
-        # The run could not record its end; the first reader records it,
+        # The run could not record its end; the first follower records it,
         # with the real reason instead of a generic "orphaned".
-        record = runs.RunStore(target).get(run_id)
+        record = launcher.current(runs.RunStore(target), run_id)
         assert record.status == runs.FAILED
         assert record.error.startswith(f'Lost the Datastore: the emulator on {first.host}')
         rerun = launcher.run_job(fx.SlowJob, target=target)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from beam_jobs import cli, flags, runs, testing
+from beam_jobs import cli, flags, testing
+from beam_jobs.records import runs
 from pipelines import sample_data
 from pipelines.models import exp_models
 

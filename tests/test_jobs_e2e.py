@@ -141,7 +141,7 @@ MULTI_PROCESSING = ['--direct_running_mode=multi_processing', '--direct_num_work
 def test_jobs_run_as_dataflow_workers_run_them(datastore_target):
     """Job code, params and models pickled into separate worker processes
     give the same output as the in-memory runner, and the writes land."""
-    from beam_jobs import launcher
+    from beam_jobs.lifecycle import launcher
     sample_data.load(60, datastore_target)
     audit = exp_jobs_one_off.InteractionAuditOneOffJob
     migration = exp_jobs_one_off.ExplorationContentMigrationOneOffJob

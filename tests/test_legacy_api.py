@@ -4,7 +4,8 @@ import datetime
 
 import pytest
 
-from beam_jobs import cli, jobs, registry, runs, testing
+from beam_jobs import cli, jobs, registry, testing
+from beam_jobs.records import runs
 from tests import cli_process
 from tests import job_fixtures as fx
 

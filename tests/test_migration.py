@@ -1,7 +1,9 @@
 """Jobs that write: dry run first, then the real run, then a rerun."""
 
 
-from beam_jobs import launcher, runs, testing
+from beam_jobs import testing
+from beam_jobs.lifecycle import launcher
+from beam_jobs.records import runs
 from pipelines import exp_jobs_one_off, sample_data
 from tests import job_fixtures as fx
 

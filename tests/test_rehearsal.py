@@ -6,9 +6,12 @@ import re
 
 import pytest
 
-from beam_jobs import cli, datastore, options, runs, testing
+from beam_jobs import cli, options, testing
+from beam_jobs import entities as entities_lib
+from beam_jobs.records import runs
 from beam_jobs.export import ReadExport, write_export
-from beam_jobs.rehearsal import expect, record as record_lib
+from beam_jobs.rehearsal import expect
+from beam_jobs.records import rehearsals as record_lib
 from pipelines import sample_data
 from tests import export_helpers
 from tests import job_fixtures as fx
@@ -61,7 +64,7 @@ def _read(path, models, target, folder):
         ReadExport(path, models, project=target.project, namespace=target.namespace),
         folder)
     with testing.ndb_context(target):
-        return {e.key.path_elements[-1]: datastore.to_model(
+        return {e.key.path_elements[-1]: entities_lib.to_model(
             e, {'NoteModel': fx.NoteModel, 'TagModel': fx.TagModel}[e.key.path_elements[0]])
             for e in entities}
 

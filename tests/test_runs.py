@@ -7,7 +7,12 @@ import sys
 
 import pytest
 
-from beam_jobs import datastore, launcher, output, runs, testing
+from beam_jobs import output_format
+from beam_jobs import target as target_lib
+from beam_jobs import testing
+from beam_jobs.io import stored_output
+from beam_jobs.lifecycle import launcher
+from beam_jobs.records import runs
 from tests import job_fixtures as fx
 
 
@@ -48,7 +53,7 @@ def test_unknown_run(datastore_target):
         _store(datastore_target).get('NoSuchJob-1-1')
 
 
-def test_orphaned_run_is_marked_failed_when_read(datastore_target):
+def test_orphaned_run_is_marked_failed_when_followed(datastore_target):
     store = _store(datastore_target)
     run_id = store.create('J').run_id
     store.transition(run_id, runs.QUEUED)
@@ -57,7 +62,9 @@ def test_orphaned_run_is_marked_failed_when_read(datastore_target):
     dead = subprocess.Popen([sys.executable, '-c', 'pass'])
     dead.wait()
     store.update(run_id, pid=dead.pid, process_start='0')
-    record = store.get(run_id)
+    # The store only stores: reading a record never ends a run.
+    assert store.get(run_id).status == runs.STARTED
+    record = launcher.current(store, run_id)
     assert record.status == runs.FAILED
     assert 'Orphaned' in record.error and str(dead.pid) in record.error
 
@@ -108,11 +115,11 @@ def test_a_datastore_error_shows_its_grpc_status_not_beams_wrapper(datastore_tar
         testing.put_models(datastore_target, fx.notes(1))
     record = launcher.run_job(fx.HugePutJob, target=datastore_target)
     assert record.status == runs.FAILED
-    assert re.match(r"Datastore error while running '[^']*Write Batch to Datastore': "
-                    r"[A-Z_]+: \S", record.error), record.error
+    assert re.fullmatch(r"Datastore error while running '[^']*Put entities/Commit': "
+                        r"[A-Z_]+: [^\[]+", record.error), record.error
     assert "has no attribute 'value'" not in record.error
     with open(record.log_file, encoding='utf-8') as log:   # the whole story
-        assert "has no attribute 'value'" in log.read()
+        assert 'Traceback' in log.read()
 
 
 def test_bad_shard_count_is_refused_before_the_run(datastore_target):
@@ -127,21 +134,24 @@ def test_big_output_is_collapsed_capped_and_split(datastore_target):
     assert record.status == runs.COMPLETED
     assert record.output_line_count == 1000   # about 2 MB of report
     lines = _store(datastore_target).output(record.run_id)
-    assert sum(len(line) for line in lines) <= output.MAX_OUTPUT_CHARS + 100
+    assert sum(len(line) for line in lines) <= output_format.MAX_OUTPUT_CHARS + 100
     assert lines[-1].startswith('<TRUNCATED: ') and 'more lines' in lines[-1]
-    client = datastore.client(datastore_target)
-    first = client.get(client.key(output.OUTPUT_KIND, f'{record.run_id}.00000'))
+    client = target_lib.client(datastore_target)
+    first = client.get(client.key(stored_output.OUTPUT_KIND, f'{record.run_id}.00000'))
     assert first['piece_count'] > 1  # no entity near the 1 MiB limit
 
 
-def test_collapse_keeps_first_seen_order_and_errors_first():
-    assert output.collapse(['b', 'a', 'b', 'ERROR x', 'c', 'b']) == [
-        'ERROR x', '(3x) b', 'a', 'c']
+def test_collapse_keeps_first_seen_order_and_failures_first():
+    failure = 'ERROR in map for K/1: ValueError: x'
+    stored = output_format.collapse(['b', 'a', 'b', failure, "['ERROR: y', 1]", 'c', 'b'])
+    assert stored.lines == [failure, '(3x) b', 'a', "['ERROR: y', 1]", 'c']
+    assert stored.kinds == 'FRRER'
+    assert stored.counts == output_format.Counts(lines=7, failed_items=1, error_lines=1)
 
 
 def test_collapse_cap_marker():
     lines = ['%05d' % i + 'z' * 995 for i in range(1000)]   # 1,000,000 chars
-    stored = output.collapse(lines)
+    stored = output_format.collapse(lines).lines
     assert stored[-1] == '<TRUNCATED: 100 more lines (100000 characters) not stored>'
     assert len(stored) == 901
 

@@ -5,15 +5,16 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import MapReduce, jobs, testing
-from beam_jobs.transforms import JobItemError, output_line
+from beam_jobs.compile.steps import JobItemError
+from beam_jobs.output_format import output_line
 from tests import job_fixtures as fx
 
 PROJECT = 'beam-jobs-unit'
 
 
 def _notes(*texts, topic='math'):
-    from beam_jobs import datastore
-    with testing.ndb_context(datastore.Target(PROJECT)):
+    from beam_jobs import target as target_lib
+    with testing.ndb_context(target_lib.Target(PROJECT)):
         return [fx.NoteModel(id='n%d' % i, text=text, topic=topic)
                 for i, text in enumerate(texts)]
 
@@ -26,8 +27,8 @@ def _run(job, models, expected, params=None):
 
 
 def test_aggregate_output():
-    from beam_jobs import datastore
-    with testing.ndb_context(datastore.Target(PROJECT)):
+    from beam_jobs import target as target_lib
+    with testing.ndb_context(target_lib.Target(PROJECT)):
         models = fx.notes(7, deleted_every=3)
     # note 0, 3, 6 are deleted; of 1, 2, 4, 5: topics art, music, art, music
     _run(fx.TopicCountJob, models, ["['art', 2]", "['music', 2]"])
@@ -107,8 +108,8 @@ def test_fail_fast_as_a_param():
 
 
 def test_writes_are_summarised_never_applied_in_mapreduce():
-    from beam_jobs import datastore
-    with testing.ndb_context(datastore.Target(PROJECT)):
+    from beam_jobs import target as target_lib
+    with testing.ndb_context(target_lib.Target(PROJECT)):
         models = fx.notes(4, deleted_every=2)
     _run(fx.TopicTagMigrationJob, models, [
         "['TAGGED', 2]", "['DELETED', 2]",

@@ -16,18 +16,18 @@ from typing import Optional, Sequence
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
-from beam_jobs import dataflow
 from beam_jobs import emulator
 from beam_jobs import failures
 from beam_jobs import job_class
 from beam_jobs import registry as registry_lib
-from beam_jobs import runs
 from beam_jobs.cli import common
 from beam_jobs.cli import emulator_commands
 from beam_jobs.cli import rehearsal_commands
 from beam_jobs.cli import run_commands
 from beam_jobs.cli import serve_commands
-from beam_jobs.rehearsal.record import UnknownRehearsalError
+from beam_jobs.lifecycle import dataflow_settings
+from beam_jobs.records import runs
+from beam_jobs.records.rehearsals import UnknownRehearsalError
 
 # Kept for callers that compare exit codes.
 EXIT_OK, EXIT_FAILED = common.EXIT_OK, common.EXIT_FAILED
@@ -36,7 +36,7 @@ EXIT_USAGE, EXIT_ITEMS_FAILED = common.EXIT_USAGE, common.EXIT_ITEMS_FAILED
 _BAD_INPUT = (common.UsageError, registry_lib.UnknownJobError,
               runs.UnknownRunError, runs.InvalidTransitionError,
               UnknownRehearsalError,
-              emulator.EmulatorError, dataflow.DataflowError,
+              emulator.EmulatorError, dataflow_settings.DataflowError,
               job_class.InvalidJobError, ValueError)
 
 
@@ -72,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'beam-jobs: {error}', file=sys.stderr)
         return common.EXIT_USAGE
     except auth_exceptions.DefaultCredentialsError:
-        print('beam-jobs: ' + dataflow.NO_CREDENTIALS.format(
+        print('beam-jobs: ' + dataflow_settings.NO_CREDENTIALS.format(
             what='reading run records in a Google Cloud project'), file=sys.stderr)
         return common.EXIT_USAGE
     except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError) as error:

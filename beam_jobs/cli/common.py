@@ -4,14 +4,16 @@ the run records, and how a record is shown."""
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 from typing import Optional, Sequence
 
 from beam_jobs import config
-from beam_jobs import launcher
+from beam_jobs import counters as counters_lib
+from beam_jobs import readable
 from beam_jobs import registry as registry_lib
-from beam_jobs import runs
+from beam_jobs.compat import argparse as argparse_compat
+from beam_jobs.lifecycle import planning
+from beam_jobs.records import runs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ITEMS_FAILED = 0, 1, 2, 3
 
@@ -54,8 +56,7 @@ def global_options(suppress: bool = False) -> argparse.ArgumentParser:
 
 
 def own_flags(parser: argparse.ArgumentParser) -> list[str]:
-    return [option for action in parser._actions  # pylint: disable=protected-access
-            for option in action.option_strings if option.startswith('--')]
+    return argparse_compat.long_options(parser)
 
 
 def parse_params(pairs: Sequence[str]) -> dict:
@@ -83,7 +84,8 @@ def registry(args) -> registry_lib.JobRegistry:
 
 
 def store(args, pipeline_args: Sequence[str] = ()) -> runs.RunStore:
-    return launcher.run_store(pipeline_args, args.namespace)
+    """The run records these commands read: the configured runner's."""
+    return planning.configured_record_store(pipeline_args, args.namespace)
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]],
@@ -98,34 +100,46 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 def when(msec: Optional[int]) -> str:
-    if not msec:
-        return '-'
-    return datetime.datetime.fromtimestamp(msec / 1000).strftime('%Y-%m-%d %H:%M:%S')
+    return readable.when(msec)
 
 
 def seconds(record: runs.RunRecord) -> str:
-    return '-' if record.seconds is None else f'{record.seconds:.1f}'
+    return readable.seconds(record.seconds)
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f'{count} {one if count == 1 else many}'
 
 
 def summary(record: runs.RunRecord) -> str:
-    reads = ', '.join(f'{name.split(".", 1)[1]} {value}'
-                      for name, value in record.counters.items()
-                      if name.startswith('entities_read.')) or 'nothing'
+    """`completed: read ExplorationModel 3000; 20 output lines; 0 failed
+    items; 4.1 s` (and `; N error line(s)` when the job reported any)."""
+    reads = ', '.join(f'{kind} {value}' for kind, value in
+                      counters_lib.entities_read(record.counters).items()) or 'nothing'
+    errors = (f'{_plural(record.error_line_count, "error line", "error lines")}; '
+              if record.error_line_count else '')
     return (f'{record.status}: read {reads}; '
             f'{record.output_line_count or 0} output lines; '
-            f'{record.error_count} failed items; {seconds(record)} s')
+            f'{record.error_count} failed items; {errors}{seconds(record)} s')
 
 
-def failure_banner(record: runs.RunRecord) -> Optional[str]:
-    if record.status == runs.COMPLETED and not record.error_count:
-        return None
-    if record.status == runs.COMPLETED:
-        return (f'!!! {record.error_count} ITEM(S) FAILED: each is an ERROR line '
-                f'in the output (`beam-jobs output {record.run_id}`).')
-    return f'!!! RUN {record.status.upper()}: {record.error or "no reason recorded"}'
+def failure_banners(record: runs.RunRecord) -> list[str]:
+    """What must not be missed, one `!!!` line each: failed items, error lines
+    in the output, a run that did not complete."""
+    if record.status != runs.COMPLETED:
+        return [f'!!! RUN {record.status.upper()}: {record.error or "no reason recorded"}']
+    banners = []
+    if record.error_count:
+        banners.append(f'!!! {record.error_count} ITEM(S) FAILED: each is an ERROR line '
+                       f'in the output (`beam-jobs output {record.run_id}`).')
+    if record.error_line_count:
+        banners.append(f'!!! {record.error_line_count} ERROR LINE(S) in the job\'s output: '
+                       f'it reported errors (`beam-jobs output {record.run_id}`).')
+    return banners
 
 
 def exit_code(record: runs.RunRecord) -> int:
+    """0 all well; 3 completed with failed items or error lines; 1 not completed."""
     if record.status != runs.COMPLETED:
         return EXIT_FAILED
-    return EXIT_ITEMS_FAILED if record.error_count else EXIT_OK
+    return EXIT_ITEMS_FAILED if record.error_count or record.error_line_count else EXIT_OK

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 
-from beam_jobs import datastore
+from beam_jobs import target as target_lib
 from beam_jobs import emulator
 from beam_jobs import export as export_lib
 from beam_jobs.cli import common
 
-# The framework's own kinds: records of runs, not data a job maps over.
-FRAMEWORK_KINDS = ('BeamJobRun', 'BeamJobRunOutput', 'BeamJobRehearsal')
+# The framework's own kinds (records of runs, rehearsals and the like) all
+# start with this: they are not data a job maps over.
+FRAMEWORK_KIND_PREFIX = 'BeamJob'
 
 
 def add_parsers(commands, parent) -> None:
@@ -49,13 +50,13 @@ def cmd_emulator(args) -> int:
             'reset': _reset, 'import': _import}[args.action](args)
 
 
-def _local_target(args) -> datastore.Target:
+def _local_target(args) -> target_lib.Target:
     emulator.ensure_environment()
     if not os.environ.get(emulator.EMULATOR_HOST_ENV):
         raise common.UsageError('Exports and imports work with the local emulator '
                                 'only: for production, use `gcloud datastore '
                                 'export` / `import` (see the README).')
-    return datastore.Target.from_environment(namespace=args.namespace)
+    return target_lib.Target.from_environment(namespace=args.namespace)
 
 
 def _import(args) -> int:
@@ -85,13 +86,13 @@ def cmd_export(args) -> int:
     return common.EXIT_OK
 
 
-def _data_kinds(target: datastore.Target) -> list[str]:
-    client = datastore.client(target)
+def _data_kinds(target: target_lib.Target) -> list[str]:
+    client = target_lib.client(target)
     query = client.query(kind='__kind__')
     query.keys_only()
     return sorted(entity.key.name for entity in query.fetch()
                   if not entity.key.name.startswith('__')
-                  and entity.key.name not in FRAMEWORK_KINDS)
+                  and not entity.key.name.startswith(FRAMEWORK_KIND_PREFIX))
 
 
 def _start(args) -> int:

@@ -7,11 +7,11 @@ import os
 import sys
 from typing import Sequence
 
-from beam_jobs import flags
-from beam_jobs import progress
 from beam_jobs.cli import common
 from beam_jobs.cli import run_commands
-from beam_jobs.rehearsal import record as record_lib
+from beam_jobs.cli.progress_bar import TerminalBar
+from beam_jobs.lifecycle import planning
+from beam_jobs.records import rehearsals as record_lib
 from beam_jobs.rehearsal import rehearse as rehearse_lib
 from beam_jobs.rehearsal import report
 
@@ -62,14 +62,14 @@ def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
     registry = common.registry(args)
     job = registry.get(args.job)
     verify = [registry.get(name) for name in args.verify]
-    flags.check(pipeline_args, own_flags=args.own_flags, command='beam-jobs rehearse')
     after = args.after and (args.after if '://' in args.after
                             else os.path.abspath(args.after))
     planned = rehearse_lib.plan(job, args.export, run_commands.run_params(args),
                                 args.shard_count, verify, args.expect,
-                                pipeline_args, after, args.namespace)
-    store = common.store(args, pipeline_args)
-    bar = progress.TerminalBar()
+                                pipeline_args, after, args.namespace,
+                                own_flags=args.own_flags)
+    store = planning.record_store(planned.job_plan)
+    bar = TerminalBar()
     try:
         record = rehearse_lib.rehearse(
             planned, store, say=lambda line: print(line, flush=True),

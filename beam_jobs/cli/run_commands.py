@@ -8,14 +8,17 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from beam_jobs import flags
-from beam_jobs import launcher
-from beam_jobs import progress
+from beam_jobs import job_class as job_class_lib
 from beam_jobs import registry as registry_lib
-from beam_jobs import run_logs
-from beam_jobs import runs
 from beam_jobs.cli import common
-from beam_jobs.rehearsal import gate
+from beam_jobs.cli.progress_bar import TerminalBar
+from beam_jobs.io import sources
+from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import gate
+from beam_jobs.lifecycle import launcher
+from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import run_logs
+from beam_jobs.records import runs
 
 
 def add_parsers(commands, parent) -> None:
@@ -99,9 +102,7 @@ def run_params(args) -> dict:
 
 def cmd_list(args) -> int:
     for job in common.registry(args):
-        kinds = ', '.join(model._get_kind() for model in  # pylint: disable=protected-access
-                          job.entity_classes_to_map_over())
-        print(f'{job.__name__}\t{kinds}')
+        print(f'{job.__name__}\t{", ".join(job_class_lib.kinds(job))}')
     return common.EXIT_OK
 
 
@@ -114,30 +115,30 @@ def _preview(line: str, limit: Optional[int], run_id: str) -> str:
 
 def cmd_run(args, pipeline_args: Sequence[str]) -> int:
     job = common.registry(args).get(args.job)
-    # Everything is checked before anything starts: no emulator, no record.
-    flags.check(pipeline_args, own_flags=args.own_flags)
     if (args.user or args.reason) and not args.skip_rehearsal:
         raise common.UsageError('--user and --reason go with --skip-rehearsal.')
     skip = gate.Skip(args.user, args.reason) if args.skip_rehearsal else None
+    # Everything is checked before anything starts: no emulator, no record.
     try:
-        plan = launcher.plan_run(job, run_params(args), args.shard_count,
+        plan = planning.plan_run(job, run_params(args), args.shard_count,
                                  pipeline_args, export=args.export,
-                                 namespace=args.namespace, skip_rehearsal=skip)
+                                 namespace=args.namespace, skip_rehearsal=skip,
+                                 own_flags=args.own_flags)
     except ValueError as error:
         if args.run_id:   # the console made the record: it must not stay new
             _refuse_record(args, str(error))
         raise
-    store = common.store(args, pipeline_args)
-    run_id = args.run_id or store.create(job.__name__).run_id
+    store = planning.record_store(plan)
     if args.run_id:
-        existing = store.get(run_id)
+        existing = store.get(args.run_id)
         if existing.status != runs.NEW or existing.job_name != job.__name__:
-            raise common.UsageError(f'Run {run_id} is not a new run of {job.__name__}.')
+            raise common.UsageError(f'Run {args.run_id} is not a new run of {job.__name__}.')
+    run_id = args.run_id or store.create(job.__name__).run_id
     print(f'Run {run_id}', flush=True)
-    bar = progress.TerminalBar()
+    bar = TerminalBar()
     try:
-        record = launcher.execute(plan, store, run_id, progress_listeners=[bar],
-                                  verbose=args.verbose)
+        record = launcher.start(plan, store, run_id, listeners=[bar],
+                                verbose=args.verbose)
     except launcher.RunCanceledError as error:
         print(f'!!! RUN CANCELED: {error}', file=sys.stderr)
         return common.EXIT_FAILED
@@ -154,8 +155,7 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
             print(_preview(line, args.preview, run_id))
     for name, value in record.counters.items():
         print(f'  counter {name} = {value}')
-    banner = common.failure_banner(record)
-    if banner:
+    for banner in common.failure_banners(record):
         print(banner, file=sys.stderr)
     for hook_error in record.hook_errors:
         print(f'!!! A lifecycle hook raised: {hook_error}', file=sys.stderr)
@@ -170,11 +170,11 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
 def _refuse_record(args, reason: str) -> None:
     store = common.store(args)   # where this setting's runs keep their records
     with contextlib.suppress(runs.InvalidTransitionError, runs.UnknownRunError):
-        store.transition(args.run_id, runs.FAILED, error=reason)
+        ending.end_run(store, args.run_id, runs.FAILED, error=reason)
 
 
 def cmd_runs(args) -> int:
-    records = common.store(args).recent(args.limit, args.job)
+    records = launcher.recent(common.store(args), args.limit, args.job)
     common.print_table(
         ('RUN ID', 'STATUS', 'STARTED', 'SECONDS', 'LINES', 'FAILED'),
         [(r.run_id, r.status, common.when(r.started_msec or r.created_msec),
@@ -185,7 +185,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_status(args) -> int:
-    record = common.store(args).get(args.run_id)
+    record = launcher.current(common.store(args), args.run_id)
     fields = [
         ('run', record.run_id), ('job', record.job_name),
         ('status', record.status), ('runner', record.runner or '-'),
@@ -198,7 +198,8 @@ def cmd_status(args) -> int:
         ('output lines', record.output_line_count or 0),
         ('failed items', record.error_count),
     ]
-    optional = [('source', _source(record.source)),
+    optional = [('error lines', record.error_line_count),
+                ('source', sources.text(record.source) if record.source else None),
                 ('gate', ', '.join(f'{k}: {v}' for k, v in record.gate.items())),
                 ('dataflow job', record.dataflow_job_id),
                 ('console', record.console_url),
@@ -210,33 +211,20 @@ def cmd_status(args) -> int:
         print(f'{name:>13}: {value}')
     for name, value in record.counters.items():
         print(f'{"counter":>13}: {name} = {value}')
-    banner = common.failure_banner(record)
-    if banner and record.is_terminal:
-        print(banner, file=sys.stderr)
+    if record.is_terminal:
+        for banner in common.failure_banners(record):
+            print(banner, file=sys.stderr)
     return common.EXIT_OK
-
-
-def _source(source: dict) -> Optional[str]:
-    if not source:
-        return None
-    if source.get('type') == 'export':
-        counts = ', '.join(f'{kind} {count}' for kind, count in
-                           sorted((source.get('entities') or {}).items()))
-        return (f'export {source.get("path")} (taken {source.get("timestamp") or "?"}'
-                f'{"; " + counts if counts else ""})')
-    namespace = source.get('namespace')
-    return (f'Datastore of project {source.get("project")}'
-            f'{" namespace " + namespace if namespace else ""}')
 
 
 def cmd_output(args) -> int:
     store = common.store(args)
-    record = store.get(args.run_id)
+    record = launcher.current(store, args.run_id)
     for line in store.output(args.run_id):
         print(line)
-    banner = common.failure_banner(record)
-    if banner and record.is_terminal:
-        print(banner, file=sys.stderr)
+    if record.is_terminal:
+        for banner in common.failure_banners(record):
+            print(banner, file=sys.stderr)
     return common.EXIT_OK
 
 

@@ -30,9 +30,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from beam_jobs import failures
+from beam_jobs import readable
 from beam_jobs.console import security
 from beam_jobs.console import service
 from beam_jobs.console import views
+from beam_jobs.io import sources
 
 HERE = pathlib.Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / 'templates'))
@@ -40,8 +42,8 @@ TEMPLATES.env.filters['markdown'] = views.markdown
 # JSON as text, escaped like any other text (Jinja's `tojson` is for scripts).
 TEMPLATES.env.filters['json_text'] = lambda value: json.dumps(
     value, sort_keys=True, ensure_ascii=False, default=str)
-TEMPLATES.env.globals['duration'] = views.duration
-TEMPLATES.env.globals['source_text'] = views.source_text
+TEMPLATES.env.globals['duration'] = readable.duration
+TEMPLATES.env.globals['source_text'] = sources.text
 
 
 def create_app(console: service.Console, *, token: Optional[str] = None,
@@ -140,7 +142,7 @@ class _Pages:
         record = self.console.run(run_id)
         return _render(request, 'run.html', {
             'page': 'runs', 'run': views.run_view(record),
-            'output': self.console.output(run_id)})
+            'output': self.console.output(run_id, record)})
 
     def output_text(self, request: Request) -> Response:
         run_id = request.path_params['run_id']

@@ -3,13 +3,13 @@
 A run started from a page must not run inside the server: a long run would
 hold a worker, and a restart of the server would kill it. So the console
 checks the request as `beam-jobs run` would (the registry, the params, the
-shard count, the export, `launcher.plan_run`), creates the run's record so
+shard count, the export, `planning.plan_run`), creates the run's record so
 it can answer with the run id at once, and starts
 
-    python -m beam_jobs.console.run_process [--registry R] [--namespace N] \
+    python -m beam_jobs.cli.detached_run [--registry R] [--namespace N] \
         run JOB --run-id ID [--param=K=JSON]... [--shard-count=N] [--dry-run] [--export=PATH]
 
-(`beam-jobs run`, as a user of the project's emulator: run_process.py) in a
+(`beam-jobs run`, as a user of the project's emulator: cli/detached_run.py) in a
 session of its own, detached from the server. That process takes the record
 from `new` onwards exactly as a run typed in a shell does, so cancel, orphan
 detection and the run's log work the same. What it prints goes to
@@ -28,13 +28,15 @@ from typing import Any, Mapping, Optional
 
 from beam_jobs import emulator
 from beam_jobs import failures
-from beam_jobs import launcher
 from beam_jobs import registry as registry_lib
-from beam_jobs import run_logs
-from beam_jobs import runs
+from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import run_logs
+from beam_jobs.records import runs
 
 FIELDS = ('job', 'params', 'shard_count', 'dry_run', 'export')
-RUN_MODULE = 'beam_jobs.console.run_process'
+# Not imported: the console starts it as a module of its own process.
+RUN_MODULE = 'beam_jobs.cli.detached_run'
 
 
 class BadStartRequest(ValueError):
@@ -50,16 +52,11 @@ class StartRequest:
     shard_count: Optional[int]
     dry_run: bool
     export: Optional[str]
-    plan: launcher.RunPlan
+    plan: planning.RunPlan
 
     @property
     def job_name(self) -> str:
         return self.job.__name__
-
-    @property
-    def kinds(self) -> list[str]:
-        return [model._get_kind()  # pylint: disable=protected-access
-                for model in self.job.entity_classes_to_map_over()]
 
 
 def check(body: Any, registry: registry_lib.JobRegistry,
@@ -107,7 +104,7 @@ def check(body: Any, registry: registry_lib.JobRegistry,
         export = _check_export(export)
     plan_params = {**params, **({'dry_run': True} if dry_run else {})}
     try:
-        plan = launcher.plan_run(job, plan_params, shard_count, [], export=export,
+        plan = planning.plan_run(job, plan_params, shard_count, [], export=export,
                                  namespace=namespace)
     except (ValueError, TypeError, failures.ClearError) as error:
         raise BadStartRequest(str(error)) from None
@@ -196,7 +193,7 @@ def _reap(proc: subprocess.Popen, store: runs.RunStore, run_id: str,
             return
         printed = output_path.read_text(encoding='utf-8', errors='replace')
         tail = ' '.join(printed.strip().splitlines()[-3:]) or 'it printed nothing'
-        store.transition(run_id, runs.FAILED, error=(
+        ending.end_run(store, run_id, runs.FAILED, error=(
             f'The run\'s process exited (code {code}) before it started the '
             f'run: {tail} (all it printed: {output_path}).'),
             log_file=str(output_path))

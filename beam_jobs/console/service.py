@@ -1,28 +1,30 @@
 """What the console does, without HTTP: the pages and the JSON API both call this.
 
 It reads the registry and the run and rehearsal records the CLI uses, and
-acts through the same launcher: a start is checked by `launcher.plan_run`
-and run by `beam-jobs run` in a process of its own (launch.py); a cancel is
-`launcher.cancel_run`; an approval is `RehearsalStore.approve`. Every refusal
+acts through the same lifecycle: a start is planned by `planning.plan_run`
+and run by `beam-jobs run` in a process of its own (launch.py); runs are
+read as they are now (`launcher.current`, which follows a Dataflow job); a
+cancel is `launcher.cancel_run`; an approval is `RehearsalStore.approve`. Every refusal
 is a `ConsoleError` whose status says which kind of 4xx it is, raised before
 anything changed.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from beam_jobs import emulator
-from beam_jobs import launcher
+from beam_jobs import job_class as job_class_lib
 from beam_jobs import options as options_lib
 from beam_jobs import registry as registry_lib
-from beam_jobs import runs
+from beam_jobs import target as target_lib
 from beam_jobs.console import launch
 from beam_jobs.console import views
-from beam_jobs.rehearsal import record as rehearsal_record
+from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import launcher
+from beam_jobs.records import rehearsals as rehearsal_record
+from beam_jobs.records import runs
 
 RUNS_SHOWN = 50
 MAX_RUNS_SHOWN = 500
@@ -72,8 +74,7 @@ class Console:
     def destination(self) -> dict[str, Any]:
         """Where a run started now would run and read, as configured."""
         target = self.store.target
-        where = (f'project {target.project}'
-                 f'{", namespace " + target.namespace if target.namespace else ""}')
+        where = target.describe()
         try:
             pipeline_options = options_lib.pipeline_options([])
         except ValueError as error:
@@ -86,7 +87,7 @@ class Console:
                     'text': f'Dataflow ({runner}) in project {cloud.project}, '
                             f'region {cloud.region}; run records in the '
                             f'Datastore of {where}'}
-        host = os.environ.get(emulator.EMULATOR_HOST_ENV)
+        host = target_lib.emulator_host()
         datastore = (f'the local Datastore emulator at {host}' if host
                      else 'the Datastore')
         return {'type': 'local', 'runner': runner, 'project': target.project,
@@ -97,18 +98,17 @@ class Console:
 
     def jobs(self) -> list[dict[str, Any]]:
         unfinished: dict[str, list] = {}
-        for record in self.store.unfinished():
+        for record in launcher.unfinished(self.store):
             unfinished.setdefault(record.job_name, []).append(views.run_view(record))
         listed = []
         for job in self.registry:
             name = job.__name__
-            last_run = self.store.recent(1, job_name=name)
+            last_run = launcher.recent(self.store, 1, job_name=name)
             last_rehearsal = self.rehearsals.recent(1, job_name=name)
             notes = getattr(job, 'COORDINATOR_NOTES', None)
             listed.append({
                 'name': name,
-                'kinds': [model._get_kind()  # pylint: disable=protected-access
-                          for model in job.entity_classes_to_map_over()],
+                'kinds': job_class_lib.kinds(job),
                 'coordinator_notes': notes if isinstance(notes, str) else None,
                 'last_run': views.run_view(last_run[0]) if last_run else None,
                 'last_rehearsal': (views.rehearsal_view(last_rehearsal[0])
@@ -126,19 +126,21 @@ class Console:
             raise BadRequest(f'limit must be a whole number, not {limit!r}.') from None
         if not 1 <= limit <= MAX_RUNS_SHOWN:
             raise BadRequest(f'limit must be between 1 and {MAX_RUNS_SHOWN}.')
-        return [views.run_view(r) for r in self.store.recent(limit, job_name=job or None)]
+        return [views.run_view(r)
+                for r in launcher.recent(self.store, limit, job_name=job or None)]
 
     def run(self, run_id: str) -> runs.RunRecord:
+        """The run as it is now (followed by its backend)."""
         try:
-            return self.store.get(run_id)
+            return launcher.current(self.store, run_id)
         except runs.UnknownRunError as error:
             raise NotFound(str(error)) from None
 
-    def output(self, run_id: str) -> dict[str, Any]:
-        record = self.run(run_id)
+    def output(self, run_id: str, record: Optional[runs.RunRecord] = None) -> dict[str, Any]:
+        record = record or self.run(run_id)
         return {'run_id': run_id, 'status': record.status,
                 'finished': record.is_terminal,
-                **views.output_view(self.store.output(run_id))}
+                **views.output_view(self.store.stored_output(run_id))}
 
     def plan_start(self, body: Any) -> tuple[launch.StartRequest, dict[str, Any]]:
         """Check a start request and say what it would do: the confirmation."""
@@ -149,42 +151,29 @@ class Console:
         return request, self._confirmation(request)
 
     def _confirmation(self, request: launch.StartRequest) -> dict[str, Any]:
-        target = self.store.target
-        where = (f'project {target.project}'
-                 f'{", namespace " + target.namespace if target.namespace else ""}')
-        if request.plan.is_dataflow:
-            cloud = request.plan.pipeline_options.view_as(GoogleCloudOptions)
+        """Where the planned run goes, what it reads and what it may write,
+        as its plan says."""
+        plan = request.plan
+        where = self.store.target.describe()
+        if plan.is_dataflow:
+            cloud = plan.pipeline_options.view_as(GoogleCloudOptions)
             goes = (f'Dataflow: project {cloud.project}, region {cloud.region} '
-                    f'({request.plan.runner}). The run is submitted there and '
+                    f'({plan.runner}). The run is submitted there and '
                     'followed from its record.')
         else:
-            host = os.environ.get(emulator.EMULATOR_HOST_ENV)
-            goes = (f'This machine ({request.plan.runner}), in a process of '
-                    'its own, '
+            host = target_lib.emulator_host()
+            goes = (f'This machine ({plan.runner}), in a process of its own, '
                     + (f'on the local Datastore emulator at {host}, {where}.'
                        if host else f'on the Datastore of {where}.'))
-        kinds = ', '.join(request.kinds)
-        if request.export:
-            reads = f'the export {request.export} (kinds {kinds})'
-        else:
-            reads = f'kinds {kinds} from the Datastore of {where}'
-        if request.dry_run:
-            writes = ('Nothing: a dry run writes nothing; its output reports '
-                      'what it would put or delete.')
-        elif request.export:
-            writes = ('Nothing to any Datastore: a run over an export reads '
-                      'the export and writes only its run record and output.')
-        else:
-            writes = (f'It may put or delete entities of kinds {kinds} (and of '
-                      'any other kind its map writes) in the Datastore of '
-                      f'{where}. A dry run first shows what it would write.')
+        kinds = ', '.join(plan.kinds)
         warnings = [f'A run of {request.job_name} is already '
                     f'{views.STATUS_LABELS[r.status].lower()}: {r.run_id}.'
-                    for r in self.store.unfinished(request.job_name)]
+                    for r in launcher.unfinished(self.store, request.job_name)]
         return {'job': request.job_name, 'params': request.params,
-                'shard_count': request.plan.shard_count,
+                'shard_count': plan.shard_count,
                 'dry_run': request.dry_run, 'export': request.export,
-                'destination': goes, 'reads': reads, 'writes': writes,
+                'destination': goes, 'reads': plan.source.reads_text(kinds, where),
+                'writes': plan.write_mode.describe(kinds, where),
                 'warnings': warnings}
 
     def start(self, body: Any) -> runs.RunRecord:
@@ -196,8 +185,8 @@ class Console:
         try:
             launch.start(argv, self.store, record.run_id)
         except OSError as error:
-            self.store.transition(record.run_id, runs.FAILED,
-                                  error=f'Could not start its process: {error}.')
+            ending.end_unless_ended(self.store, record.run_id, runs.FAILED,
+                                    error=f'Could not start its process: {error}.')
             raise ServerError(f'Could not start the run\'s process ({error}): '
                                'check the console\'s Python and its logs folder.'
                                ) from None

@@ -9,13 +9,15 @@ Nothing here is HTML: the templates escape everything they are given.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from markdown_it import MarkdownIt
 
-from beam_jobs import runs
-from beam_jobs.rehearsal import record as rehearsal_record
+from beam_jobs import output_format
+from beam_jobs import readable
+from beam_jobs.io import sources
+from beam_jobs.records import rehearsals as rehearsal_record
+from beam_jobs.records import runs
 
 STATUS_LABELS = {
     runs.NEW: 'Waiting to start',
@@ -30,53 +32,28 @@ VERDICT_LABELS = {
     rehearsal_record.PASSED: 'Passed',
     rehearsal_record.FAILED: 'Failed',
 }
-ERROR_PREFIX = 'ERROR'
-TRUNCATED_PREFIX = '<TRUNCATED'
 
 # CommonMark with raw HTML off: a note's `<script>` is shown as text, and
 # markdown-it refuses javascript: and data: links by itself.
 _MARKDOWN = MarkdownIt('commonmark', {'html': False, 'linkify': False})
 
 
-def when(msec: Optional[int]) -> str:
-    if not msec:
-        return '-'
-    return datetime.datetime.fromtimestamp(msec / 1000).strftime('%Y-%m-%d %H:%M:%S')
-
-
-def duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return '-'
-    if seconds < 60:
-        return f'{seconds:.1f} s'
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f'{minutes} min {secs} s'
-    hours, minutes = divmod(minutes, 60)
-    return f'{hours} h {minutes} min'
+def _plural(count: int, one: str, many: str) -> str:
+    return f'{count} {one if count == 1 else many}'
 
 
 def status_label(record: runs.RunRecord) -> str:
+    """`Completed`, or `Completed, 3 items failed, 1 error line`: a run whose
+    output reports errors never reads as plainly completed."""
     label = STATUS_LABELS.get(record.status, record.status)
-    if record.status == runs.COMPLETED and record.error_count:
-        items = 'item' if record.error_count == 1 else 'items'
-        return f'{label}, {record.error_count} {items} failed'
-    return label
-
-
-def source_text(source: dict) -> str:
-    """Where a run read, in one line (as `beam-jobs status` says it)."""
-    if not source:
-        return '-'
-    if source.get('type') == 'export':
-        counts = ', '.join(f'{kind} {count}' for kind, count in
-                           sorted((source.get('entities') or {}).items()))
-        taken = source.get('timestamp') or '?'
-        return (f'export {source.get("path")} (taken {taken}'
-                f'{"; " + counts if counts else ""})')
-    namespace = source.get('namespace')
-    return (f'Datastore of project {source.get("project")}'
-            f'{", namespace " + namespace if namespace else ""}')
+    if record.status != runs.COMPLETED:
+        return label
+    parts = [label]
+    if record.error_count:
+        parts.append(f'{_plural(record.error_count, "item", "items")} failed')
+    if record.error_line_count:
+        parts.append(_plural(record.error_line_count, 'error line', 'error lines'))
+    return ', '.join(parts)
 
 
 def progress_view(progress: dict) -> Optional[dict]:
@@ -99,7 +76,7 @@ def progress_view(progress: dict) -> Optional[dict]:
     total_sum = sum(k['total'] for k in kinds) if all_known else None
     return {'kinds': kinds, 'read': read_sum, 'total': total_sum,
             'percent': _percent(read_sum, total_sum),
-            'updated': when(progress.get('updated_msec'))}
+            'updated': readable.when(progress.get('updated_msec'))}
 
 
 def _percent(done: int, total: Optional[int]) -> Optional[float]:
@@ -114,30 +91,30 @@ def run_view(record: runs.RunRecord) -> dict[str, Any]:
     view = dataclasses.asdict(record)
     view.update(
         label=status_label(record),
+        # Failed items or error lines: the badge that must not read as clean.
+        has_errors=bool(record.error_count or record.error_line_count),
         finished=record.is_terminal,
         can_cancel=not record.is_terminal,
         seconds=record.seconds,
-        created_text=when(record.created_msec),
-        started_text=when(record.started_msec),
-        finished_text=when(record.finished_msec),
-        duration_text=duration(record.seconds),
-        source_text=source_text(record.source),
+        created_text=readable.when(record.created_msec),
+        started_text=readable.when(record.started_msec),
+        finished_text=readable.when(record.finished_msec),
+        duration_text=readable.duration(record.seconds),
+        source_text=sources.text(record.source),
         progress_view=progress_view(record.progress) if not record.is_terminal else None,
         url=f'/runs/{record.run_id}',
     )
     return view
 
 
-def output_view(lines: Sequence[str]) -> dict[str, Any]:
-    """The output with ERROR lines first (stable), and the error lines alone.
-
-    The stored output already puts failures first; sorting again costs
-    nothing and keeps that promise for output stored by older versions.
-    """
-    errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
-    others = [line for line in lines if not line.startswith(ERROR_PREFIX)]
-    return {'lines': errors + others, 'error_lines': errors,
-            'truncated': any(line.startswith(TRUNCATED_PREFIX) for line in lines)}
+def output_view(stored: Optional[output_format.StoredOutput]) -> dict[str, Any]:
+    """The stored output as stored (failures first), each line with its kind
+    (`entries`), and the error lines alone: failed items and the job's own
+    error lines, as the stored output classified them."""
+    if stored is None:
+        return {'lines': [], 'entries': [], 'error_lines': [], 'truncated': False}
+    return {'lines': stored.lines, 'entries': stored.entries(),
+            'error_lines': stored.error_lines, 'truncated': stored.truncated}
 
 
 def markdown(text: Optional[str]) -> str:
@@ -151,9 +128,9 @@ def rehearsal_view(record: rehearsal_record.RehearsalRecord) -> dict[str, Any]:
         label=VERDICT_LABELS.get(record.verdict, record.verdict),
         is_approved=record.is_approved,
         can_approve=record.verdict == rehearsal_record.PASSED,
-        created_text=when(record.created_msec),
+        created_text=readable.when(record.created_msec),
         url=f'/rehearsals/{record.rehearsal_id}',
-        approvals=[{**approval, 'at_text': when(approval.get('at_msec'))}
+        approvals=[{**approval, 'at_text': readable.when(approval.get('at_msec'))}
                    for approval in record.approvals],
         # Every run the rehearsal made, for links: the job's, then verify jobs'.
         run_ids=[run_id for run_id in

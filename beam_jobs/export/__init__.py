@@ -9,7 +9,9 @@ The modules, from the bytes up:
     protos.py          the EntityProto and metadata messages
     decode.py          EntityProto → Beam entity; encode.py, the reverse
     metadata.py        an export's metadata and folders: ExportInfo
-    source.py          ReadExport, a splittable Beam source
+    files.py           its data files as a splittable Beam source
+    after_state.py     a rehearsal's writes beside an export, read as one
+    reader.py          ReadExport: an export or an after state, by kind
     writer.py          entities → an export folder (sample data, after states)
     emulator_admin.py  the local emulator's :export and :import
 """
@@ -21,7 +23,7 @@ from beam_jobs.export.metadata import ExportError
 from beam_jobs.export.metadata import ExportInfo
 from beam_jobs.export.metadata import read_export_info
 from beam_jobs.export.records import RecordError
-from beam_jobs.export.source import ReadExport
+from beam_jobs.export.reader import ReadExport
 from beam_jobs.export.writer import write_export
 
 __all__ = ['ReadExport', 'ExportInfo', 'read_export_info', 'ExportError',

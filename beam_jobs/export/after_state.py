@@ -26,8 +26,11 @@ from apache_beam import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.gcp.datastore.v1new import types as beam_types
 
 from beam_jobs.export import encode
+from beam_jobs.export import files as files_lib
+from beam_jobs.export import metadata
 from beam_jobs.export import records
 
 MANIFEST = 'after_state.json'
@@ -118,7 +121,6 @@ class _RecordSink(filebasedsink.FileBasedSink):
 
 
 def _key_only(key) -> bytes:
-    from apache_beam.io.gcp.datastore.v1new import types as beam_types
     return encode.encode(beam_types.Entity(key))
 
 
@@ -150,15 +152,13 @@ def base_export(path: str) -> str:
     return path
 
 
-def _base_info(path: str):
-    from beam_jobs.export.metadata import read_export_info
-    return read_export_info(base_export(path))
+def _base_info(path: str) -> metadata.ExportInfo:
+    return metadata.read_export_info(base_export(path))
 
 
 def holds(path: str, kind: str, namespace: Optional[str]) -> bool:
     """Whether reading `path` (an export or an after state) can give `kind`:
     the export holds it, or some after state in the chain put it."""
-    from beam_jobs.export.metadata import ExportError
     while is_after_state(path):
         state = read(path)
         if (state.writes.get('put') or {}).get(kind):
@@ -166,7 +166,7 @@ def holds(path: str, kind: str, namespace: Optional[str]) -> bool:
         path = state.base
     try:
         _base_info(path).entity_set(kind, namespace)
-    except ExportError:
+    except metadata.ExportError:
         return False
     return True
 
@@ -206,14 +206,13 @@ class ReadAfterState(beam.PTransform):
     """pbegin → the after state's entities of `kinds` (see the module doc).
 
     Every file of the chain (the export's, each after state's puts) is read
-    by one transform (source.ReadFiles), and the entities no later layer
+    by one transform (files.ReadFiles), and the entities no later layer
     changed are kept in the same stage, so the map step runs there too.
     """
 
     def __init__(self, state: AfterState, kinds: Sequence[str],
                  project: Optional[str], namespace: Optional[str]):
         super().__init__()
-        from beam_jobs.export.source import ReadExport
         # Bottom up: the after states of the chain, then the export below.
         self._layers = [state]
         while is_after_state(self._layers[0].base):
@@ -222,7 +221,8 @@ class ReadAfterState(beam.PTransform):
         # The job may have put kinds the export never held: those come from
         # the puts alone.
         held = [kind for kind in kinds if holds(export, kind, namespace)]
-        self._export = ReadExport(export, held, project, namespace) if held else None
+        self._export = (files_lib.Selection(export, held, project, namespace)
+                        if held else None)
         self._base_info = self._export.info if self._export else _base_info(export)
         self._project = project or (self._export.project if self._export else None)
         self._kinds = list(kinds)
@@ -240,9 +240,8 @@ class ReadAfterState(beam.PTransform):
     def _read(self, pbegin, label: str, files: Sequence[str],
               kinds: Optional[Sequence[str]], namespace: Optional[str]):
         """`(file, entity)` of every entity in `files`, by one transform."""
-        from beam_jobs.export.source import ReadFiles
-        return pbegin | label >> ReadFiles(files, self._project, kinds, namespace,
-                                           with_filename=True)
+        return pbegin | label >> files_lib.ReadFiles(
+            files, self._project, kinds, namespace, with_filename=True)
 
     def expand(self, pbegin):
         written, file_layers = {}, {}

@@ -27,6 +27,7 @@ from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from google.cloud import datastore
 from google.cloud.datastore.helpers import GeoPoint
 
+from beam_jobs.compat import datastore_client
 from beam_jobs.export import protos
 from beam_jobs.export.protos import (BLOB, BYTESTRING, EMPTY_LIST,
                                      ENTITY_PROTO, GD_WHEN, MEANING_URI_ZLIB,
@@ -62,7 +63,7 @@ class ExportEntity(beam_types.Entity):
     def to_client_entity(self) -> datastore.Entity:
         client = super().to_client_entity()
         for name, meaning in self.meanings.items():
-            client._meanings[name] = (meaning, client[name])  # pylint: disable=protected-access
+            datastore_client.meanings(client)[name] = (meaning, client[name])
         return client
 
 
@@ -187,7 +188,7 @@ class EntityDecoder:
         entity = datastore.Entity(key=key, exclude_from_indexes=excluded)
         entity.update(values)
         for name, meaning in meanings.items():
-            entity._meanings[name] = (meaning, values[name])  # pylint: disable=protected-access
+            datastore_client.meanings(entity)[name] = (meaning, values[name])
         if beam and key is not None:
             # What Beam's read makes of a keyed embedded entity.
             return beam_types.Entity.from_client_entity(entity)

@@ -23,6 +23,8 @@ from google.cloud import datastore
 from google.cloud import ndb
 from google.cloud.datastore.helpers import GeoPoint
 
+from beam_jobs.compat import datastore_client
+from beam_jobs.compat import ndb as ndb_compat
 from beam_jobs.export import protos
 from beam_jobs.export.protos import (BLOB, BYTESTRING, EMPTY_LIST,
                                      ENTITY_PROTO, GD_WHEN, GEORSS_POINT,
@@ -41,9 +43,7 @@ def client_entity(entity: Any) -> datastore.Entity:
     if isinstance(entity, ndb.Model):
         # What `put()` does: its hooks and auto_now fields, then the
         # serialisation it uses, meanings (compression) included.
-        entity._pre_put_hook()  # pylint: disable=protected-access
-        entity._prepare_for_put()  # pylint: disable=protected-access
-        return ndb.model._entity_to_ds_entity(entity)  # pylint: disable=protected-access
+        return ndb_compat.to_client_entity(entity)
     raise TypeError(
         f'Only Beam entities, Datastore client entities and ndb models can be '
         f'written to an export, not {type(entity).__name__}.')
@@ -77,7 +77,7 @@ def _entity_proto(entity: datastore.Entity,
         _fill_path(pb.key.path.element, key.flat_path)
         _fill_path(pb.entity_group.element, key.flat_path[:2])
     excluded = entity.exclude_from_indexes
-    meanings = entity._meanings  # pylint: disable=protected-access
+    meanings = datastore_client.meanings(entity)
     for name, value in entity.items():
         unindexed = name in excluded
         meaning = meanings.get(name, (None,))[0]

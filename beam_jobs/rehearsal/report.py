@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Optional
 
-from beam_jobs.rehearsal.record import PASSED, RehearsalRecord
+from beam_jobs import readable
+from beam_jobs.records.rehearsals import PASSED, RehearsalRecord
 
 MAX_LISTED = 50
-
-
-def _when(msec: Optional[int]) -> str:
-    if not msec:
-        return '-'
-    return datetime.datetime.fromtimestamp(msec / 1000).strftime('%Y-%m-%d %H:%M:%S')
 
 
 def _counts(by_kind: dict) -> str:
@@ -33,7 +27,7 @@ def markdown(record: RehearsalRecord) -> str:
     lines = [
         f'# Rehearsal of {record.job_name}: {record.verdict.upper()}',
         '',
-        f'- Rehearsal ID: `{record.rehearsal_id}` ({_when(record.created_msec)})',
+        f'- Rehearsal ID: `{record.rehearsal_id}` ({readable.when(record.created_msec)})',
         f'- Code: commit `{version.get("commit") or "none (not a git checkout)"}`'
         f'{" with local changes to the job" if version.get("dirty") else ""}; '
         f'`{version.get("source_file")}` sha256 `{version.get("source_sha256")}`',
@@ -81,7 +75,7 @@ def markdown(record: RehearsalRecord) -> str:
                   record.coordinator_notes.strip()]
     lines += ['', '## Sign-off', '']
     if record.approvals:
-        lines += [f'- Approved by {a["user"]} on {_when(a["at_msec"])}'
+        lines += [f'- Approved by {a["user"]} on {readable.when(a["at_msec"])}'
                   f'{": " + a["note"] if a.get("note") else ""}' for a in record.approvals]
     elif record.verdict == PASSED:
         lines.append(f'- Not approved yet: `beam-jobs approve {record.rehearsal_id} '

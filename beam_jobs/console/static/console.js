@@ -162,7 +162,7 @@ function setUpRunsTable() {
 
 function statusBadge(run) {
   const badge = el('span', run.label,
-    'status status-' + run.status + (run.error_count ? ' has-failures' : ''));
+    'status status-' + run.status + (run.has_errors ? ' has-failures' : ''));
   badge.dataset.field = 'label';
   return badge;
 }
@@ -223,7 +223,8 @@ function setUpRunPage() {
         badge.replaceWith(statusBadge(run));
       });
       for (const name of ['status', 'started_text', 'finished_text', 'duration_text',
-        'shard_count', 'runner', 'source_text', 'output_line_count', 'error_count']) {
+        'shard_count', 'runner', 'source_text', 'output_line_count', 'error_count',
+        'error_line_count']) {
         const field = document.querySelector('.record [data-field="' + name + '"]');
         if (field) field.textContent = run[name] === null ? '-' : run[name];
       }

@@ -16,7 +16,7 @@ import threading
 from typing import Iterator, Optional
 
 from beam_jobs import emulator
-from beam_jobs import runs
+from beam_jobs.records import runs
 
 
 class StopRun(BaseException):

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 from typing import Any, Optional
 
 from google.cloud import datastore as ds
 
-from beam_jobs import datastore
-from beam_jobs import runs
+from beam_jobs.records import store as store_lib
+from beam_jobs.records.store import now_msec
 
 REHEARSAL_KIND = 'BeamJobRehearsal'
 RUNNING, PASSED, FAILED = 'running', 'passed', 'failed'
@@ -95,20 +94,24 @@ class RehearsalRecord:
                    **{k: v for k, v in values.items() if k in known})
 
 
-class RehearsalStore:
+class RehearsalStore(store_lib.EntityStore):
     """Rehearsal records of one Datastore target."""
 
-    def __init__(self, target: datastore.Target):
-        self.target = target
-        self._client = datastore.client(target)
+    KIND = REHEARSAL_KIND
+    NOUN = 'rehearsal'
+    LIST_COMMAND = 'beam-jobs rehearsals'
+
+    def missing(self, name: str) -> LookupError:
+        return UnknownRehearsalError(str(super().missing(name)))
 
     @staticmethod
     def new_id(job_name: str) -> str:
-        return f'rehearsal-{job_name}-{runs.now_msec()}-{random.randint(0, 999_999):06d}'
+        return store_lib.new_id(f'rehearsal-{job_name}')
 
-    def create(self, job_name: str, **fields: Any) -> RehearsalRecord:
-        record = RehearsalRecord(rehearsal_id=self.new_id(job_name),
-                                 job_name=job_name, created_msec=runs.now_msec(),
+    def create(self, job_name: str, rehearsal_id: Optional[str] = None,
+               **fields: Any) -> RehearsalRecord:
+        record = RehearsalRecord(rehearsal_id=rehearsal_id or self.new_id(job_name),
+                                 job_name=job_name, created_msec=now_msec(),
                                  **fields)
         return self.save(record)
 
@@ -117,25 +120,14 @@ class RehearsalStore:
         return record
 
     def get(self, rehearsal_id: str) -> RehearsalRecord:
-        entity = self._client.get(self._client.key(REHEARSAL_KIND, rehearsal_id))
-        if entity is None:
-            raise UnknownRehearsalError(
-                f'No rehearsal {rehearsal_id!r} in project {self.target.project}'
-                f'{" namespace " + self.target.namespace if self.target.namespace else ""}'
-                ': check the id with `beam-jobs rehearsals`.')
-        return RehearsalRecord.from_entity(entity)
+        return RehearsalRecord.from_entity(self._get_entity(rehearsal_id))
 
     def recent(self, limit: int = 20,
                job_name: Optional[str] = None) -> list[RehearsalRecord]:
         """The newest rehearsals first."""
-        query = self._client.query(kind=REHEARSAL_KIND)
-        if job_name:
-            query.add_filter(filter=ds.query.PropertyFilter('job_name', '=', job_name))
-            records = sorted((RehearsalRecord.from_entity(e) for e in query.fetch()),
-                             key=lambda r: r.created_msec, reverse=True)
-            return records[:limit]
-        query.order = ['-created_msec']
-        return [RehearsalRecord.from_entity(e) for e in query.fetch(limit=limit)]
+        filters = {'job_name': job_name} if job_name else {}
+        return [RehearsalRecord.from_entity(entity)
+                for entity in self._newest(limit, 'created_msec', **filters)]
 
     def approve(self, rehearsal_id: str, user: str,
                 note: Optional[str] = None) -> RehearsalRecord:
@@ -152,16 +144,14 @@ class RehearsalStore:
                     ': only a passed rehearsal can be approved. Fix the job and '
                     'rehearse it again.')
             record.approvals.append({'user': user.strip(), 'note': note or '',
-                                     'at_msec': runs.now_msec()})
+                                     'at_msec': now_msec()})
             self.save(record)
         return record
 
     def approved_for(self, job_name: str,
                      source_sha256: str) -> Optional[RehearsalRecord]:
         """The newest approved rehearsal of this job at this code version."""
-        query = self._client.query(kind=REHEARSAL_KIND)
-        query.add_filter(filter=ds.query.PropertyFilter('source_sha256', '=', source_sha256))
-        candidates = sorted((RehearsalRecord.from_entity(e) for e in query.fetch()),
-                            key=lambda r: r.created_msec, reverse=True)
+        candidates = [RehearsalRecord.from_entity(entity) for entity in
+                      self._newest(None, 'created_msec', source_sha256=source_sha256)]
         return next((r for r in candidates
                      if r.job_name == job_name and r.is_approved), None)

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from beam_jobs import config
 from beam_jobs import job_class as job_class_lib
+from beam_jobs import registry
 
 _LOG = logging.getLogger(__name__)
 _POST_HOOKS = {'completed': '_post_completed_hook', 'failed': '_post_failure_hook',
@@ -40,7 +41,6 @@ def resolve(job_name: str) -> Optional[type]:
     module = config.get('registry')
     if not module:
         return None
-    from beam_jobs import registry  # the registry imports jobs: only when needed
     try:
         return registry.load(module).get(job_name)
     except (registry.UnknownJobError, ValueError):

@@ -1,60 +1,38 @@
-"""The composite PTransforms a job compiles to: read → map → shuffle → reduce.
+"""A job's steps over entities or models: map → stringify → shuffle → reduce.
 
-`RunJob` is the whole job against the Datastore; `MapReduce` is the same job
-without the read, for tests that feed models in with `beam.Create`. Both go
-through `_JobSteps`, so there is one compile path.
+`JobSteps` is the part of a job every way of running it shares: `RunJob`
+puts a source's read in front of it, `MapReduce` a PCollection of models.
+Failures are caught per item and become output lines
+(output_format.failure_line), the job's writes leave the map step apart from
+its pairs, and every line leaves with its place in the report.
 """
 
 from __future__ import annotations
 
 import collections
-import json
-import traceback
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import apache_beam as beam
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.transforms.window import GlobalWindows
 
-from beam_jobs import datastore
+from beam_jobs import counters
+from beam_jobs import entities
 from beam_jobs import failures
-from beam_jobs import progress
-from beam_jobs import sources
-from beam_jobs.export.after_state import WriteAfterState
 from beam_jobs import job_class as job_class_lib
+from beam_jobs import ndb_context
+from beam_jobs import output_format
+from beam_jobs import progress
+from beam_jobs import target as target_lib
+from beam_jobs.io import write_modes
 
-DEFAULT_SHARD_COUNT = 8
-ERROR_PREFIX = 'ERROR'
-# Where a line goes in the stored report: failures first, then reduce's
-# lines by key (App Engine MapReduce's shuffle sorted keys too) in the order
-# reduce yielded them, then the write summary. Carrying this with each line
-# makes the report the same however the runner split the work.
-ERROR_ORDER, REDUCE_ORDER, SUMMARY_ORDER = 0, 1, 2
 WRITES_TAG = 'writes'
 ERRORS_TAG = 'errors'
-_LOCAL_PROJECT = 'beam-jobs-local'
 
 
 class JobItemError(failures.ClearError):
     """One entity or key failed in a job that asked to fail fast."""
-
-
-def output_line(value: Any) -> str:
-    """What the old framework stored for each value `reduce` yielded.
-
-    Its JSON round trip, then `str()`: a tuple reads back as a list and a
-    string is unchanged.
-    """
-    return str(json.loads(json.dumps(value)))
-
-
-def error_line(step: str, where: str, error: BaseException) -> str:
-    """One line that names the failed item and the reason."""
-    frame = traceback.extract_tb(error.__traceback__)[-1:] or None
-    at = f' (at {frame[0].filename.rsplit("/", 1)[-1]}:{frame[0].lineno})' if frame else ''
-    return f'{ERROR_PREFIX} in {step} for {where}: {type(error).__name__}: {error}{at}'
 
 
 def _as_pair(item: Any) -> tuple[str, str]:
@@ -88,7 +66,7 @@ class _MapFn(beam.DoFn):
     BATCH = 64
 
     def __init__(self, job: type, params: Mapping[str, Any],
-                 target: datastore.Target, batched: bool = True,
+                 target: target_lib.Target, batched: bool = True,
                  packed: bool = False):
         super().__init__()
         self._job = job
@@ -96,14 +74,14 @@ class _MapFn(beam.DoFn):
         self._target = target
         self._batched = batched
         self._packed = packed
-        self._models = {datastore.kind_of(model): model
+        self._models = {entities.kind_of(model): model
                         for model in job.entity_classes_to_map_over()}
-        self._ndb = datastore.NdbContext(target)
+        self._ndb = ndb_context.NdbContext(target)
 
     def setup(self):
         self._fail_fast = _fails_fast(self._job, self._params)
         self._params_scope = job_class_lib.mapper_params(self._params)
-        self._builders = {kind: datastore.model_builder(model).build
+        self._builders = {kind: entities.model_builder(model).build
                           for kind, model in self._models.items()}
         self._read_names = {kind: f'entities_read.{kind}' for kind in self._models}
         self._class_kinds = {}
@@ -176,10 +154,10 @@ class _MapFn(beam.DoFn):
                     place = _describe_key(element.key)
                     if self._fail_fast:
                         counts['map_calls'] += map_calls
-                        raise JobItemError(error_line('map', place, error)) from error
+                        raise JobItemError(output_format.failure_line('map', place, error)) from error
                     counts['errors'] += 1
                     own = [beam.pvalue.TaggedOutput(
-                        ERRORS_TAG, error_line('map', place, error))]
+                        ERRORS_TAG, output_format.failure_line('map', place, error))]
                     failed = True
                 after_each()
                 if not failed:
@@ -198,31 +176,31 @@ class _MapFn(beam.DoFn):
         kind = self._class_kinds.get(type(element))
         if kind is not None:                # a model (MapReduce)
             return kind, None
-        if isinstance(element, datastore.EntityPb):    # a Datastore read
+        if isinstance(element, entities.EntityPb):    # a Datastore read
             kind = element.key.path[-1].kind
             return kind, self._builders.get(kind) or _no_model(kind)
         if isinstance(element, beam_types.Entity):      # an export read
-            kind = datastore.kind_of_entity(element)
+            kind = entities.kind_of_entity(element)
             build = self._entity_builders.get(kind)
             if build is None:
                 model_class = self._models.get(kind)
                 build = self._entity_builders[kind] = (
-                    datastore.model_builder(model_class).build_entity
+                    entities.model_builder(model_class).build_entity
                     if model_class is not None else _no_model(kind))
             return kind, build
-        kind = element._get_kind()  # pylint: disable=protected-access
+        kind = entities.kind_of(type(element))
         self._class_kinds[type(element)] = kind
         return kind, None
 
     def _route(self, item):
         if isinstance(item, job_class_lib.Put):
-            kind = item.model._get_kind()  # pylint: disable=protected-access
+            kind = entities.kind_of(type(item.model))
             return beam.pvalue.TaggedOutput(WRITES_TAG, (
-                'put', kind, datastore.to_beam_entity(item.model)))
+                'put', kind, entities.to_beam_entity(item.model)))
         if isinstance(item, job_class_lib.Delete):
             key = item.ndb_key()
             return beam.pvalue.TaggedOutput(
-                WRITES_TAG, ('delete', key.kind(), datastore.to_beam_key(key)))
+                WRITES_TAG, ('delete', key.kind(), entities.to_beam_key(key)))
         return _as_pair(item)
 
 
@@ -256,26 +234,26 @@ def _no_model(kind: str):
 
 def _flush_counts(counts: collections.Counter) -> None:
     for name, value in counts.items():
-        Metrics.counter(datastore.METRICS_NAMESPACE, name).inc(value)
+        Metrics.counter(counters.METRICS_NAMESPACE, name).inc(value)
     counts.clear()
 
 
 def _describe_key(key) -> str:
-    return datastore.key_path(key) if key is not None else '(no key)'
+    return entities.key_path(key) if key is not None else '(no key)'
 
 
 class _ReduceFn(beam.DoFn):
     """`job.reduce(key, values)` for one key; each yielded value is a line.
 
-    Lines leave as `(order, line)`: see `ERROR_ORDER`.
+    Lines leave as `(order, line)`: see `output_format.FAILURE_GROUP`.
     """
 
     def __init__(self, job: type, params: Mapping[str, Any],
-                 target: datastore.Target, packed: bool = False):
+                 target: target_lib.Target, packed: bool = False):
         super().__init__()
         self._job = job
         self._params = dict(params)
-        self._ndb = datastore.NdbContext(target)
+        self._ndb = ndb_context.NdbContext(target)
         self._packed = packed
 
     def setup(self):
@@ -294,16 +272,16 @@ class _ReduceFn(beam.DoFn):
         with self._ndb.active(), job_class_lib.mapper_params(self._params):
             try:
                 self._counts['keys_reduced'] += 1
-                lines = [((REDUCE_ORDER, key, index), output_line(value))
+                lines = [((output_format.REPORT_GROUP, key, index), output_format.output_line(value))
                          for index, value in enumerate(
                              self._job.reduce(key, list(values)) or ())]
             except Exception as error:  # pylint: disable=broad-except
                 place = f'key {key!r}'
                 if self._fail_fast:
-                    raise JobItemError(error_line('reduce', place, error)) from error
+                    raise JobItemError(output_format.failure_line('reduce', place, error)) from error
                 self._counts['errors'] += 1
                 lines = [beam.pvalue.TaggedOutput(
-                    ERRORS_TAG, error_line('reduce', place, error))]
+                    ERRORS_TAG, output_format.failure_line('reduce', place, error))]
         yield from lines
 
 
@@ -336,7 +314,7 @@ class _CombineFn(beam.CombineFn):
                         for value in self._job.combine(key, values) or ()]
             except Exception as error:  # pylint: disable=broad-except
                 raise JobItemError(
-                    error_line('combine', f'key {key!r}', error)) from error
+                    output_format.failure_line('combine', f'key {key!r}', error)) from error
 
     def create_accumulator(self):
         return [None, []]
@@ -366,19 +344,6 @@ class _CombineFn(beam.CombineFn):
         return accumulator[1]
 
 
-# How a run's writes end, and how its report says so.
-WRITES_APPLIED = 'WRITES: {verb} {count} {kind}'
-WRITES_DRY_RUN = 'DRY RUN: would {verb} {count} {kind} (nothing was written)'
-WRITES_FROM_EXPORT = ('DRY RUN: would {verb} {count} {kind} (a run over an '
-                      'export writes to no Datastore)')
-
-
-def _write_summary(op_and_kind: tuple[tuple[str, str], int], template: str) -> str:
-    (op, kind), count = op_and_kind
-    verb = {'put': 'put', 'delete': 'delete'}[op]
-    return template.format(verb=verb, count=count, kind=kind)
-
-
 class _CombineShuffle(beam.PTransform):
     """(key, value) pairs → (key, [values]), combined before the shuffle."""
 
@@ -394,7 +359,7 @@ class _CombineShuffle(beam.PTransform):
         )
 
 
-class _JobSteps(beam.PTransform):
+class JobSteps(beam.PTransform):
     """map → stringify → GroupByKey → reduce, over entities or models.
 
     Returns a dict: `lines`, every output line (failures and the write
@@ -403,12 +368,12 @@ class _JobSteps(beam.PTransform):
     """
 
     def __init__(self, job: type, params: Mapping[str, Any],
-                 target: datastore.Target, writes_template: str):
+                 target: target_lib.Target, write_mode: write_modes.WriteMode):
         super().__init__()
         self._job = job
         self._params = params
         self._target = target
-        self._writes_template = writes_template
+        self._write_mode = write_mode
 
     def _shuffle(self) -> beam.PTransform:
         """GroupByKey (of packed pairs); or, for a job with `combine`, a
@@ -434,152 +399,28 @@ class _JobSteps(beam.PTransform):
             mapped[WRITES_TAG]
             | 'Op and kind' >> beam.Map(lambda write: (write[0], write[1]))
             | 'Count writes' >> beam.combiners.Count.PerElement()
-            | 'Describe writes' >> beam.Map(_write_summary, self._writes_template)
+            | 'Describe writes' >> beam.Map(_summary_line, self._write_mode)
         )
         errors = ((mapped[ERRORS_TAG], reduced[ERRORS_TAG])
                   | 'All errors' >> beam.Flatten()
                   | 'Order errors' >> beam.Map(
-                      lambda line: ((ERROR_ORDER, line, 0), line)))
+                      lambda line: ((output_format.FAILURE_GROUP, line, 0), line)))
         summary = write_summary | 'Order summary' >> beam.Map(
-            lambda line: ((SUMMARY_ORDER, line, 0), line))
+            lambda line: ((output_format.SUMMARY_GROUP, line, 0), line))
         lines = ((errors, reduced.lines, summary)
                  | 'All lines' >> beam.Flatten()
                  | 'Count output' >> beam.Map(_count_output_line))
         return {'lines': lines, 'writes': mapped[WRITES_TAG]}
 
 
-_OUTPUT_LINES = Metrics.counter(datastore.METRICS_NAMESPACE, 'output_lines')
+def _summary_line(counted_write: tuple, write_mode: write_modes.WriteMode) -> str:
+    (op, kind), count = counted_write
+    return write_mode.summary(op, count, kind)
+
+
+_OUTPUT_LINES = Metrics.counter(counters.METRICS_NAMESPACE, 'output_lines')
 
 
 def _count_output_line(ordered_line):
     _OUTPUT_LINES.inc()
     return ordered_line
-
-
-def _lines(steps, with_order: bool):
-    if with_order:
-        return steps['lines']
-    return steps['lines'] | 'Lines' >> beam.Map(lambda ordered: ordered[1])
-
-
-def _resolve_params(job: type, params: Optional[Mapping[str, Any]]) -> dict:
-    """The params job code sees: the run's own, and the framework's (the
-    kinds mapped over, and when the run was queued: now, unless the
-    launcher says when its record was)."""
-    return job_class_lib.with_framework_params(job, params or {})
-
-
-class MapReduce(beam.PTransform):
-    """A job's logic over a PCollection of model instances: no Datastore read.
-
-    Output: the output lines, error lines included, exactly as `RunJob`
-    produces them (with `with_order`, as `(order, line)` pairs). Writes the
-    job yields are summarised, never applied.
-    """
-
-    def __init__(self, job: type, params: Optional[Mapping[str, Any]] = None,
-                 project: Optional[str] = None, namespace: Optional[str] = None,
-                 with_order: bool = False):
-        super().__init__(label=f'MapReduce {job_class_lib.job_name(job)}'
-                         if isinstance(job, type) else None)
-        job_class_lib.validate(job)
-        self._job = job
-        self._with_order = with_order
-        self._params = _resolve_params(job, params)
-        self._target = datastore.Target(
-            project or _environment_project() or _LOCAL_PROJECT, namespace)
-
-    def expand(self, models):
-        steps = models | 'Steps' >> _JobSteps(
-            self._job, self._params, self._target,
-            writes_template=WRITES_DRY_RUN)
-        return _lines(steps, self._with_order)
-
-
-def _environment_project() -> Optional[str]:
-    try:
-        return datastore.Target.from_environment().project
-    except ValueError:
-        return None
-
-
-class RunJob(beam.PTransform):
-    """The whole job: read every kind it maps over, map, shuffle, reduce.
-
-    Reads the Datastore, or with `export` a managed export (sources.py).
-    With `after_state` (a folder; a rehearsal), the writes go there instead
-    of to any Datastore (export/after_state.py).
-    Returns the PCollection of output lines (with `with_order`, of
-    `(order, line)` pairs, which `output.StoreOutput` takes so the stored
-    report's order does not depend on the runner). Writes the job yields go
-    to Beam's Datastore sinks, unless the run is a dry run (`dry_run` in
-    params) or reads an export: then they are only reported.
-    """
-
-    def __init__(self, job: type, params: Optional[Mapping[str, Any]] = None,
-                 shard_count: Optional[int] = None, project: Optional[str] = None,
-                 namespace: Optional[str] = None, with_order: bool = False,
-                 export: Optional[str] = None, after_state: Optional[str] = None):
-        super().__init__(label=f'RunJob {job_class_lib.job_name(job)}'
-                         if isinstance(job, type) else None)
-        self._with_order = with_order
-        self._models = job_class_lib.validate(job)
-        self._job = job
-        self._params = _resolve_params(job, params)
-        self._shard_count = int(shard_count or DEFAULT_SHARD_COUNT)
-        if self._shard_count < 1:
-            raise ValueError(
-                f'shard_count must be a positive number, not {shard_count!r}.')
-        self._project = project
-        self._namespace = namespace
-        self._source = sources.for_run(export)
-        self._after_state = after_state
-
-    def _target(self, pipeline) -> datastore.Target:
-        flag_project = pipeline.options.view_as(GoogleCloudOptions).project
-        return datastore.Target.from_environment(
-            self._project or flag_project, self._namespace)
-
-    def expand(self, pbegin):
-        target = self._target(pbegin.pipeline)
-        if self._after_state and not self._params.get('dry_run'):
-            writes = WRITES_APPLIED   # a rehearsal: as the real run will say
-        elif not self._source.writes_to_datastore:
-            writes = WRITES_FROM_EXPORT
-        elif self._params.get('dry_run'):
-            writes = WRITES_DRY_RUN
-        else:
-            writes = WRITES_APPLIED
-        entities = [pbegin | label >> read for label, read in self._source.reads(
-            self._models, target, self._shard_count).items()]
-        steps = (
-            entities
-            | 'Flatten kinds' >> beam.Flatten()
-            | 'Steps' >> _JobSteps(self._job, self._params, target, writes)
-        )
-        if writes == WRITES_APPLIED and self._after_state:
-            steps['writes'] | 'Write after state' >> WriteAfterState(self._after_state)
-        elif writes == WRITES_APPLIED:
-            steps['writes'] | 'Write' >> _ApplyWrites(target)
-        return _lines(steps, self._with_order)
-
-
-class _ApplyWrites(beam.PTransform):
-    """Routes the job's puts and deletes to Beam's batched Datastore sinks."""
-
-    def __init__(self, target: datastore.Target):
-        super().__init__()
-        self._target = target
-
-    def expand(self, writes):
-        puts = writes | 'Puts' >> beam.FlatMap(
-            lambda w: [w[2]] if w[0] == 'put' else [])
-        deletes = writes | 'Deletes' >> beam.FlatMap(
-            lambda w: [w[2]] if w[0] == 'delete' else [])
-        _ = puts | 'Put entities' >> datastore.write_entities(self._target.project)
-        _ = deletes | 'Delete entities' >> datastore.delete_keys(self._target.project)
-        return writes.pipeline
-
-
-__all__ = ['MapReduce', 'RunJob', 'output_line', 'ERROR_PREFIX',
-           'DEFAULT_SHARD_COUNT', 'JobItemError']

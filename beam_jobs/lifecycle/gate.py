@@ -19,10 +19,10 @@ import os
 from typing import Callable, Optional
 
 from beam_jobs import config
-from beam_jobs import datastore
 from beam_jobs import job_class as job_class_lib
-from beam_jobs.rehearsal import code_version
-from beam_jobs.rehearsal.record import RehearsalStore
+from beam_jobs import target as target_lib
+from beam_jobs.lifecycle import code_version
+from beam_jobs.records.rehearsals import RehearsalStore
 
 
 class GateError(ValueError):
@@ -46,15 +46,18 @@ def is_production(is_dataflow: bool) -> bool:
     """Dataflow, or a real Datastore: with no emulator set, a local run uses
     the project's own emulator unless BEAM_JOBS_REAL_DATASTORE says otherwise
     (emulator.ensure_environment), and that is not production."""
-    return is_dataflow or (not datastore.is_emulator()
+    return is_dataflow or (not target_lib.is_emulator()
                            and bool(os.environ.get('BEAM_JOBS_REAL_DATASTORE')))
 
 
-def check(job: type, *, is_dataflow: bool, writes_data: bool,
+def check(job: type, *, is_dataflow: bool, changes_datastore: bool,
           skip: Optional[Skip],
           rehearsals: Callable[[], RehearsalStore]) -> dict:
-    """What the run record keeps about the gate; raises GateError to refuse."""
-    if not is_production(is_dataflow) or not writes_data:
+    """What the run record keeps about the gate; raises GateError to refuse.
+
+    `changes_datastore` is the plan's write mode's answer: only a run whose
+    writes reach a Datastore is gated."""
+    if not is_production(is_dataflow) or not changes_datastore:
         return {}
     if not required():
         return {'gate': 'off (require_rehearsal = false)'}

@@ -1,4 +1,4 @@
-"""`python -m beam_jobs.console.run_process ARGS`: `beam-jobs ARGS`, as a run
+"""`python -m beam_jobs.cli.detached_run ARGS`: `beam-jobs ARGS`, as a run
 the console started runs it.
 
 The one difference from `beam-jobs`: it first becomes a user of the

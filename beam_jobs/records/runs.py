@@ -1,11 +1,13 @@
 """Run records: one Datastore entity per run, moved through its statuses.
 
 A record says what ran (job, params, shard count, runner), when, how it
-ended (error, counters) and where its output is. Status changes happen in a
-transaction and only along `ALLOWED`, so a cancel racing a completion cannot
-produce a record that is both. A local run whose process is gone is marked
-`failed` the next time anyone reads it: a record never stays `started` for a
-run nobody is running.
+ended (error, counters, output counts) and where its output is. Status
+changes happen in a transaction and only along `ALLOWED`, so a cancel racing
+a completion cannot produce a record that is both.
+
+The store only stores: it never asks Dataflow about a run, never checks
+whether a run's process lives, and never calls a job's hooks. Bringing a
+record up to date and ending a run are the lifecycle's (beam_jobs.lifecycle).
 """
 
 from __future__ import annotations
@@ -14,18 +16,16 @@ import contextlib
 import dataclasses
 import json
 import os
-import random
 import socket
-import time
 from typing import Any, Callable, Optional
 
 from google.cloud import datastore as ds
 
-from beam_jobs import datastore
-from beam_jobs import hooks
 from beam_jobs import options
-from beam_jobs import output
-from beam_jobs import run_logs
+from beam_jobs import output_format
+from beam_jobs.io import stored_output
+from beam_jobs.records import store as store_lib
+from beam_jobs.records.store import now_msec  # noqa: F401  (the records' clock)
 
 NEW, QUEUED, STARTED = 'new', 'queued', 'started'
 COMPLETED, FAILED, CANCELED = 'completed', 'failed', 'canceled'
@@ -52,11 +52,7 @@ class InvalidTransitionError(ValueError):
     pass
 
 
-def now_msec() -> int:
-    return int(time.time() * 1000)
-
-
-def _process_start(pid: int) -> Optional[str]:
+def process_start(pid: int) -> Optional[str]:
     """When a process started (Linux), so a reused pid is not mistaken for it."""
     try:
         with open(f'/proc/{pid}/stat', encoding='ascii') as stat:
@@ -85,7 +81,10 @@ class RunRecord:
     dataflow_endpoint: Optional[str] = None
     error: Optional[str] = None
     counters: dict = dataclasses.field(default_factory=dict)
+    # Failed items (the framework's ERROR lines), and the job's own error
+    # lines (output_format.py): both counted from the stored report.
     error_count: int = 0
+    error_line_count: int = 0
     output_line_count: Optional[int] = None
     host: Optional[str] = None
     pid: Optional[int] = None
@@ -102,7 +101,7 @@ class RunRecord:
     progress: dict = dataclasses.field(default_factory=dict)
     queue_name: Optional[str] = None
     # The production gate: the approved rehearsal it found, or who skipped it
-    # and why (rehearsal/gate.py); empty for runs it does not concern.
+    # and why (lifecycle/gate.py); empty for runs it does not concern.
     gate: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -142,21 +141,19 @@ class RunRecord:
                    **{k: v for k, v in values.items() if k in known})
 
 
-# Runners other than the local ones register how to refresh a record from
-# the service that runs it (the Dataflow module does); see `RunStore.get`.
-REFRESHERS: dict[str, Callable[['RunStore', RunRecord], RunRecord]] = {}
-
-
-class RunStore:
+class RunStore(store_lib.EntityStore):
     """Run records of one Datastore target."""
 
-    def __init__(self, target: datastore.Target):
-        self.target = target
-        self._client = datastore.client(target)
+    KIND = RECORD_KIND
+    NOUN = 'run'
+    LIST_COMMAND = 'beam-jobs runs'
+
+    def missing(self, name: str) -> LookupError:
+        return UnknownRunError(str(super().missing(name)))
 
     @staticmethod
     def new_run_id(job_name: str) -> str:
-        return f'{job_name}-{now_msec()}-{random.randint(0, 999_999):06d}'
+        return store_lib.new_id(job_name)
 
     def create(self, job_name: str) -> RunRecord:
         record = RunRecord(run_id=self.new_run_id(job_name), job_name=job_name,
@@ -164,82 +161,30 @@ class RunStore:
         self._client.put(record.to_entity(self._client))
         return record
 
-    def _load(self, run_id: str) -> RunRecord:
-        entity = self._client.get(self._client.key(RECORD_KIND, run_id))
-        if entity is None:
-            raise UnknownRunError(
-                f'No run {run_id!r} in project {self.target.project}'
-                f'{" namespace " + self.target.namespace if self.target.namespace else ""}'
-                ': check the id with `beam-jobs runs`.')
-        return RunRecord.from_entity(entity)
-
     def get(self, run_id: str) -> RunRecord:
-        """The record, brought up to date if its run is gone or remote."""
-        record = self._load(run_id)
-        if record.is_terminal:
-            return record
-        if record.is_local or not record.dataflow_job_id:
-            # Nothing remote to ask yet: a submission whose process died
-            # before it recorded the job id is an orphan like a local run.
-            return self._end_if_orphaned(record)
-        refresh = REFRESHERS.get(record.runner)
-        return refresh(self, record) if refresh else record
+        """The record as stored (lifecycle.current brings it up to date)."""
+        return RunRecord.from_entity(self._get_entity(run_id))
 
-    def _end_if_orphaned(self, record: RunRecord) -> RunRecord:
-        if (record.status not in (QUEUED, STARTED) or not record.pid
-                or record.host != socket.gethostname()):
-            return record
-        if record.pid and _process_start(record.pid) == record.process_start:
-            return record
-        # The run may have known how it ended but lost the Datastore before
-        # it could say so: then that end, with its reason, is recorded.
-        status, fields = run_logs.take_end(record.run_id) or (FAILED, {
-            'error': f'Orphaned: the process that ran it (pid {record.pid} on '
-                     f'{record.host}) ended without recording a result, so '
-                     'the run was cut short (crash, kill, or a lost '
-                     'Datastore). Rerun the job.'})
-        try:
-            ended = self.transition(record.run_id, status, **fields)
-        except InvalidTransitionError:
-            ended = self._load(record.run_id)
-        run_logs.drop_end(record.run_id)
-        return ended
-
-    def transition(self, run_id: str, status: str, **fields: Any) -> RunRecord:
-        """Move a run to `status` (and set `fields`) if that move is allowed.
-
-        A move to an end calls the job's legacy hooks around it (hooks.py):
-        the move happens once, so they run once, here.
-        """
-        hook_errors = []
-        if status == CANCELED:
-            current = self._load(run_id)
-            if status in ALLOWED.get(current.status, ()):
-                hook_errors.append(hooks.call(
-                    current.job_name, '_pre_cancel_hook', run_id,
-                    fields.get('error') or 'Canceled'))
-        record = self._move(run_id, status, fields)
-        if status in TERMINAL:
-            hook_errors.append(hooks.after_end(record.job_name, run_id, status,
-                                               record.error or 'Canceled'))
-        hook_errors = [error for error in hook_errors if error]
-        if hook_errors:
-            record = self.update(run_id, hook_errors=record.hook_errors + hook_errors)
-        return record
-
-    def _move(self, run_id: str, status: str, fields: dict[str, Any]) -> RunRecord:
+    def transition(self, run_id: str, status: str, *,
+                   fields_from: Optional[Callable[[RunRecord], dict]] = None,
+                   **fields: Any) -> RunRecord:
+        """Move a run to `status` (and set `fields`) if that move is allowed;
+        `fields_from(record)` adds fields computed from the record as it is
+        inside the transaction. Raises InvalidTransitionError otherwise."""
         with self._client.transaction():
-            record = self._load(run_id)
+            record = self.get(run_id)
             if status not in ALLOWED.get(record.status, ()):
                 raise InvalidTransitionError(
                     f'Run {run_id} is {record.status}; it cannot become {status}.')
+            if fields_from is not None:
+                fields = {**fields_from(record), **fields}
             record.status = status
             if status in (QUEUED, STARTED):
                 # Whoever queues or starts a run owns it until it ends; if
-                # that process dies, readers see it (_end_if_orphaned).
+                # that process dies, readers see it (lifecycle/local.py).
                 record.host = socket.gethostname()
                 record.pid = os.getpid()
-                record.process_start = _process_start(os.getpid())
+                record.process_start = process_start(os.getpid())
             if status == QUEUED:
                 record.queued_msec = now_msec()
             elif status == STARTED:
@@ -254,7 +199,7 @@ class RunStore:
     def update(self, run_id: str, **fields: Any) -> RunRecord:
         """Set fields without changing the status (e.g. a Dataflow job id)."""
         with self._client.transaction():
-            record = self._load(run_id)
+            record = self.get(run_id)
             for name, value in fields.items():
                 setattr(record, name, value)
             self._client.put(record.to_entity(self._client))
@@ -267,9 +212,8 @@ class RunStore:
         transaction = self._client.transaction()
         transaction.begin(retry=None, timeout=timeout)
         try:
-            entity = self._client.get(self._client.key(RECORD_KIND, run_id),
-                                      transaction=transaction, retry=None,
-                                      timeout=timeout)
+            entity = self._client.get(self._key(run_id), transaction=transaction,
+                                      retry=None, timeout=timeout)
             if entity is None or entity.get('status') != STARTED:
                 transaction.rollback()
                 return
@@ -284,32 +228,29 @@ class RunStore:
 
     def recent(self, limit: int = 20,
                job_name: Optional[str] = None) -> list[RunRecord]:
-        """The newest runs first (each brought up to date as `get` does)."""
-        query = self._client.query(kind=RECORD_KIND)
-        if job_name:
-            query.add_filter(filter=ds.query.PropertyFilter('job_name', '=', job_name))
-            records = sorted((RunRecord.from_entity(e) for e in query.fetch()),
-                             key=lambda r: r.created_msec, reverse=True)[:limit]
-        else:
-            query.order = ['-created_msec']
-            records = [RunRecord.from_entity(e) for e in query.fetch(limit=limit)]
-        return [record if record.is_terminal else self.get(record.run_id)
-                for record in records]
+        """The newest runs first, as stored."""
+        filters = {'job_name': job_name} if job_name else {}
+        return [RunRecord.from_entity(entity)
+                for entity in self._newest(limit, 'created_msec', **filters)]
 
     def unfinished(self, job_name: Optional[str] = None,
                    limit: Optional[int] = None) -> list[RunRecord]:
-        """Runs that are new, queued or started, newest first (each brought
-        up to date as `get` does, so orphans drop out)."""
+        """Runs stored as new, queued or started, newest first."""
         records = []
         for status in (NEW, QUEUED, STARTED):
-            query = self._client.query(kind=RECORD_KIND)
-            query.add_filter(filter=ds.query.PropertyFilter('status', '=', status))
-            records += [RunRecord.from_entity(e) for e in query.fetch()]
+            records += [RunRecord.from_entity(e) for e in self._query(status=status).fetch()]
         records = sorted((r for r in records if job_name in (None, r.job_name)),
                          key=lambda r: r.created_msec, reverse=True)
-        current = [self.get(record.run_id) for record in records[:limit]]
-        return [record for record in current if not record.is_terminal]
+        return records[:limit]
+
+    def stored_output(self, run_id: str) -> Optional[output_format.StoredOutput]:
+        """The run's stored report with each line's kind (None: none stored)."""
+        return stored_output.read(run_id, self.target)
 
     def output(self, run_id: str) -> list[str]:
         """The run's stored output lines (empty while none is stored)."""
-        return output.read(run_id, self.target) or []
+        stored = self.stored_output(run_id)
+        return stored.lines if stored else []
+
+    def output_counts(self, run_id: str) -> Optional[output_format.Counts]:
+        return stored_output.read_counts(run_id, self.target)

@@ -1,0 +1,373 @@
+"""Reading kinds from the Datastore: every kind's key ranges, by one read.
+
+The read a job compiles to, for any number of kinds:
+
+    queries (one per kind) ─▶ split each into key ranges ─▶ Reshuffle
+        ─▶ read the ranges of a bundle, the next page always in flight
+
+- **One read for every kind.** A Flatten of one read per kind ahead of the
+  map step made Beam's local runner hold every entity of every kind between
+  the stages (a job over two kinds of 10,000 entities: 849 MiB against 253
+  for one kind). One read keeps the map step in the read's stage.
+- **Splitting** is the `__scatter__` sampling Beam's `ReadFromDatastore`
+  uses (`num_splits` key ranges per kind, `SCATTER_KEYS_PER_SPLIT` samples
+  each), on the client's public query API.
+- **Prefetching.** A worker reads the ranges of its bundle on `READERS`
+  threads, each fetching pages while the worker maps the pages already
+  fetched (gRPC releases the GIL while it waits), at most `BUFFERED_PAGES`
+  ahead; adjacent ranges are read as fewer, longer queries (QUERIES_PER_RUN).
+- **Pages bounded by bytes.** The emulator returns up to ~300 entities a
+  page whatever their size (300 MB of 1 MiB entities); once a page passes
+  `MAX_PAGE_BYTES` the rest of its range is read in pages of as many
+  entities as fit, so memory does not grow with the entities' size.
+- Entities leave as the protobufs the Datastore sent (in an `EntityPb`): the
+  map step builds models from them (lean_models.py), so an entity that fails
+  to decode is reported there, by key, and never fails the read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+from typing import Iterator, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.transforms import window
+from google.cloud import datastore
+from google.cloud.datastore_v1.types import entity as entity_types
+
+from beam_jobs import target as target_lib
+from beam_jobs.lean_models import EntityPb
+
+_LOGGER = logging.getLogger(__name__)
+
+# Two threads keep the JVM busy on both cores while Python maps what
+# arrived; more only queue up behind it (bench/README.md).
+READERS = 2
+BUFFERED_PAGES = 4
+# The emulator's CPU per query page grows with what the query has left to
+# return, and every query ends in a part page: a 20,000-entity kind read as
+# 8-16 queries cost its JVM 6-7 s, as 2 queries 8.3-8.6 s, as 64 queries
+# 8.8 s (bench/README.md). So a long run of adjacent ranges (a job asking
+# for 64 shards) is read in at most this many queries.
+QUERIES_PER_RUN = 16
+MAX_PAGE_BYTES = 16 << 20
+# Scatter keys sampled per wanted split, as Beam's splitter samples them.
+SCATTER_KEYS_PER_SPLIT = 32
+# The emulator returns scatter keys 300 a page at ~0.3 s of CPU a page, all
+# before any entity is read (64 shards took 2.0 s to split); locally the
+# ranges are read by one worker anyway, so there the sample is one page.
+EMULATOR_SCATTER_KEYS = 300
+_KEY = '__key__'
+_ENTITY_PB = entity_types.Entity
+
+
+@dataclasses.dataclass(frozen=True)
+class KindQuery:
+    """Every entity of one kind in one namespace of a project."""
+
+    kind: str
+    project: str
+    namespace: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRange:
+    """Keys of `query.kind` in [start, end); None is an open end. `index`
+    orders a kind's ranges, so adjacent ones can be read as one."""
+
+    query: KindQuery
+    index: int
+    start: Optional[datastore.Key] = None
+    end: Optional[datastore.Key] = None
+
+
+def _client(query: KindQuery) -> datastore.Client:
+    return target_lib.client(target_lib.Target(query.project, query.namespace or None))
+
+
+def _key_order(key: datastore.Key) -> list:
+    """How the Datastore orders keys: by path, kind by kind; within a kind,
+    ids (in order) before names (in order)."""
+    order = [key.project, key.namespace or '']
+    flat = list(key.flat_path)
+    for position in range(0, len(flat), 2):
+        order.append(flat[position])
+        if position + 1 < len(flat):
+            ident = flat[position + 1]
+            order.append((0, ident, '') if isinstance(ident, int) else (1, 0, ident))
+    return order
+
+
+def _split_points(keys: Sequence[datastore.Key], num_splits: int) -> list:
+    """`num_splits - 1` keys spread evenly over the sorted sample `keys`
+    (all of them, if the sample is smaller): each range ends at the last
+    sample of its share, so the first range is not the small one."""
+    if len(keys) < num_splits - 1:
+        return list(keys)
+    per_split = max(1.0, len(keys) / (num_splits - 1))
+    return [keys[int(round(number * per_split)) - 1] for number in range(1, num_splits)]
+
+
+def split_ranges(query: KindQuery, num_splits: int,
+                 max_scatter_keys: Optional[int] = None,
+                 client: Optional[datastore.Client] = None) -> list[KeyRange]:
+    """`query` cut into at most `num_splits` key ranges, from a sample of the
+    kind's `__scatter__` keys (fewer ranges if the kind has few entities)."""
+    if num_splits <= 1:
+        return [KeyRange(query, 0)]
+    client = client or _client(query)
+    limit = (num_splits - 1) * SCATTER_KEYS_PER_SPLIT
+    if max_scatter_keys is not None:
+        limit = max(num_splits - 1, min(limit, max_scatter_keys))
+    scatter = client.query(kind=query.kind, namespace=query.namespace or '')
+    scatter.keys_only()
+    scatter.order = ['__scatter__']
+    keys = sorted((entity.key for entity in scatter.fetch(limit=limit)), key=_key_order)
+    # Beam's words, which a run's log has always shown.
+    _LOGGER.info('Splitting the query into %d splits', num_splits)
+    bounds = [None, *_split_points(keys, num_splits), None]
+    return [KeyRange(query, index, bounds[index], bounds[index + 1])
+            for index in range(len(bounds) - 1)]
+
+
+def merge_adjacent(ranges: Sequence[KeyRange], queries: int) -> list[KeyRange]:
+    """Ranges of one kind whose indexes follow each other, read in at most
+    `queries` queries per run of adjacent ranges (as evenly as the ranges
+    allow); ranges not next to each other stay apart."""
+    runs: list[list[KeyRange]] = []
+    for key_range in sorted(ranges, key=lambda r: (r.query.kind, r.index)):
+        last = runs[-1][-1] if runs else None
+        if last and last.query == key_range.query and last.index + 1 == key_range.index:
+            runs[-1].append(key_range)
+        else:
+            runs.append([key_range])
+    merged = []
+    for run in runs:
+        parts = min(len(run), max(1, queries))
+        for part in range(parts):
+            group = run[part * len(run) // parts:(part + 1) * len(run) // parts]
+            merged.append(KeyRange(group[0].query, group[0].index,
+                                   group[0].start, group[-1].end))
+    return merged
+
+
+def _range_query(client: datastore.Client, key_range: KeyRange):
+    query = client.query(kind=key_range.query.kind,
+                         namespace=key_range.query.namespace or '')
+    if key_range.start is not None:
+        query.add_filter(filter=datastore.query.PropertyFilter(_KEY, '>=', key_range.start))
+    if key_range.end is not None:
+        query.add_filter(filter=datastore.query.PropertyFilter(_KEY, '<', key_range.end))
+    return query
+
+
+def _raw(unused_iterator, entity):
+    return _ENTITY_PB.pb(entity)
+
+
+def read_pages(client: datastore.Client, key_range: KeyRange,
+               max_page_bytes: int = MAX_PAGE_BYTES) -> Iterator[list]:
+    """The pages of a key range, each a list of entity protobufs, none much
+    over `max_page_bytes` once a page has shown how large the entities are.
+
+    The client's own iterator builds the requests, follows the cursors and
+    retries; only its conversion of each entity is skipped.
+    """
+    query = _range_query(client, key_range)
+    cursor, limit = None, None
+    while True:
+        iterator = query.fetch(start_cursor=cursor, limit=limit)
+        iterator.item_to_value = _raw
+        fetched = 0
+        for page in iterator.pages:
+            entities = list(page)
+            fetched += len(entities)
+            if entities:
+                yield entities
+            size = sum(entity.ByteSize() for entity in entities)
+            if size > max_page_bytes and len(entities) > 1:
+                # Too large: read on from this page's end in pages that fit.
+                limit = max(1, int(max_page_bytes * len(entities) // size))
+                break
+        else:
+            # The whole range in the Datastore's own pages, or a limited
+            # fetch that came back short: nothing is left.
+            if limit is None or fetched < limit:
+                return
+        cursor = iterator.next_page_token
+        if cursor is None:
+            return
+
+
+class _Prefetch:
+    """Pages of several key ranges, read on threads, handed out as they come.
+
+    `READERS` threads take the ranges in turn; a bounded queue holds at most
+    `BUFFERED_PAGES` pages, so memory does not grow with the kind. Closing
+    (or leaving the loop early) stops the threads at their next page.
+    """
+
+    _DONE = object()
+
+    def __init__(self, ranges: Sequence[KeyRange], readers: int, buffered: int):
+        self._todo: queue.Queue = queue.Queue()
+        for key_range in ranges:
+            self._todo.put(key_range)
+        self._pages: queue.Queue = queue.Queue(maxsize=max(1, buffered))
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._read, daemon=True,
+                                          name=f'datastore-read-{n}')
+                         for n in range(max(1, min(readers, len(ranges))))]
+
+    def __iter__(self) -> Iterator:
+        for thread in self._threads:
+            thread.start()
+        running = len(self._threads)
+        try:
+            while running:
+                page = self._pages.get()
+                if page is self._DONE:
+                    running -= 1
+                elif isinstance(page, BaseException):
+                    raise page
+                else:
+                    yield from page
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        # Free any thread blocked on a full queue.
+        while True:
+            try:
+                self._pages.get_nowait()
+            except queue.Empty:
+                break
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._pages.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        clients: dict = {}
+        try:
+            while not self._stop.is_set():
+                try:
+                    key_range = self._todo.get_nowait()
+                except queue.Empty:
+                    break
+                where = (key_range.query.project, key_range.query.namespace)
+                client = clients.get(where)
+                if client is None:
+                    client = clients[where] = _client(key_range.query)
+                for page in read_pages(client, key_range):
+                    if not self._put(page):
+                        return
+        except BaseException as error:  # pylint: disable=broad-except
+            self._put(error)
+            return
+        self._put(self._DONE)
+
+
+class _ReadRangesFn(beam.DoFn):
+    """A bundle's key ranges → their entities, prefetched on threads.
+
+    The ranges are collected as they arrive and read when the bundle ends,
+    when all of them are known: that is what lets the next range's first
+    page be in flight while the last page of another is mapped.
+    """
+
+    def __init__(self, readers: int = READERS, buffered: int = BUFFERED_PAGES):
+        super().__init__()
+        self._readers = readers
+        self._buffered = buffered
+
+    def start_bundle(self):
+        self._ranges = []
+
+    def process(self, key_range):
+        self._ranges.append(key_range)
+
+    def finish_bundle(self):
+        ranges, self._ranges = self._ranges, []
+        if not ranges:
+            return
+        merged = merge_adjacent(ranges, QUERIES_PER_RUN)
+        for entity_pb in _Prefetch(merged, self._readers, self._buffered):
+            yield window.GlobalWindows.windowed_value(EntityPb(entity_pb))
+
+
+class _SplitFn(beam.DoFn):
+
+    def __init__(self, num_splits: int, max_scatter_keys: Optional[int]):
+        super().__init__()
+        self._num_splits = num_splits
+        self._max_scatter_keys = max_scatter_keys
+
+    def process(self, query):
+        return split_ranges(query, self._num_splits, self._max_scatter_keys)
+
+
+class ReadKinds(beam.PTransform):
+    """pbegin → every entity of `kinds` in `target`, as entity protobufs.
+
+    Each kind is split into `num_splits` key ranges (sampling at most
+    `max_scatter_keys` scatter keys, if given; on the emulator one page of
+    them); every range of every kind is read by the one `Read` step (see
+    the module docstring).
+    """
+
+    def __init__(self, kinds: Sequence[str], target: target_lib.Target,
+                 num_splits: int, max_scatter_keys: Optional[int] = None,
+                 readers: int = READERS, buffered: Optional[int] = None):
+        super().__init__()
+        if not kinds:
+            raise ValueError('ReadKinds needs at least one kind to read.')
+        if num_splits < 1:
+            raise ValueError(f'num_splits must be a positive number, not {num_splits!r}.')
+        self._queries = [KindQuery(kind, target.project, target.namespace)
+                         for kind in kinds]
+        self._num_splits = num_splits
+        if max_scatter_keys is None and target_lib.is_emulator():
+            max_scatter_keys = EMULATOR_SCATTER_KEYS
+        self._max_scatter_keys = max_scatter_keys
+        self._readers = readers
+        self._buffered = BUFFERED_PAGES if buffered is None else buffered
+
+    def display_data(self):
+        return {'kinds': ', '.join(query.kind for query in self._queries),
+                'num_splits': self._num_splits}
+
+    def expand(self, pbegin):
+        # Beam's own step names (ReadFromDatastore's), so a graph reads the
+        # same to whoever knows Beam's.
+        return (
+            pbegin.pipeline
+            | 'UserQuery' >> beam.Create(self._queries)
+            | 'SplitQuery' >> beam.ParDo(_SplitFn(
+                self._num_splits, self._max_scatter_keys))
+            | 'Reshuffle' >> beam.Reshuffle()
+            | 'Read' >> beam.ParDo(_ReadRangesFn(self._readers, self._buffered))
+        )
+
+
+def estimated_count(target: target_lib.Target, kind: str) -> Optional[int]:
+    """How many entities a kind holds, from the Datastore's kind statistics
+    (`__Stat_Kind__` / `__Stat_Ns_Kind__`, refreshed about daily), or None
+    where there are none: the emulator keeps no statistics."""
+    stat_kind = '__Stat_Ns_Kind__' if target.namespace else '__Stat_Kind__'
+    try:
+        query = target_lib.client(target).query(kind=stat_kind)
+        query.add_filter(filter=datastore.query.PropertyFilter('kind_name', '=', kind))
+        stats = list(query.fetch(limit=1, retry=None, timeout=5))
+    except Exception:  # pylint: disable=broad-except
+        return None
+    return int(stats[0]['count']) if stats and 'count' in stats[0] else None

@@ -1,0 +1,147 @@
+"""Where a run reads: the Datastore, an export, or an after state. Chosen here only.
+
+Everything after the read (map, shuffle, reduce, failures, output, counters)
+gets entities either way and never knows which. What does differ is said
+here: the one transform that reads, how a source names itself in a run record
+(and in one line of text), the totals its progress can show, and what it can
+refuse before a run exists.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Type
+
+import apache_beam as beam
+from google.cloud import ndb
+
+from beam_jobs import entities
+from beam_jobs import target as target_lib
+from beam_jobs.export import after_state
+from beam_jobs.export import metadata
+from beam_jobs.export import reader
+from beam_jobs.io import datastore_read
+
+Models = Sequence[Type[ndb.Model]]
+
+
+def _kinds(models: Models) -> list[str]:
+    return [entities.kind_of(model) for model in models]
+
+
+class DatastoreSource:
+    """Every entity of each kind, read live in `shard_count` key ranges each."""
+
+    reads_export = False
+    label = 'Read Datastore'
+
+    def check(self, models: Models, namespace: Optional[str]) -> None:
+        """Nothing to refuse before the run: the Datastore has every kind."""
+
+    def entity_total(self, models: Models, namespace: Optional[str]) -> Optional[int]:
+        return None
+
+    def read(self, models: Models, target: target_lib.Target,
+             shard_count: int) -> beam.PTransform:
+        return datastore_read.ReadKinds(_kinds(models), target, shard_count)
+
+    def describe(self, target: target_lib.Target) -> dict:
+        return {'type': 'datastore', 'project': target.project,
+                'namespace': target.namespace}
+
+    def totals(self, models: Models,
+               target: target_lib.Target) -> dict[str, Optional[int]]:
+        return {kind: datastore_read.estimated_count(target, kind)
+                for kind in _kinds(models)}
+
+    def reads_text(self, kinds: str, where: str) -> str:
+        return f'kinds {kinds} from the Datastore of {where}'
+
+
+class ExportSource:
+    """A managed export, or a rehearsal's after state (its base export with
+    the writes applied), read in parallel from its files; keys are put in the
+    run's project and namespace."""
+
+    reads_export = True
+
+    def __init__(self, path: str):
+        self.path = path
+        self.after = after_state.read(path) if after_state.is_after_state(path) else None
+        self.label = 'Read after state' if self.after else 'Read export'
+        self.info = metadata.read_export_info(after_state.base_export(path))
+
+    def check(self, models: Models, namespace: Optional[str]) -> None:
+        """Refuse a kind the export does not hold (nor an after state put)."""
+        for kind in _kinds(models):
+            if not self.after or not after_state.holds(self.path, kind, namespace):
+                self.info.entity_set(kind, namespace)
+
+    def entity_total(self, models: Models, namespace: Optional[str]) -> int:
+        """About how many entities the run reads, as the metadata counts
+        them: a full export counts only its whole, so then that; a kind only
+        an after state holds, none."""
+        total = 0
+        for kind in _kinds(models):
+            if self.after and after_state.holds(self.path, kind, namespace):
+                try:
+                    self.info.entity_set(kind, namespace)
+                except ValueError:
+                    continue
+            count = self.info.entity_count(kind, namespace)
+            if count is None:
+                return sum(s.num_entities for s in self.info.entity_sets)
+            total += count
+        return total
+
+    def read(self, models: Models, target: target_lib.Target,
+             shard_count: int) -> beam.PTransform:
+        # Splits follow the files and their 32 KiB blocks, not shard_count.
+        return reader.ReadExport(self.path, list(models), project=target.project,
+                                 namespace=target.namespace)
+
+    def describe(self, target: target_lib.Target) -> dict:
+        counts = {}
+        for entity_set in self.info.entity_sets:
+            if entity_set.kind is not None and entity_set.namespace in (
+                    None, target.namespace or ''):
+                counts[entity_set.kind] = entity_set.num_entities
+        described = {'type': 'export', 'path': self.info.metadata_path,
+                     'timestamp': self.info.timestamp, 'entities': counts,
+                     'total_entities': sum(s.num_entities for s in self.info.entity_sets)}
+        if self.after:
+            # The counts are the export's; the after state's writes change them.
+            described.update(path=self.after.folder, after_state_of=self.after.base,
+                             writes=self.after.writes, export=self.info.metadata_path)
+        return described
+
+    def totals(self, models: Models,
+               target: target_lib.Target) -> dict[str, Optional[int]]:
+        if self.after:   # how many puts were new entities is not known
+            return {kind: None for kind in _kinds(models)}
+        return {kind: self.info.entity_count(kind, target.namespace)
+                for kind in _kinds(models)}
+
+    def reads_text(self, kinds: str, where: str) -> str:
+        what = 'the after state' if self.after else 'the export'
+        return f'{what} {self.path} (kinds {kinds})'
+
+
+def for_run(export: Optional[str] = None):
+    """The source a run reads: `export` (an export or after state) if given,
+    else the Datastore."""
+    return ExportSource(export) if export else DatastoreSource()
+
+
+def text(described: dict) -> str:
+    """Where a run read, in one line, from its record's `source`."""
+    if not described:
+        return '-'
+    if described.get('type') == 'export':
+        counts = ', '.join(f'{kind} {count}' for kind, count in
+                           sorted((described.get('entities') or {}).items()))
+        taken = described.get('timestamp') or '?'
+        return (f'export {described.get("path")} (taken {taken}'
+                f'{"; " + counts if counts else ""})')
+    namespace = described.get('namespace')
+    return (f'Datastore of project {described.get("project")}'
+            f'{", namespace " + namespace if namespace else ""}')

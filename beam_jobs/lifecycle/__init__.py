@@ -1,0 +1,11 @@
+"""A run's lifecycle: planned once, started, followed, canceled, ended.
+
+    planning.py           plan_run: every check and decision, before a record
+    gate.py               the production gate (code_version.py: what was rehearsed)
+    launcher.py           what surfaces ask: start, follow, current, cancel
+    backend.py            the runner backend interface, and the shared start
+    local.py, dataflow.py the two backends (dataflow_settings.py: checks, names)
+    ending.py             a run's end, once, with the job's hooks (hooks.py)
+    stops.py              what stops a run from outside: signals, a lost Datastore
+    run_logs.py           a run's log file, and an end its Datastore could not take
+"""

@@ -1,0 +1,166 @@
+"""A run planned once: every check, every decision, before a run exists.
+
+`plan_run` checks what can be refused (the job class, params, shard count,
+every flag, a Dataflow run's settings and credentials, the export and its
+kinds, the production gate) and decides what the run reads (a `Source`) and
+what becomes of its writes (a `WriteMode`). The plan carries both; the
+pipeline, the gate, the summary, the console's confirmation and the rehearsal
+read them and never decide again. Bad input is a ValueError (or a subclass:
+FlagError, DataflowError, ExportError, GateError; InvalidJobError is a
+TypeError) with one sentence saying what to fix, and leaves no record behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_jobs import emulator
+from beam_jobs import entities
+from beam_jobs import job_class as job_class_lib
+from beam_jobs import options as options_lib
+from beam_jobs import target as target_lib
+from beam_jobs.compile.transforms import DEFAULT_SHARD_COUNT
+from beam_jobs.io import sources
+from beam_jobs.io import write_modes
+from beam_jobs.lifecycle import dataflow_settings
+from beam_jobs.lifecycle import gate as gate_lib
+from beam_jobs.records import rehearsals as rehearsal_records
+from beam_jobs.records import runs
+
+# The legacy way to name a run's export: an entry of additional_job_params.
+EXPORT_PARAM = 'export'
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """A run that passed every check: what a backend needs, nothing to refuse."""
+
+    job: type
+    models: tuple
+    params: dict
+    shard_count: int
+    pipeline_options: PipelineOptions
+    # What it reads (io/sources.py) and what becomes of its writes
+    # (io/write_modes.py).
+    source: Any
+    write_mode: write_modes.WriteMode
+    namespace: Optional[str] = None
+    # What the production gate found (gate.py), kept in the record.
+    gate: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def job_name(self) -> str:
+        return job_class_lib.job_name(self.job)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [entities.kind_of(model) for model in self.models]
+
+    @property
+    def is_dataflow(self) -> bool:
+        return options_lib.is_dataflow(self.pipeline_options)
+
+    @property
+    def runner(self) -> str:
+        return options_lib.runner_name(self.pipeline_options)
+
+    @property
+    def flag_project(self) -> Optional[str]:
+        return self.pipeline_options.view_as(GoogleCloudOptions).project
+
+    def over(self, source) -> 'RunPlan':
+        """The same run over another source (a rehearsal's verify job, over
+        the after state its job has just written)."""
+        return dataclasses.replace(
+            self, source=source,
+            write_mode=write_modes.decide(reads_export=source.reads_export,
+                                          dry_run=bool(self.params.get('dry_run'))))
+
+
+def check_shard_count(shard_count: Optional[int]) -> int:
+    """The shard count to use; bad ones are refused before a run starts."""
+    if shard_count is None:
+        return DEFAULT_SHARD_COUNT
+    if isinstance(shard_count, bool) or not isinstance(shard_count, int) or shard_count < 1:
+        raise ValueError(f'shard_count must be a positive whole number, not '
+                         f'{shard_count!r}: it is how many key ranges each '
+                         'Datastore read is split into (default 8).')
+    return shard_count
+
+
+def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
+             shard_count: Optional[int] = None,
+             pipeline_args: Sequence[str] = (),
+             export: Optional[str] = None,
+             namespace: Optional[str] = None,
+             skip_rehearsal: Optional[gate_lib.Skip] = None,
+             after_state: Optional[str] = None,
+             own_flags: Sequence[str] = (),
+             command: str = 'beam-jobs run') -> RunPlan:
+    """Check a run before it exists, and decide what it reads and writes.
+
+    `own_flags` are the surface's own flags, offered first when a mistyped
+    one is refused; `after_state` (a rehearsal) sends the writes there.
+    """
+    models = job_class_lib.validate(job)
+    params = dict(params or {})
+    export = export or params.pop(EXPORT_PARAM, None)
+    job_class_lib.check_params(params)
+    shard_count = check_shard_count(shard_count)
+    pipeline_options = options_lib.pipeline_options(pipeline_args, own_flags, command)
+    if options_lib.is_dataflow(pipeline_options):
+        dataflow_settings.check(pipeline_options)
+    namespace = namespace or os.environ.get(target_lib.NAMESPACE_ENV) or None
+    source = sources.for_run(export)
+    source.check(models, namespace)
+    total = source.entity_total(models, namespace)
+    if total is not None:
+        options_lib.use_processes_for_export(pipeline_options, pipeline_args, total)
+    write_mode = write_modes.decide(reads_export=source.reads_export,
+                                    dry_run=bool(params.get('dry_run')),
+                                    after_state=after_state)
+    gate = gate_lib.check(
+        job, is_dataflow=options_lib.is_dataflow(pipeline_options),
+        changes_datastore=write_mode.changes_datastore, skip=skip_rehearsal,
+        rehearsals=lambda: rehearsal_records.RehearsalStore(
+            local_records_target(namespace)))
+    return RunPlan(job, tuple(models), params, shard_count, pipeline_options,
+                   source, write_mode, namespace, gate)
+
+
+def records_target(pipeline_options: PipelineOptions,
+                   namespace: Optional[str] = None) -> target_lib.Target:
+    """The Datastore where runs with these options keep their records.
+
+    A local run's: the emulator that DATASTORE_EMULATOR_HOST names, else the
+    project's own (started, or shared with other commands). A Dataflow run
+    never starts an emulator: its records live in the Datastore of its
+    project (or of the emulator DATASTORE_EMULATOR_HOST names, as in tests).
+    """
+    if options_lib.is_dataflow(pipeline_options):
+        project = pipeline_options.view_as(GoogleCloudOptions).project
+        return target_lib.Target.from_environment(project, namespace)
+    return local_records_target(namespace)
+
+
+def local_records_target(namespace: Optional[str] = None) -> target_lib.Target:
+    emulator.ensure_environment()
+    return target_lib.Target.from_environment(None, namespace)
+
+
+def record_store(plan: RunPlan) -> runs.RunStore:
+    """The run records of the planned run's Datastore."""
+    return runs.RunStore(records_target(plan.pipeline_options, plan.namespace))
+
+
+def configured_record_store(pipeline_args: Sequence[str] = (),
+                            namespace: Optional[str] = None) -> runs.RunStore:
+    """The run records that commands reading runs use: those of the
+    configured runner (`runner`, `project` settings) and these flags."""
+    return runs.RunStore(records_target(options_lib.pipeline_options(pipeline_args),
+                                        namespace))

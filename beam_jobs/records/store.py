@@ -1,0 +1,69 @@
+"""What every record store shares: one kind of entity in one Datastore target.
+
+A store saves, loads and lists plain records; it never calls a service or
+user code (the lifecycle does that).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Optional
+
+from google.cloud import datastore
+
+from beam_jobs import target as target_lib
+
+
+def now_msec() -> int:
+    return int(time.time() * 1000)
+
+
+def new_id(prefix: str) -> str:
+    """`PREFIX-MSEC-RANDOM`: unique, and sorted by time within a prefix."""
+    return f'{prefix}-{now_msec()}-{random.randint(0, 999_999):06d}'
+
+
+class EntityStore:
+    """Records of one kind (`KIND`) in one Datastore target."""
+
+    KIND = ''
+    # What a missing record is, and the command that lists the right ids.
+    NOUN = 'record'
+    LIST_COMMAND = ''
+
+    def __init__(self, target: target_lib.Target):
+        self.target = target
+        self._client = target_lib.client(target)
+
+    def _key(self, name: str) -> datastore.Key:
+        return self._client.key(self.KIND, name)
+
+    def _get_entity(self, name: str) -> datastore.Entity:
+        entity = self._client.get(self._key(name))
+        if entity is None:
+            raise self.missing(name)
+        return entity
+
+    def missing(self, name: str) -> LookupError:
+        """The error for a record that is not there (subclasses name theirs)."""
+        return LookupError(
+            f'No {self.NOUN} {name!r} in {self.target.describe()}'
+            + (f': check the id with `{self.LIST_COMMAND}`.' if self.LIST_COMMAND else '.'))
+
+    def _query(self, **filters):
+        query = self._client.query(kind=self.KIND)
+        for name, value in filters.items():
+            query.add_filter(filter=datastore.query.PropertyFilter(name, '=', value))
+        return query
+
+    def _newest(self, limit: Optional[int], time_field: str, **filters) -> list:
+        """Entities newest first. With a filter, sorted here (no composite
+        index needed); without, by the Datastore."""
+        query = self._query(**filters)
+        if filters:
+            found = sorted(query.fetch(), key=lambda e: e.get(time_field) or 0,
+                           reverse=True)
+            return found[:limit] if limit is not None else found
+        query.order = [f'-{time_field}']
+        return list(query.fetch(limit=limit))
