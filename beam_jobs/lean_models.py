@@ -205,6 +205,7 @@ class ModelBuilder:
     def __init__(self, model_class: Type[ndb.Model]):
         self._model_class = model_class
         self._class_name = model_class.__name__
+        self._kinds_ignoring_unknown: dict = {}
         self._always_slow = issubclass(model_class, ndb.Expando)
         # Stored property name -> (name in _values, repeated, whether a
         # stored meaning matters, class of key values, only a null is ours)
@@ -259,7 +260,7 @@ class ModelBuilder:
         same_kind = True
         if entity_pb.HasField('key'):
             key = key_from_pb(entity_pb.key)
-            same_kind = key.kind == self._class_name
+            same_kind = self._unknown_names_ignored(key.kind)
             ndb_compat.set_key(entity, key)
         handlers = self._handlers
         values = ndb_compat.values_of(entity)
@@ -315,7 +316,7 @@ class ModelBuilder:
         same_kind = True
         if key is not None:
             client_key = _client_key(key.path_elements, key.project, key.namespace)
-            same_kind = client_key.kind == self._class_name
+            same_kind = self._unknown_names_ignored(client_key.kind)
             ndb_compat.set_key(model, client_key)
         meanings = getattr(entity, 'meanings', None) or {}
         handlers = self._handlers
@@ -349,6 +350,18 @@ class ModelBuilder:
                     value = [value]
             values[stored_name] = value
         return model
+
+    def _unknown_names_ignored(self, kind: str) -> bool:
+        """Whether ndb's read ignores a stored name the model lacks, for an
+        entity of `kind`: when `kind` is the class's name, or names this very
+        class (a model whose `_get_kind()` renames its kind). Otherwise (a
+        PolyModel's subclass) ndb looks the name up elsewhere: its own path."""
+        ignored = self._kinds_ignoring_unknown.get(kind)
+        if ignored is None:
+            ignored = self._kinds_ignoring_unknown[kind] = (
+                kind == self._class_name
+                or ndb_compat.model_for_kind(kind) is self._model_class)
+        return ignored
 
     def _handler(self, name: str):
         """What ndb's read does with stored property `name` (model.py,

@@ -20,7 +20,9 @@ Why each is used rather than ndb's public way:
   cost more than a job's own `map`, so the map step sets them directly.
 - **`Model._get_kind()`**, the kind a model class is stored as (ndb's own
   documented way to rename a kind; underscored only to stay out of the
-  property namespace).
+  property namespace), and `Model._lookup_model(kind)`, the class ndb reads a
+  kind as (the lean builder decides as ndb does whether a stored name the
+  model lacks is ignored).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ compat.require('google-cloud-ndb', WRITTEN_FOR, __name__, [
     ('model._BaseValue', lambda: ndb_model._BaseValue('v').b_val == 'v'),  # pylint: disable=protected-access
     ('Model._values', lambda: isinstance(ndb.Model()._values, dict)),  # pylint: disable=protected-access
     ('Model._get_kind', lambda: ndb.Model._get_kind() == 'Model'),  # pylint: disable=protected-access
+    ('Model._lookup_model', lambda: callable(ndb.Model._lookup_model)),  # pylint: disable=protected-access
     ('Model._code_name_from_stored_name',
      lambda: ndb.Model._code_name_from_stored_name('x') == 'x'),  # pylint: disable=protected-access
     ('Model._pre_put_hook, Model._prepare_for_put',
@@ -83,6 +86,14 @@ _PLAIN_FROM_DATASTORE = (ndb.Property._from_datastore,  # pylint: disable=protec
 def kind_of(model_class: Type[ndb.Model]) -> str:
     """The kind `model_class` is stored as."""
     return model_class._get_kind()  # pylint: disable=protected-access
+
+
+def model_for_kind(kind: str) -> Optional[Type[ndb.Model]]:
+    """The model class ndb reads entities of `kind` as (None if none)."""
+    try:
+        return ndb.Model._lookup_model(kind)  # pylint: disable=protected-access
+    except ndb.KindError:
+        return None
 
 
 def values_of(model: ndb.Model) -> dict:
