@@ -38,6 +38,26 @@ class CollapseLinesFn(beam.CombineFn):
         return accumulator.report()
 
 
+class _WriteReportFn(beam.DoFn):
+    """The one stored report → its pieces, put by the Datastore client in
+    commits of bounded size (a report is a few pieces: no sink needed)."""
+
+    def __init__(self, run_id: str, target: target_lib.Target):
+        super().__init__()
+        self._run_id = run_id
+        self._target = target
+        self._put = datastore_write.PutInBatchesFn(target)
+
+    def setup(self):
+        self._put.setup()
+
+    def process(self, stored):
+        self._put.start_bundle()
+        for entity in stored_output.to_entities(stored, self._run_id, self._target):
+            self._put.process(entity)
+        self._put.finish_bundle()
+
+
 class StoreOutput(beam.PTransform):
     """Collapse, cap and write a run's `(order, line)` pairs to the Datastore."""
 
@@ -50,7 +70,7 @@ class StoreOutput(beam.PTransform):
         return (
             lines
             | 'Collapse' >> beam.CombineGlobally(CollapseLinesFn())
-            | 'To entities' >> beam.FlatMap(stored_output.to_entities,
-                                            self._run_id, self._target)
-            | 'Write output' >> datastore_write.write_entities(self._target.project)
+            # Declared, not inferred (see datastore_write.write_entities).
+            | 'Write output' >> beam.ParDo(
+                _WriteReportFn(self._run_id, self._target)).with_output_types(None)
         )

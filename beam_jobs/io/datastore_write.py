@@ -2,11 +2,11 @@
 
 In production: Beam's `WriteToDatastore` and `DeleteFromDatastore` (batched,
 retried, throttled while the service ramps up). On the emulator, puts go in
-batches bounded by bytes: its gRPC server takes messages of at most 4 MiB,
-and Beam's sink batches up to 9 MB (the real service takes 10 MiB), so a
-migration of large entities failed there. The batches come from Beam's own
-`BatchElements`, sized by each entity's encoded bytes, and each batch is one
-commit of the Datastore client.
+batches bounded by bytes (`PutInBatchesFn`): its gRPC server takes messages of
+at most 4 MiB, and Beam's sink batches up to 9 MB (the real service takes 10
+MiB), so a migration of large entities failed there. Each batch is one commit
+of the Datastore client, through Beam's public DoFn API: nothing of Beam's
+sink's internals is replaced.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 import apache_beam as beam
 from apache_beam.io.gcp.datastore.v1new import datastoreio
 from google.api_core import exceptions as api_exceptions
+from google.cloud import datastore
 from google.cloud.datastore import helpers
 from google.cloud.datastore_v1.types import entity as entity_types
 
@@ -31,25 +32,59 @@ _RETRIED = (api_exceptions.Aborted, api_exceptions.ServiceUnavailable,
 ATTEMPTS = 5
 
 
-def _weight(client_entity) -> int:
-    pb = helpers.entity_to_protobuf(client_entity)
-    return max(MIN_ENTITY_WEIGHT, entity_types.Entity.pb(pb).ByteSize())
+def _encoded_size(client_entity) -> int:
+    return entity_types.Entity.pb(helpers.entity_to_protobuf(client_entity)).ByteSize()
 
 
-class _CommitBatchFn(beam.DoFn):
-    """One batch of client entities → one commit, retried a few times."""
+class PutInBatchesFn(beam.DoFn):
+    """Client entities (or Beam entities) → commits of the Datastore client,
+    each under EMULATOR_MAX_BATCH_BYTES and 500 entities, retried a few
+    times on errors worth retrying. Puts are idempotent (complete keys), so a
+    bundle the runner retries writes the same again. `delete(key)` deletes
+    in the same commits."""
 
-    def __init__(self, target: target_lib.Target):
+    def __init__(self, target: target_lib.Target,
+                 max_bytes: int = EMULATOR_MAX_BATCH_BYTES):
         super().__init__()
         self._target = target
+        self._max_bytes = max_bytes
 
     def setup(self):
         self._client = target_lib.client(self._target)
 
-    def process(self, batch):
+    def start_bundle(self):
+        self._batch, self._deletes, self._bytes = [], [], 0
+
+    def process(self, entity):
+        if not isinstance(entity, datastore.Entity):
+            entity = entity.to_client_entity()     # a Beam entity
+        self._add(entity, max(MIN_ENTITY_WEIGHT, _encoded_size(entity)))
+
+    def delete(self, key) -> None:
+        if not isinstance(key, datastore.Key):
+            key = key.to_client_key()               # a Beam key
+        self._add(key, MIN_ENTITY_WEIGHT)
+
+    def _add(self, item, size: int) -> None:
+        if (self._batch or self._deletes) and self._bytes + size > self._max_bytes:
+            self._commit()
+        (self._deletes if isinstance(item, datastore.Key) else self._batch).append(item)
+        self._bytes += size
+
+    def finish_bundle(self):
+        if self._batch or self._deletes:
+            self._commit()
+
+    def _commit(self):
+        puts, deletes = self._batch, self._deletes
+        self._batch, self._deletes, self._bytes = [], [], 0
         for attempt in range(ATTEMPTS):
             try:
-                self._client.put_multi(batch)
+                with self._client.batch() as batch:
+                    for entity in puts:
+                        batch.put(entity)
+                    for key in deletes:
+                        batch.delete(key)
                 return
             except _RETRIED:
                 if attempt == ATTEMPTS - 1:
@@ -57,32 +92,13 @@ class _CommitBatchFn(beam.DoFn):
                 time.sleep(0.2 * 2 ** attempt)
 
 
-class _WriteToEmulator(beam.PTransform):
-    """Beam entities → the emulator, in commits of at most
-    EMULATOR_MAX_BATCH_BYTES."""
-
-    def __init__(self, project: str):
-        super().__init__()
-        self._target = target_lib.Target(project)
-
-    def expand(self, entities):
-        return (
-            entities
-            | 'To client entities' >> beam.Map(lambda entity: entity.to_client_entity())
-            # Equal bounds: a fixed batch size (in bytes), not one Beam tunes.
-            | 'Batch by bytes' >> beam.BatchElements(
-                min_batch_size=EMULATOR_MAX_BATCH_BYTES,
-                max_batch_size=EMULATOR_MAX_BATCH_BYTES,
-                element_size_fn=_weight, record_metrics=False)
-            | 'Commit' >> beam.ParDo(_CommitBatchFn(self._target))
-        )
-
-
 def write_entities(project: str) -> beam.PTransform:
     """Beam entities (keys complete, any namespace) → the Datastore of
     `project`, sized for where it writes (see the module docstring)."""
     if target_lib.is_emulator():
-        return _WriteToEmulator(project)
+        # Declared, not inferred: Beam's inference of a DoFn's output type
+        # reads its bytecode, and cost more than a small run's reading.
+        return beam.ParDo(PutInBatchesFn(target_lib.Target(project))).with_output_types(None)
     return datastoreio.WriteToDatastore(project)
 
 
@@ -92,14 +108,29 @@ def delete_keys(project: str) -> beam.PTransform:
         project, throttle_rampup=not target_lib.is_emulator())
 
 
+class _ApplyToEmulatorFn(PutInBatchesFn):
+    """`(op, kind, entity or key)` → puts and deletes, in bounded commits."""
+
+    def process(self, write):
+        op, _, item = write
+        if op == 'put':
+            super().process(item)
+        else:
+            self.delete(item)
+
+
 class ApplyWrites(beam.PTransform):
-    """A job's writes (`(op, kind, entity or key)`) → the Datastore's sinks."""
+    """A job's writes (`(op, kind, entity or key)`) → the Datastore: Beam's
+    sinks in production, bounded commits of the client on the emulator."""
 
     def __init__(self, project: str):
         super().__init__()
         self._project = project
 
     def expand(self, writes):
+        if target_lib.is_emulator():
+            return writes | 'Apply' >> beam.ParDo(
+                _ApplyToEmulatorFn(target_lib.Target(self._project))).with_output_types(None)
         puts = writes | 'Puts' >> beam.FlatMap(
             lambda write: [write[2]] if write[0] == 'put' else [])
         deletes = writes | 'Deletes' >> beam.FlatMap(
