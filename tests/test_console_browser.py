@@ -279,3 +279,49 @@ def test_a_token_is_asked_once(browser, datastore_target):
             assert page.goto(url + '/').status == 200
         finally:
             opened.close()
+
+
+def test_a_dataflow_run_watched_on_its_page(page, console_url, datastore_target, store,
+                                             monkeypatch):
+    """The page of a Dataflow run follows it as a local run's does: progress
+    against the export's count, attempted counters, stages; and when the job
+    fails, why (the stand-in plays the service's answers)."""
+    import uuid as uuid_lib
+
+    from tests import dataflow_stub
+    from tests import test_dataflow_watch as watch_tests
+    expect = _expect()
+    monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '0')
+    stub = dataflow_stub.DataflowStub().start()
+    try:
+        run_id = store.create('InteractionAuditOneOffJob').run_id
+        store.transition(run_id, runs.QUEUED, runner='DataflowRunner',
+                         shard_count=8, source={'type': 'export', 'path': 'gs://prod/exports/x',
+                                                'timestamp': '2026-11-30T10:47:47_109',
+                                                'entities': {'ExplorationModel': 12}})
+        store.transition(run_id, runs.STARTED)
+        job_id = f'2026-12-02_01_00_00-{uuid_lib.uuid4().int % 10**12}'
+        stub.jobs[job_id] = {'id': job_id, 'currentState': 'JOB_STATE_RUNNING',
+                             'startTime': '2026-01-01T09:50:00Z'}
+        store.update(run_id, dataflow_job_id=job_id, dataflow_region='europe-west1',
+                     dataflow_project=testing.TEST_PROJECT, dataflow_endpoint=stub.endpoint,
+                     console_url=f'https://console.cloud.google.com/dataflow/jobs/'
+                                 f'europe-west1/{job_id}?project={testing.TEST_PROJECT}',
+                     progress={'read': {'ExplorationModel': 0},
+                               'total': {'ExplorationModel': 12}, 'updated_msec': 0})
+        running = dataflow_stub.Snapshot(
+            'JOB_STATE_RUNNING', watch_tests._running(9, 9),   # pylint: disable=protected-access
+            stages=[dataflow_stub.stage('F1', 'succeeded'), dataflow_stub.stage('F2', 'running')])
+        stub.play(job_id, [running] * 4 + watch_tests.FAILING[1:])
+        page.goto(f'{console_url}/runs/{run_id}')
+        expect(page.locator('#progress-body')).to_contain_text('9 / 12 (75.0%)', timeout=LONG)
+        expect(page.locator('#stages')).to_contain_text('F1 succeeded, F2 running')
+        expect(page.locator('#counters-attempted')).to_be_visible()
+        _screenshot(page, 'run-dataflow')
+        expect(page.locator('#cause')).to_contain_text('ExplorationModel/exp-000007',
+                                                       timeout=LONG)
+        expect(page.locator('.run-status')).to_contain_text('Failed')
+        expect(page.locator('#cause')).not_to_contain_text('Traceback')
+        _screenshot(page, 'run-dataflow-failed')
+    finally:
+        stub.stop()

@@ -37,8 +37,10 @@ JOB = exp_jobs_one_off.InteractionAuditOneOffJob
 
 @pytest.fixture(autouse=True)
 def _gate_off(monkeypatch):
-    """These tests are about submission; the production gate has its own."""
+    """These tests are about submission; the production gate has its own.
+    Each follow asks the service (the politeness test sets the interval)."""
     monkeypatch.setenv('BEAM_JOBS_REQUIRE_REHEARSAL', 'false')
+    monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '0')
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import registry as registry_lib
 from beam_jobs.cli import common
+from beam_jobs.cli import watch
 from beam_jobs.cli.progress_bar import TerminalBar
 from beam_jobs.io import sources
 from beam_jobs.lifecycle import ending
@@ -42,6 +43,9 @@ def add_parsers(commands, parent) -> None:
     run.add_argument('--preview', type=int, default=None, metavar='CHARS',
                      help='print at most CHARS of each output line (the '
                      'stored output stays whole: see `beam-jobs output`)')
+    run.add_argument('--wait', action='store_true',
+                     help='for a Dataflow run: follow it to its end and report '
+                     'it as a local run is reported, with the same exit codes')
     run.add_argument('--verbose', action='store_true',
                      help='show Beam\'s log and a failure\'s traceback here, '
                      'not only in the run\'s log file')
@@ -62,11 +66,18 @@ def add_parsers(commands, parent) -> None:
     recent.add_argument('--limit', type=int, default=20)
     recent.add_argument('--job', help='only runs of this job')
     recent.set_defaults(handler=cmd_runs)
-    for name, text, handler in (('status', 'one run\'s record', cmd_status),
-                                ('output', 'one run\'s output lines', cmd_output)):
-        command = commands.add_parser(name, parents=[parent], help=text)
-        command.add_argument('run_id')
-        command.set_defaults(handler=handler)
+    status = commands.add_parser('status', parents=[parent], help='one run\'s record')
+    status.add_argument('run_id')
+    status.add_argument('--watch', action='store_true',
+                        help='follow the run to its end, showing its progress '
+                        '(exit code as `run`: 0, 3 items failed or error lines, 1 failed)')
+    status.add_argument('--every', type=float, default=None, metavar='SECS',
+                        help='with --watch: seconds between looks (default: the '
+                        '`follow_interval` setting, 10)')
+    status.set_defaults(handler=cmd_status)
+    output = commands.add_parser('output', parents=[parent], help='one run\'s output lines')
+    output.add_argument('run_id')
+    output.set_defaults(handler=cmd_output)
     cancel = commands.add_parser('cancel', parents=[parent], help='stop a run')
     cancel.add_argument('run_id')
     cancel.add_argument('--user', default=None, help='who cancels (recorded)')
@@ -147,12 +158,21 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
     if record.dataflow_job_id and not record.is_terminal:
         print(f'Submitted to Dataflow as job {record.dataflow_job_id}\n'
               f'  console: {record.console_url}\n'
-              f'  follow:  beam-jobs status {run_id}   (output: beam-jobs '
-              f'output {run_id}; stop: beam-jobs cancel {run_id})')
-        return common.EXIT_OK
+              f'  follow:  beam-jobs status {run_id} --watch   (output: beam-jobs '
+              f'output {run_id}; stop: beam-jobs cancel {run_id})', flush=True)
+        if not args.wait:
+            return common.EXIT_OK
+        record = watch.follow_to_end(store, record)
+    return _report_end(store, record, args.preview, args.verbose)
+
+
+def _report_end(store: runs.RunStore, record: runs.RunRecord,
+                preview: Optional[int] = None, verbose: bool = False) -> int:
+    """How a run that ended is reported, wherever it ran: its output, its
+    counters, what must not be missed, a summary; and its exit code."""
     if record.status == runs.COMPLETED:   # a run that failed stored no output
-        for line in store.output(run_id):
-            print(_preview(line, args.preview, run_id))
+        for line in store.output(record.run_id):
+            print(_preview(line, preview, record.run_id))
     for name, value in record.counters.items():
         print(f'  counter {name} = {value}')
     for banner in common.failure_banners(record):
@@ -161,9 +181,12 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
         print(f'!!! A lifecycle hook raised: {hook_error}', file=sys.stderr)
     print(f'Summary: {common.summary(record)}')
     if record.status != runs.COMPLETED:
-        print(f'Log: {run_logs.log_path(run_id)}' + ('' if args.verbose else
-                                    ' (Beam\'s traceback; --verbose shows it here)'),
-              file=sys.stderr)
+        if record.dataflow_job_id:
+            print(f'Console: {record.console_url}', file=sys.stderr)
+        else:
+            print(f'Log: {run_logs.log_path(record.run_id)}' + (
+                '' if verbose else ' (Beam\'s traceback; --verbose shows it here)'),
+                file=sys.stderr)
     return common.exit_code(record)
 
 
@@ -185,7 +208,19 @@ def cmd_runs(args) -> int:
 
 
 def cmd_status(args) -> int:
-    record = launcher.current(common.store(args), args.run_id)
+    store = common.store(args)
+    record = launcher.current(store, args.run_id)
+    if args.watch and not record.is_terminal:
+        record = watch.follow_to_end(store, record, every=args.every)
+    elif args.every is not None:
+        raise common.UsageError('--every goes with --watch.')
+    _print_status(record)
+    if args.watch:
+        return common.exit_code(record)
+    return common.EXIT_OK
+
+
+def _print_status(record: runs.RunRecord) -> None:
     fields = [
         ('run', record.run_id), ('job', record.job_name),
         ('status', record.status), ('runner', record.runner or '-'),
@@ -203,18 +238,24 @@ def cmd_status(args) -> int:
                 ('gate', ', '.join(f'{k}: {v}' for k, v in record.gate.items())),
                 ('dataflow job', record.dataflow_job_id),
                 ('console', record.console_url),
+                ('progress', watch.progress_line(record)),
+                ('stages', watch.stages_line(record)),
+                ('usage', watch.usage_line(record)),
                 ('canceled by', record.canceled_by),
-                ('error', record.error), ('log', record.log_file)]
+                ('error', record.error), ('log', None if record.dataflow_job_id
+                                          else record.log_file),
+                ('dataflow api', record.follow_error)]
     fields += [(name, value) for name, value in optional if value]
+    fields += [('cause', watch.failure_line(failure)) for failure in record.failure_messages]
     fields += [('hook error', error) for error in record.hook_errors]
     for name, value in fields:
         print(f'{name:>13}: {value}')
+    attempted = ' (attempted: the job is still running)' if record.counters_attempted else ''
     for name, value in record.counters.items():
-        print(f'{"counter":>13}: {name} = {value}')
+        print(f'{"counter":>13}: {name} = {value}{attempted}')
     if record.is_terminal:
         for banner in common.failure_banners(record):
             print(banner, file=sys.stderr)
-    return common.EXIT_OK
 
 
 def cmd_output(args) -> int:

@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from beam_jobs import output_format
 from beam_jobs import readable
 from beam_jobs.io import sources
+from beam_jobs.lifecycle import dataflow_watch
 from beam_jobs.records import rehearsals as rehearsal_record
 from beam_jobs.records import runs
 
@@ -102,6 +103,9 @@ def run_view(record: runs.RunRecord) -> dict[str, Any]:
         duration_text=readable.duration(record.seconds),
         source_text=sources.text(record.source),
         progress_view=progress_view(record.progress) if not record.is_terminal else None,
+        stages_text=dataflow_watch.stages_text(record.stages),
+        usage_text=dataflow_watch.usage_text(record.usage),
+        failure_texts=[dataflow_watch.failure_text(f) for f in record.failure_messages],
         url=f'/runs/{record.run_id}',
     )
     return view

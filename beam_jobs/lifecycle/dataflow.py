@@ -1,32 +1,37 @@
-"""The Dataflow backend: submit, follow, cancel.
+"""The Dataflow backend: submit, follow (watch), cancel.
 
 The same pipeline a local run builds is submitted to Dataflow and left
 running there; the run record keeps the job's id, project, region and the
-endpoint it went to. Whoever follows the run later (`beam-jobs status`, the
-console, `Job.get_status_code`, through launcher.py) brings its record up to
-date from the Dataflow API, and `beam-jobs cancel` asks the same service to
-cancel the job. The pipeline writes its own output to the Datastore, as local
-runs do, so a finished job's output is already where `beam-jobs output`
-looks.
+endpoint it went to, and the totals its progress is measured against. Whoever
+follows the run later (`beam-jobs status`, the console, `get_status_code`,
+through launcher.py) brings its record up to date from the Dataflow API:
+state, counters (attempted while it runs), progress and stages; once it ends,
+its committed counters, its cost and size, and for a failed job the cause
+(dataflow_watch.py). Following is polite: at most one refresh per run every
+`follow_interval` seconds (default 10), whoever asks, each bounded by a few
+seconds; an API error is kept in the record beside its last good figures.
+
+The pipeline writes its own output to the Datastore, as local runs do, so a
+finished job's output is already where `beam-jobs output` looks.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import time
 from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
-from google.api_core import client_options as client_options_lib
 from google.api_core import exceptions as api_exceptions
-from google.auth import credentials as auth_credentials
 
-from beam_jobs import failures
+from beam_jobs import config
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import progress
 from beam_jobs.lifecycle import backend as backend_lib
+from beam_jobs.lifecycle import dataflow_api
+from beam_jobs.lifecycle import dataflow_watch
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle.dataflow_settings import (  # noqa: F401  (the backend's words)
     CONSOLE_URL, NO_CREDENTIALS, DataflowError, check, name_job, reason_of)
@@ -34,12 +39,15 @@ from beam_jobs.records import runs
 
 RUNNER = 'DataflowRunner'
 API_TIMEOUT_SECS = 30.0
+# How often any reader may ask Dataflow about one run (the `follow_interval`
+# setting), and how long one refresh may take in all.
+FOLLOW_EVERY_SECS = 10.0
+FOLLOW_BUDGET_SECS = 6.0
 # Dataflow's final states and what they mean for a run; every other state
 # (pending, queued, running, cancelling, ...) leaves the run `started`.
 _ENDS = {
     'JOB_STATE_DONE': (runs.COMPLETED, None),
-    'JOB_STATE_FAILED': (runs.FAILED, 'The Dataflow job failed: its logs are '
-                         'in the console ({url}); fix the cause and rerun.'),
+    'JOB_STATE_FAILED': (runs.FAILED, None),   # the cause: dataflow_watch.failures
     'JOB_STATE_CANCELLED': (runs.CANCELED, 'The Dataflow job was cancelled '
                             'outside beam-jobs (console: {url}).'),
     'JOB_STATE_DRAINED': (runs.CANCELED, 'The Dataflow job was drained: it '
@@ -47,11 +55,16 @@ _ENDS = {
     'JOB_STATE_UPDATED': (runs.CANCELED, 'The Dataflow job was replaced by '
                           'another job (console: {url}).'),
 }
+_SERVICE_ERRORS = (api_exceptions.GoogleAPICallError, api_exceptions.RetryError)
 _LOG = logging.getLogger(__name__)
 
 
+def follow_every_secs() -> float:
+    return float(config.get('follow_interval', FOLLOW_EVERY_SECS))
+
+
 def submit(pipeline: beam.Pipeline, pipeline_options: PipelineOptions,
-           store: runs.RunStore, run_id: str) -> runs.RunRecord:
+           store: runs.RunStore, run_id: str, totals: dict) -> runs.RunRecord:
     """Stage and submit the pipeline; record the job and return, not wait."""
     cloud = pipeline_options.view_as(GoogleCloudOptions)
     try:
@@ -72,83 +85,127 @@ def submit(pipeline: beam.Pipeline, pipeline_options: PipelineOptions,
         dataflow_region=cloud.region,
         dataflow_endpoint=cloud.dataflow_endpoint,
         console_url=CONSOLE_URL.format(region=cloud.region, job_id=job_id,
-                                       project=cloud.project))
+                                       project=cloud.project),
+        progress={'read': {kind: 0 for kind in totals}, 'total': totals,
+                  'updated_msec': runs.now_msec()})
     if record.status == runs.CANCELED:
         # Canceled while it was being submitted: the job must not run on.
-        _request_cancel(record)
+        dataflow_api.cancel(record, API_TIMEOUT_SECS)
     return record
-
-
-def _jobs_client(endpoint: Optional[str]):
-    """A Dataflow jobs client for the endpoint the run was submitted to.
-
-    As Beam does: a plain-http (local) endpoint is spoken to over REST, and
-    (being a stand-in) without credentials; Google's own over gRPC with the
-    default credentials.
-    """
-    from google.cloud import dataflow_v1beta3 as dataflow_api  # heavy: only when used
-    endpoint = (endpoint or '').strip().rstrip('/')
-    credentials, transport, client_options = None, None, None
-    if endpoint.startswith('http://'):
-        credentials = auth_credentials.AnonymousCredentials()
-        transport = 'rest'
-    else:
-        endpoint = re.sub('^https?://', '', endpoint)
-    if endpoint:
-        client_options = client_options_lib.ClientOptions(api_endpoint=endpoint)
-    return dataflow_api.JobsV1Beta3Client(
-        credentials=credentials, client_options=client_options,
-        transport=transport)
-
-
-def _request_cancel(record: runs.RunRecord) -> None:
-    from google.cloud import dataflow_v1beta3 as dataflow_api
-    _jobs_client(record.dataflow_endpoint).update_job(
-        request=dataflow_api.UpdateJobRequest(
-            project_id=record.dataflow_project,
-            location=record.dataflow_region, job_id=record.dataflow_job_id,
-            job=dataflow_api.Job(
-                requested_state=dataflow_api.JobState.JOB_STATE_CANCELLED)),
-        timeout=API_TIMEOUT_SECS)
 
 
 def job_state(record: runs.RunRecord) -> str:
     """The job's current state on Dataflow, e.g. 'JOB_STATE_RUNNING'."""
-    from google.cloud import dataflow_v1beta3 as dataflow_api
-    job = _jobs_client(record.dataflow_endpoint).get_job(
-        request=dataflow_api.GetJobRequest(
-            project_id=record.dataflow_project,
-            location=record.dataflow_region, job_id=record.dataflow_job_id),
-        timeout=API_TIMEOUT_SECS)
-    return dataflow_api.JobState(job.current_state).name
+    return dataflow_api.job(record, API_TIMEOUT_SECS).state
 
 
-def refresh(store: runs.RunStore, record: runs.RunRecord) -> runs.RunRecord:
-    """Bring a started Dataflow run's record up to date with its job."""
+class _Budget:
+    """What is left of one refresh's time, for each call's timeout."""
+
+    def __init__(self, seconds: float):
+        self._deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise api_exceptions.DeadlineExceeded(
+                f'Dataflow took longer than {FOLLOW_BUDGET_SECS:g} s to answer')
+        return left
+
+
+def refresh(store: runs.RunStore, record: runs.RunRecord,
+            force: bool = False) -> runs.RunRecord:
+    """Bring a started Dataflow run's record up to date with its job (at most
+    one refresh per `follow_interval`, whoever asks, unless `force`)."""
     if not record.dataflow_job_id:
         # Nothing remote to ask yet: a submission whose process died before
         # it recorded the job id is an orphan like a local run.
         return backend_lib.end_if_orphaned(store, record)
     if record.status != runs.STARTED:
         return record
+    every_msec = 0 if force else int(follow_every_secs() * 1000)
+    if record.followed_msec and runs.now_msec() - record.followed_msec < every_msec:
+        return record       # asked recently: by this reader or another
+    claimed = store.claim_follow(record.run_id, every_msec)
+    if claimed is None:
+        return store.get(record.run_id)     # someone refreshed it just now
+    budget = _Budget(FOLLOW_BUDGET_SECS)
     try:
-        state = job_state(record)
-    except api_exceptions.GoogleAPICallError as error:
-        _LOG.warning('Could not read the state of Dataflow job %s (%s); '
-                     'showing run %s as last recorded.', record.dataflow_job_id,
-                     reason_of(error), record.run_id)
-        return record
-    if state not in _ENDS:
-        return record
-    status, error = _ENDS[state]
-    fields = {'error': error.format(url=record.console_url)} if error else {}
+        job = dataflow_api.job(claimed, budget.left())
+        metrics = dataflow_api.metrics(claimed, budget.left())
+        stages = _stages(claimed, budget)
+        ended = job.state in _ENDS
+        fields = _watched(claimed, metrics, stages, committed=ended)
+        if ended:
+            fields.update(_ended(store, claimed, job, metrics, budget))
+    except _SERVICE_ERRORS as error:
+        text = reason_of(error) if isinstance(error, api_exceptions.GoogleAPICallError) \
+            else str(error)
+        _LOG.warning('Could not follow Dataflow job %s (%s); showing run %s as '
+                     'last recorded.', record.dataflow_job_id, text, record.run_id)
+        return store.update(record.run_id, follow_error=(
+            f'Dataflow did not answer ({text}) at '
+            f'{time.strftime("%H:%M:%S")}: these figures are the last it gave.'))
+    if not ended:
+        return store.update(record.run_id, **fields)
+    status = _ENDS[job.state][0]
+    return ending.end_unless_ended(store, record.run_id, status, **fields)
+
+
+def _stages(record: runs.RunRecord, budget: _Budget) -> Optional[list]:
+    """Stage states, where the service gives them (None where it does not)."""
+    try:
+        return dataflow_api.stages(record, budget.left())
+    except (api_exceptions.NotFound, api_exceptions.MethodNotImplemented,
+            api_exceptions.InvalidArgument):
+        return None
+
+
+def _kinds(record: runs.RunRecord) -> list[str]:
+    return list((record.progress or {}).get('total') or {})
+
+
+def _watched(record: runs.RunRecord, metrics: list, stages: Optional[list],
+             committed: bool) -> dict:
+    counted = dataflow_watch.counters(metrics, record.job_name, _kinds(record),
+                                      committed=committed)
+    totals = (record.progress or {}).get('total') or {}
+    fields = {'counters': counted, 'counters_attempted': not committed,
+              'progress': dataflow_watch.progress(counted, totals),
+              'follow_error': None}
+    if stages is not None:
+        fields['stages'] = stages
+    return fields
+
+
+def _ended(store: runs.RunStore, record: runs.RunRecord, job: dataflow_api.Job,
+           metrics: list, budget: _Budget) -> dict:
+    """What a run's end adds: cost and size, its output's counts, the cause."""
+    status, template = _ENDS[job.state]
+    fields: dict = {}
+    try:
+        workers = dataflow_watch.most_workers(dataflow_api.messages(
+            record, 'JOB_MESSAGE_BASIC', budget.left()))
+    except _SERVICE_ERRORS:
+        workers = None
+    elapsed = ((job.state_msec - job.start_msec) / 1000
+               if job.state_msec and job.start_msec else None)
+    fields['usage'] = {'workers': workers, 'elapsed_seconds': elapsed,
+                       'vcpu_seconds': dataflow_watch.vcpu_seconds(metrics)}
+    if template:
+        fields['error'] = template.format(url=record.console_url)
+    if status == runs.FAILED:
+        trimmed = dataflow_watch.failures(dataflow_api.messages(
+            record, 'JOB_MESSAGE_ERROR', budget.left()))
+        fields['failure_messages'] = trimmed
+        fields['error'] = dataflow_watch.failure_sentence(trimmed, record.console_url)
     if status == runs.COMPLETED:
         try:
             counts = store.output_counts(record.run_id)
         except RuntimeError:   # still being stored: leave the counts unset
             counts = None
         fields.update(counts.as_record_fields() if counts else {})
-    return ending.end_unless_ended(store, record.run_id, status, **fields)
+    return fields
 
 
 def cancel(store: runs.RunStore, record: runs.RunRecord, reason: str,
@@ -160,9 +217,9 @@ def cancel(store: runs.RunStore, record: runs.RunRecord, reason: str,
     """
     if record.dataflow_job_id:
         try:
-            _request_cancel(record)
+            dataflow_api.cancel(record, API_TIMEOUT_SECS)
         except api_exceptions.GoogleAPICallError as error:
-            current = refresh(store, record)
+            current = refresh(store, record, force=True)
             if current.is_terminal:  # it ended on its own meanwhile
                 return current
             raise DataflowError(
@@ -183,8 +240,10 @@ class DataflowBackend(backend_lib.Backend):
     def launch(self, plan, store: runs.RunStore, run_id: str,
                pipeline: beam.Pipeline, listeners: Sequence[progress.Listener],
                stop_requested: list) -> runs.RunRecord:
-        # Submitted and left running: followers of the record take it from here.
-        return submit(pipeline, plan.pipeline_options, store, run_id)
+        # Submitted and left running: followers of the record take it from
+        # here, measuring its progress against what the source says it holds.
+        totals = plan.source.totals(plan.models, store.target)
+        return submit(pipeline, plan.pipeline_options, store, run_id, totals)
 
     def follow(self, store: runs.RunStore, record: runs.RunRecord) -> runs.RunRecord:
         return refresh(store, record)

@@ -19,6 +19,7 @@ import os
 import socket
 from typing import Any, Callable, Optional
 
+from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore as ds
 
 from beam_jobs import options
@@ -37,11 +38,12 @@ ALLOWED = {
 }
 RECORD_KIND = 'BeamJobRun'
 # Structured fields, stored as JSON text.
-_JSON_FIELDS = ('params', 'counters', 'source', 'hook_errors', 'progress', 'gate')
+_JSON_FIELDS = ('params', 'counters', 'source', 'hook_errors', 'progress', 'gate',
+                'stages', 'usage', 'failure_messages')
 # Large or free-form fields: never queried, so never indexed (and no 1,500
 # byte limit on them).
 _UNINDEXED = (*(f'{name}_json' for name in _JSON_FIELDS), 'error',
-              'console_url', 'log_file')
+              'console_url', 'log_file', 'follow_error')
 
 
 class UnknownRunError(LookupError):
@@ -103,6 +105,18 @@ class RunRecord:
     # The production gate: the approved rehearsal it found, or who skipped it
     # and why (lifecycle/gate.py); empty for runs it does not concern.
     gate: dict = dataclasses.field(default_factory=dict)
+    # A Dataflow run, as its backend last saw it (lifecycle/dataflow.py):
+    # counters are the attempted values while it runs, committed once it
+    # ended; its stages; its cost and size once ended ({'workers',
+    # 'vcpu_seconds', 'elapsed_seconds'}); the first error messages of a
+    # failed job, trimmed ([{'exception', 'step', 'item', 'at_msec'}]); when
+    # it was last asked, and the error the service gave then, if it did.
+    counters_attempted: bool = False
+    stages: list = dataclasses.field(default_factory=list)
+    usage: dict = dataclasses.field(default_factory=dict)
+    failure_messages: list = dataclasses.field(default_factory=list)
+    followed_msec: Optional[int] = None
+    follow_error: Optional[str] = None
 
     @property
     def is_terminal(self) -> bool:
@@ -203,6 +217,24 @@ class RunStore(store_lib.EntityStore):
             for name, value in fields.items():
                 setattr(record, name, value)
             self._client.put(record.to_entity(self._client))
+        return record
+
+    def claim_follow(self, run_id: str, every_msec: int) -> Optional[RunRecord]:
+        """Take the right to ask the service about a started run now, unless
+        someone took it less than `every_msec` ago: then None, and the caller
+        shows the record as it is. Shared by every reader of the record, so
+        ten readers make one request."""
+        now = now_msec()
+        try:
+            with self._client.transaction():
+                record = self.get(run_id)
+                if record.status != STARTED or (
+                        record.followed_msec and now - record.followed_msec < every_msec):
+                    return None
+                record.followed_msec = now
+                self._client.put(record.to_entity(self._client))
+        except api_exceptions.Aborted:
+            return None     # another reader claimed it at the same moment
         return record
 
     def set_progress(self, run_id: str, progress: dict,

@@ -229,6 +229,13 @@ function setUpRunPage() {
         if (field) field.textContent = run[name] === null ? '-' : run[name];
       }
       renderProgress(run.progress_view);
+      for (const [id, name] of [['stages', 'stages_text'], ['follow-error', 'follow_error']]) {
+        const box = document.getElementById(id);
+        if (!box) continue;
+        box.hidden = !run[name];
+        const field = box.querySelector('[data-field]');
+        if (field) field.textContent = run[name] || '';
+      }
     }, POLL_MS);
   }
   document.querySelectorAll('.tab').forEach((tab) => {
