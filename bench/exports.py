@@ -159,6 +159,12 @@ def _bench(sizes: list[int], huge: int, repeats: int, work: str) -> int:
             rows[('export', huge)] = _repeat(
                 _cli() + ['run', AUDIT, '--export', exports[huge]], env, 1)
             _say(f'audit over the export, {huge:,}', rows[('export', huge)])
+            # The other mode at the huge size: one process.
+            rows[('export, 1 process', huge)] = _repeat(
+                _cli() + ['run', AUDIT, '--export', exports[huge]],
+                dict(env, BEAM_JOBS_EXPORT_PROCESSES_FROM='0'), 1)
+            _say(f'audit over the export, 1 process, {huge:,}',
+                 rows[('export, 1 process', huge)])
     finally:
         running.stop()
     _table(rows, sizes, huge)
@@ -226,7 +232,8 @@ def _table(rows: dict, sizes: list[int], huge: int) -> None:
         print(f'- time per entity, {huge:,} / {small:,}: {per_huge / per_small:.2f}x '
               '(target <= 1.25x)')
         print(f'- peak memory at {huge:,}: {rows[("export", huge)]["peak"] / 2**20:.0f} MiB '
-              '(target < 1024)')
+              f'by default, {rows[("export, 1 process", huge)]["peak"] / 2**20:.0f} MiB in '
+              'one process (target < 1024)')
     print(f'- rehearsal (1 verify) / run --export at {largest:,}: '
           f'{rows["rehearsal"]["seconds"] / rows["migration"]["seconds"]:.2f}x (target <= 3x)')
     with_progress = rows['progress_on']['seconds']

@@ -44,10 +44,10 @@ def test_the_pipeline_writes_where_the_plan_says(datastore_target, export):
         pipeline = backend.build_pipeline(plan, 'r', datastore_target, 0)
         return ' '.join(t.unique_name for t in pipeline.to_runner_api()
                         .components.transforms.values())
-    assert 'Write/Put entities' in steps(planning.plan_run(fx.TopicTagMigrationJob))
+    assert 'RunJob TopicTagMigrationJob/Write' in steps(planning.plan_run(fx.TopicTagMigrationJob))
     for plan in (planning.plan_run(fx.TopicTagMigrationJob, {'dry_run': True}),
                  planning.plan_run(fx.TopicTagMigrationJob, export=export)):
-        assert 'Put entities' not in steps(plan)
+        assert 'RunJob TopicTagMigrationJob/Write' not in steps(plan)
 
 
 def test_the_gate_asks_the_plans_write_mode(datastore_target, export, monkeypatch):
