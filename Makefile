@@ -57,6 +57,7 @@ screenshots: install browser
 bench: install
 	$(BIN)/python -m bench.run --entities $(N)
 	$(BIN)/python -m bench.exports --sizes $(N),$(EXPORT_N) --huge $(HUGE)
+	$(BIN)/python -m bench.shapes --shapes-n $(N)
 
 stop: install
 	$(BIN)/beam-jobs emulator stop

@@ -41,14 +41,15 @@ LOCAL_RUNNERS = frozenset({
 # (transforms.ERROR_ORDER).
 LOCAL_RUNNING_MODE = 'in_memory'
 LOCAL_NUM_WORKERS = 1
-# A run over an export has no JVM beside it, so there the map step gets one
-# worker process per core once the export is large enough to repay the
-# workers' start-up and memory (each holds Beam, ndb and the job, and the
-# reducing one its share of the shuffle: the audit of 1,000,000 peaks at
-# 2.0 GiB against 1.0 in one process): on two cores 1.3x faster at 100,000
-# explorations and 1.8x at 1,000,000, no faster at 20,000 (bench/README.md). The
-# `export_processes_from` setting moves the threshold; 0 turns it off.
-EXPORT_PROCESSES_FROM = 50_000
+# A run over an export has no JVM beside it, so its map step could take one
+# worker process per core: on two cores 1.3x faster at 100,000 explorations
+# and 1.7x at 1,000,000, no faster at 20,000. But every worker holds Beam,
+# ndb and the job (~180 MiB), and Beam's runner process holds the whole
+# shuffle besides them: the audit of a million peaked at 2.1 GiB with two
+# workers against 1.0 GiB in one process (bench/README.md). Memory is the
+# limit a laptop meets first, so by default an export run stays in one
+# process; the `export_processes_from` setting (an entity count) opts in.
+EXPORT_PROCESSES_FROM = 0
 # With no --runner flag, the `runner` setting (config.py) names the runner;
 # a Dataflow run also gets these settings, named like the Beam flag each
 # stands for, as flags placed before the user's: a flag the user gives wins.

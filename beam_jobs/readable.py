@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Optional
 
 
@@ -29,3 +30,15 @@ def duration(value: Optional[float]) -> str:
         return f'{minutes} min {secs} s'
     hours, minutes = divmod(minutes, 60)
     return f'{hours} h {minutes} min'
+
+
+def ago(msec: Optional[int], now_msec: Optional[int] = None) -> str:
+    """How long ago: `3 d`, `5 h`, `12 min`, `40 s`; `-` when unknown."""
+    if not msec:
+        return '-'
+    now_msec = now_msec if now_msec is not None else int(time.time() * 1000)
+    seconds = max(0, (now_msec - msec) / 1000)
+    for size, unit in ((86400, 'd'), (3600, 'h'), (60, 'min')):
+        if seconds >= size:
+            return f'{int(seconds // size)} {unit}'
+    return f'{int(seconds)} s'

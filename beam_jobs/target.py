@@ -6,8 +6,10 @@ import dataclasses
 import os
 from typing import Optional
 
+from google.auth import credentials as auth_credentials
 from google.cloud import datastore
 
+from beam_jobs import config
 from beam_jobs.compat import datastore_client
 
 NAMESPACE_ENV = 'DATASTORE_NAMESPACE'
@@ -16,10 +18,13 @@ EMULATOR_HOST_ENV = 'DATASTORE_EMULATOR_HOST'
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A Datastore project and namespace."""
+    """A Datastore project and namespace; `emulator_host` when it is an
+    emulator other than the one DATASTORE_EMULATOR_HOST names (the team's
+    shared records, tried out on an emulator)."""
 
     project: str
     namespace: Optional[str] = None
+    emulator_host: Optional[str] = None
 
     @classmethod
     def from_environment(cls, project: Optional[str] = None,
@@ -36,8 +41,9 @@ class Target:
 
     def describe(self) -> str:
         """`project P` or `project P, namespace N`, as sentences name it."""
-        return f'project {self.project}' + (f', namespace {self.namespace}'
-                                            if self.namespace else '')
+        return (f'project {self.project}'
+                + (f', namespace {self.namespace}' if self.namespace else '')
+                + (f' (the emulator at {self.emulator_host})' if self.emulator_host else ''))
 
 
 def emulator_host() -> Optional[str]:
@@ -57,8 +63,32 @@ def client(target: Target) -> datastore.Client:
     channel takes messages of any size, as production's does: a query page
     of large entities is far over gRPC's default 4 MiB.
     """
-    made = datastore.Client(project=target.project, namespace=target.namespace)
-    host = emulator_host()
+    host = target.emulator_host or emulator_host()
+    if target.emulator_host and not emulator_host():
+        # An emulator takes no credentials; without DATASTORE_EMULATOR_HOST
+        # the client would look for real ones.
+        made = datastore.Client(project=target.project, namespace=target.namespace,
+                                credentials=auth_credentials.AnonymousCredentials())
+    else:
+        made = datastore.Client(project=target.project, namespace=target.namespace)
     if host:
         datastore_client.use_uncapped_channel(made, host)
     return made
+
+
+SHARED_PROJECT_SETTING = 'records_project'
+SHARED_EMULATOR_ENV = 'BEAM_JOBS_RECORDS_EMULATOR_HOST'
+SHARED_NAMESPACE_SETTING = 'records_namespace'
+
+
+def shared_records() -> Optional[Target]:
+    """Where the team's shared records live (rehearsals, requests, approvals,
+    gate decisions, Dataflow runs): the `records_project` setting's Datastore
+    (BEAM_JOBS_RECORDS_PROJECT; `records_namespace` picks a namespace), on the
+    emulator BEAM_JOBS_RECORDS_EMULATOR_HOST names if set. None when unset:
+    then everything stays with the local records."""
+    project = config.get(SHARED_PROJECT_SETTING)
+    if not project:
+        return None
+    return Target(str(project), config.get(SHARED_NAMESPACE_SETTING) or None,
+                  os.environ.get(SHARED_EMULATOR_ENV) or None)

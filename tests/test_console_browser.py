@@ -22,7 +22,7 @@ import urllib.request
 
 import pytest
 
-from beam_jobs import testing
+from beam_jobs import identity, testing
 from beam_jobs.records import runs
 from beam_jobs.records import rehearsals as rehearsal_record
 from tests import console_helpers as helpers
@@ -202,10 +202,13 @@ def test_cancel_a_long_run_while_the_runs_page_follows_it(
     page.click('#cancel-button')
     dialog = page.locator('#confirm-cancel')
     expect(dialog).to_be_visible()
-    dialog.locator('#cancel-user').fill('coordinator')
+    # The loopback console without a token acts as its machine's user: no name field.
+    me = identity.machine_user()
+    expect(dialog.locator('.signed-in-name')).to_have_text(me)
+    expect(dialog.locator('#cancel-user')).to_have_count(0)
     dialog.locator('#confirm-cancel-button').click()
     expect(page.locator('.run-status .status')).to_have_text('Canceled', timeout=LONG)
-    expect(page.locator('.error-box')).to_contain_text('Canceled by coordinator.')
+    expect(page.locator('.error-box')).to_contain_text(f'Canceled by {me}.')
     expect(page.locator('#cancel-button')).to_have_count(0)
     assert store.get(run_id).status == runs.CANCELED
 
@@ -219,15 +222,35 @@ def test_cancel_a_long_run_while_the_runs_page_follows_it(
     assert len(polls) == asked
 
 
-def test_approve_a_passed_rehearsal(page, console_url, datastore_target):
+def _signed_in(browser, url, token, landing):
+    """A browser of its own, signed in with `token` through the login page."""
+    opened = browser.new_context(viewport={'width': 1280, 'height': 900})
+    opened.set_default_timeout(15_000)
+    page = opened.new_page()
+    page.goto(f'{url}/login?next={landing}')
+    page.fill('#token', token)
+    page.click('button[type=submit]')
+    page.wait_for_url(url + landing)
+    return opened, page
+
+
+def test_sign_off_as_the_signed_in_person(browser, datastore_target, tmp_path, monkeypatch):
+    """A console with a token per person: the approver signs off under his
+    own name (no name field); someone else is told who may."""
+    import hashlib
+
+    from beam_jobs import console as console_lib
+    from beam_jobs.records import audit as audit_lib
+    from beam_jobs.records import requests as request_records
     expect = _expect()
+    monkeypatch.setenv('BEAM_JOBS_APPROVERS', 'sean')
     rehearsals = rehearsal_record.RehearsalStore(datastore_target)
     failed = rehearsals.create(
         'FailingMapJob', verdict='failed', reasons=['1 item failed: NoteModel/note-bad'],
         failed_items=[{'step': 'map', 'kind': 'NoteModel', 'key': 'note-bad',
                        'reason': 'ValueError: cannot migrate note note-bad', 'line': ''}])
     passed = rehearsals.create(
-        'TopicTagMigrationJob', verdict='passed',
+        'TopicTagMigrationJob', verdict='passed', rehearsed_by='sean',
         reasons=['the job completed with no failed item', 'every verify job passed'],
         code_version={'commit': '3f9c2e1', 'dirty': False,
                       'source_file': 'tests/job_fixtures.py', 'source_sha256': 'ab' * 32},
@@ -239,25 +262,74 @@ def test_approve_a_passed_rehearsal(page, console_url, datastore_target):
         writes={'put': {'TagModel': 180}, 'delete': {'NoteModel': 20}},
         durations={'job': 41.3, 'verify': {'TopicCountJob': 12.0}, 'total': 58.9},
         coordinator_notes='Run **after** the weekly export.')
+    asked = request_records.RequestStore(datastore_target).create(
+        'TopicCountJob', requested_by='ana', verify=['TopicTagMigrationJob'],
+        note='counts topics before the tag migration',
+        link='https://github.com/example/jobs/pull/7')
+    audit = audit_lib.AuditStore(datastore_target)
+    audit.append('TopicTagMigrationJob', audit_lib.REFUSED, user='rel', machine='release-1',
+                 runner='DataflowRunner', project='prod',
+                 reason='TopicTagMigrationJob has no approved rehearsal, so it may not run '
+                        'in production: rehearse it …')
+    audit.append('TopicTagMigrationJob', audit_lib.APPROVED, user='rel', machine='release-1',
+                 runner='DataflowRunner', project='prod', rehearsal_id=passed.rehearsal_id,
+                 approved_by=['sean'])
+    users_file = tmp_path / 'users'
+    users_file.write_text(''.join(f'{name}: {hashlib.sha256(token.encode()).hexdigest()}\n'
+                                  for name, token in (('sean', 'tok-sean'), ('ana', 'tok-ana'))))
+    users = console_lib.read_users(str(users_file))
 
-    page.goto(console_url + '/rehearsals')
-    passed_report = page.locator(f'[data-rehearsal-id="{passed.rehearsal_id}"]')
-    failed_report = page.locator(f'[data-rehearsal-id="{failed.rehearsal_id}"]')
-    expect(passed_report).to_contain_text('every verify job passed')
-    expect(passed_report).to_contain_text('put 180 TagModel')
-    expect(failed_report).to_contain_text('1 item failed: NoteModel/note-bad')
-    expect(failed_report.locator('.approve-form')).to_have_count(0)
+    with helpers.served(datastore_target, users=users, loopback_only=False) as url:
+        opened, page = _signed_in(browser, url, 'tok-ana', '/rehearsals')
+        try:
+            report = page.locator(f'[data-rehearsal-id="{passed.rehearsal_id}"]')
+            expect(report.locator('.sign-off-refused')).to_contain_text(
+                'Only the named approvers (sean) may sign off.')
+            expect(report.locator('.approve-form')).to_have_count(0)
+            expect(page.locator('.signed-in')).to_contain_text('ana')
+        finally:
+            opened.close()
 
-    passed_report.locator('.approve-user').fill('Release Coordinator')
-    passed_report.locator('.approve-note').fill('counts match the export')
-    passed_report.locator('button', has_text='Approve').click()
-    expect(passed_report.locator('.approvals')).to_contain_text(
-        'Release Coordinator', timeout=10_000)
-    expect(passed_report.locator('.approvals')).to_contain_text('counts match the export')
-    expect(passed_report.locator('.status')).to_have_text('Passed · approved')
-    approval = rehearsals.get(passed.rehearsal_id).approvals[0]
-    assert approval['user'] == 'Release Coordinator'
-    _screenshot(page, 'rehearsals')
+        opened, page = _signed_in(browser, url, 'tok-sean', '/rehearsals')
+        try:
+            passed_report = page.locator(f'[data-rehearsal-id="{passed.rehearsal_id}"]')
+            failed_report = page.locator(f'[data-rehearsal-id="{failed.rehearsal_id}"]')
+            expect(passed_report).to_contain_text('every verify job passed')
+            expect(passed_report).to_contain_text('put 180 TagModel')
+            expect(failed_report).to_contain_text('1 item failed: NoteModel/note-bad')
+            expect(failed_report.locator('.approve-form')).to_have_count(0)
+            expect(passed_report.locator('.signed-in-name')).to_have_text('sean')
+            assert passed_report.locator('.approve-user').count() == 0   # no name field
+            passed_report.locator('.approve-note').fill('counts match the export')
+            passed_report.locator('button', has_text='Approve').click()
+            expect(passed_report.locator('.approvals')).to_contain_text('sean', timeout=10_000)
+            expect(passed_report.locator('.approvals')).to_contain_text('counts match the export')
+            expect(passed_report.locator('.status')).to_have_text('Passed · approved')
+            approval = rehearsals.get(passed.rehearsal_id).approvals[0]
+            assert (approval['user'], approval['approvers']) == ('sean', ['sean'])
+            _screenshot(page, 'rehearsals')
+
+            page.goto(url + '/requests')
+            row = page.locator(f'[data-request-id="{asked.request_id}"]')
+            expect(row).to_contain_text('open')
+            expect(row).to_contain_text('ana')
+            _screenshot(page, 'requests')
+            row.locator('.reject-note').fill('rehearse it on this week\'s export')
+            row.locator('button', has_text='Reject').click()
+            expect(page.locator(f'[data-request-id="{asked.request_id}"] .request-state')
+                   ).to_contain_text("rejected by sean: rehearse it on this week's export")
+            assert request_records.RequestStore(datastore_target).get(
+                asked.request_id).rejected['by'] == 'sean'
+
+            page.goto(url + '/audit')
+            rows = page.locator('tr.decision')
+            expect(rows).to_have_count(2)
+            expect(rows.nth(0)).to_contain_text(f'{passed.rehearsal_id} (approved by sean)')
+            expect(rows.nth(1)).to_contain_text('refused')
+            expect(rows.nth(1)).to_contain_text('release-1')
+            _screenshot(page, 'audit')
+        finally:
+            opened.close()
 
 
 def test_a_token_is_asked_once(browser, datastore_target):
@@ -271,7 +343,7 @@ def test_a_token_is_asked_once(browser, datastore_target):
             page.fill('#token', 'wrong')
             page.click('button[type=submit]')
             expect(page.locator('.error-box')).to_have_text(
-                'That is not the console\'s token.')
+                'That is not a token of this console.')
             page.fill('#token', 's3cret')
             page.click('button[type=submit]')
             expect(page.locator('h1')).to_have_text('Runs')

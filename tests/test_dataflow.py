@@ -9,6 +9,7 @@ emulator (DATASTORE_EMULATOR_HOST is set), under the Dataflow project.
 import io
 import re
 import tarfile
+import time
 import uuid
 
 import apache_beam as beam
@@ -340,7 +341,8 @@ def test_the_gate_refuses_an_unrehearsed_job(capsys, datastore_target, stub, gcs
                                               temp_location, gate_on):
     code, out, err = _run_on_stub(capsys, stub, temp_location)
     assert code == cli.EXIT_USAGE and out == ''
-    assert (f'{JOB.__name__} has no approved rehearsal of this code version' in err
+    assert (f'{JOB.__name__} has no approved rehearsal, so it may not run in production'
+            in err
             and f'beam-jobs rehearse {JOB.__name__} --export PATH' in err
             and '--skip-rehearsal --user NAME --reason TEXT' in err), err
     assert stub.requests == [] and _store(datastore_target).recent() == []
@@ -351,11 +353,12 @@ def test_the_gate_refuses_an_unrehearsed_job(capsys, datastore_target, stub, gcs
 def test_the_gate_lets_an_approved_rehearsal_through(capsys, datastore_target, stub,
                                                      gcs, temp_location, gate_on):
     rehearsals = RehearsalStore(datastore_target)
-    failed = rehearsals.create(JOB.__name__, verdict='failed',
-                               code_version=code_version.of(JOB))
+    # What a rehearsal of this job, with no params, over a fresh export records.
+    rehearsed = {'code_version': code_version.of(JOB, {}),
+                 'export': {'timestamp': time.strftime('%Y-%m-%dT%H:%M:%S_000', time.gmtime())}}
+    failed = rehearsals.create(JOB.__name__, verdict='failed', **rehearsed)
     assert _run_on_stub(capsys, stub, temp_location)[0] == cli.EXIT_USAGE
-    passed = rehearsals.create(JOB.__name__, verdict='passed',
-                               code_version=code_version.of(JOB))
+    passed = rehearsals.create(JOB.__name__, verdict='passed', **rehearsed)
     assert _run_on_stub(capsys, stub, temp_location)[0] == cli.EXIT_USAGE  # not approved
     rehearsals.approve(passed.rehearsal_id, 'sean', 'looks right')
     code, out, err = _run_on_stub(capsys, stub, temp_location)

@@ -119,7 +119,7 @@ def test_large_exports_are_mapped_in_a_worker_process_per_core(
         direct = plan.pipeline_options.view_as(DirectOptions)
         return direct.direct_running_mode, direct.direct_num_workers
 
-    assert mode() == (options.LOCAL_RUNNING_MODE, options.LOCAL_NUM_WORKERS)  # 10 < 50,000
+    assert mode() == (options.LOCAL_RUNNING_MODE, options.LOCAL_NUM_WORKERS)  # off by default
     assert mode(threshold=10) == ('multi_processing', 2)
     assert mode(threshold=11) == ('in_memory', 1)
     assert mode(threshold=0) == ('in_memory', 1)                   # turned off

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from beam_jobs import cli, options, testing
+from beam_jobs import cli, identity, options, testing
 from beam_jobs import entities as entities_lib
 from beam_jobs.records import runs
 from beam_jobs.export import ReadExport, write_export
@@ -156,11 +156,12 @@ def test_the_demo_migration_rehearses_passes_and_can_be_approved(
 
     code, out, _ = _cli(capsys, 'rehearsals')
     assert re.search(rf'^{rehearsal_id}\s+passed\s+-\s', out, re.M)
-    code, out, _ = _cli(capsys, 'approve', rehearsal_id, '--user', 'sean',
+    me = identity.machine_user()   # who signs off: this machine's user
+    code, out, _ = _cli(capsys, 'approve', rehearsal_id,
                         '--note', 'checked the validation output')
-    assert code == 0 and 'approved by sean' in out
+    assert code == 0 and f'approved by {me}' in out
     code, out, _ = _cli(capsys, 'rehearsal', rehearsal_id)
-    assert '- Approved by sean on ' in out and 'checked the validation output' in out
+    assert f'- Approved by {me} on ' in out and 'checked the validation output' in out
     assert record_lib.RehearsalStore(datastore_target).get(rehearsal_id).is_approved
 
 
@@ -184,7 +185,7 @@ def test_a_broken_migration_fails_its_rehearsal_naming_the_failed_ids(
     assert record.reasons[0] == '4 item(s) failed in the job\'s run.'
     assert record.reasons[1].startswith(f'Verify job {VALIDATION} reported 2 ERROR line(s)')
     assert record.expect['unexpected'] and not record.expect['passed']
-    code, _, err = _cli(capsys, 'approve', record.rehearsal_id, '--user', 'sean')
+    code, _, err = _cli(capsys, 'approve', record.rehearsal_id)
     assert code == cli.EXIT_USAGE
     assert 'only a passed rehearsal can be approved' in err
     assert not record_lib.RehearsalStore(datastore_target).get(record.rehearsal_id).approvals
@@ -201,7 +202,8 @@ def test_a_broken_migration_fails_its_rehearsal_naming_the_failed_ids(
     (['rehearse', 'RewriteNotesJob', '--export', '{export}', '--dryrun'],
      'did you mean --dry-run?'),
     (['rehearsal', 'rehearsal-Nope-1-1'], "No rehearsal 'rehearsal-Nope-1-1'"),
-    (['approve', 'rehearsal-Nope-1-1', '--user', 'x'], "No rehearsal 'rehearsal-Nope-1-1'"),
+    (['approve', 'rehearsal-Nope-1-1'], "No rehearsal 'rehearsal-Nope-1-1'"),
+    (['approve', 'rehearsal-Nope-1-1', '--user', 'not-me'], 'sign off as yourself'),
 ])
 def test_bad_input_gets_one_sentence_and_nothing_runs(
         capsys, datastore_target, notes_export, argv, message):

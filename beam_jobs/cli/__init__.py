@@ -25,9 +25,11 @@ from beam_jobs.cli import emulator_commands
 from beam_jobs.cli import rehearsal_commands
 from beam_jobs.cli import run_commands
 from beam_jobs.cli import serve_commands
+from beam_jobs.cli import signoff_commands
 from beam_jobs.lifecycle import dataflow_settings
 from beam_jobs.records import runs
 from beam_jobs.records.rehearsals import UnknownRehearsalError
+from beam_jobs.records.requests import UnknownRequestError
 
 # Kept for callers that compare exit codes.
 EXIT_OK, EXIT_FAILED = common.EXIT_OK, common.EXIT_FAILED
@@ -35,7 +37,7 @@ EXIT_USAGE, EXIT_ITEMS_FAILED = common.EXIT_USAGE, common.EXIT_ITEMS_FAILED
 # Errors that mean "the input is wrong": one sentence and exit 2.
 _BAD_INPUT = (common.UsageError, registry_lib.UnknownJobError,
               runs.UnknownRunError, runs.InvalidTransitionError,
-              UnknownRehearsalError,
+              UnknownRehearsalError, UnknownRequestError,
               emulator.EmulatorError, dataflow_settings.DataflowError,
               job_class.InvalidJobError, ValueError)
 
@@ -50,6 +52,7 @@ def _parser() -> common.Parser:
     run_commands.add_parsers(commands, parent)
     emulator_commands.add_parsers(commands, parent)
     rehearsal_commands.add_parsers(commands, parent)
+    signoff_commands.add_parsers(commands, parent)
     serve_commands.add_parsers(commands, parent)
     return parser
 

@@ -12,6 +12,7 @@ from beam_jobs.cli import run_commands
 from beam_jobs.cli.progress_bar import TerminalBar
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import rehearsals as record_lib
+from beam_jobs.records import requests as request_records
 from beam_jobs.rehearsal import rehearse as rehearse_lib
 from beam_jobs.rehearsal import report
 
@@ -27,9 +28,13 @@ def add_parsers(commands, parent) -> None:
         'and a regular expression). Prints `Rehearsal ID: ID` first and '
         '`After state: PATH`, then the report. Exit code: 0 passed, 3 failed, '
         '2 bad input. Other flags go to Beam, as for `run`.')
-    rehearse.add_argument('job')
+    rehearse.add_argument('job', nargs='?', default=None,
+                          help='the job (with --request: the request\'s)')
     rehearse.add_argument('--export', required=True, metavar='PATH',
                           help='the export (or an earlier after state) to run over')
+    rehearse.add_argument('--request', default=None, metavar='ID',
+                          help='fulfil a request: its job, verify jobs, params and '
+                          'expected output (`beam-jobs requests`)')
     run_commands.add_run_flags(rehearse)
     rehearse.add_argument('--verify', nargs='+', default=[], metavar='JOB',
                           help='audit or validation jobs to run over the after state')
@@ -47,27 +52,40 @@ def add_parsers(commands, parent) -> None:
     listed.add_argument('--job', help='only rehearsals of this job')
     listed.set_defaults(handler=cmd_rehearsals)
     one = commands.add_parser('rehearsal', parents=[parent],
-                              help='one rehearsal\'s whole report (Markdown)')
+                              help='one rehearsal\'s whole report (Markdown, to paste)')
     one.add_argument('rehearsal_id')
     one.set_defaults(handler=cmd_rehearsal)
-    approve = commands.add_parser('approve', parents=[parent],
-                                  help='approve a passed rehearsal')
-    approve.add_argument('rehearsal_id')
-    approve.add_argument('--user', required=True, help='who approves (recorded)')
-    approve.add_argument('--note', default=None, help='why (recorded)')
-    approve.set_defaults(handler=cmd_approve)
 
 
 def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
     registry = common.registry(args)
+    params, request, expect_text = run_commands.run_params(args), None, None
+    verify_names, expect_file = args.verify, args.expect
+    if args.request:
+        if args.verify or args.expect or args.param:
+            raise common.UsageError('--request brings its own --verify, --expect and '
+                                    '--param: leave those out.')
+        request = request_records.RequestStore(
+            planning.signoff_target(args.namespace)).get(args.request)
+        if args.job and args.job != request.job_name:
+            raise common.UsageError(f'Request {request.request_id} is for '
+                                    f'{request.job_name}, not {args.job}.')
+        args.job = request.job_name
+        verify_names = request.verify
+        params = {**request.params, **params}
+        expect_file = (request.expect or {}).get('file')
+        expect_text = (request.expect or {}).get('text')
+    if not args.job:
+        raise common.UsageError('Name the job to rehearse, or a --request.')
     job = registry.get(args.job)
-    verify = [registry.get(name) for name in args.verify]
+    verify = [registry.get(name) for name in verify_names]
     after = args.after and (args.after if '://' in args.after
                             else os.path.abspath(args.after))
-    planned = rehearse_lib.plan(job, args.export, run_commands.run_params(args),
-                                args.shard_count, verify, args.expect,
+    planned = rehearse_lib.plan(job, args.export, params,
+                                args.shard_count, verify, expect_file,
                                 pipeline_args, after, args.namespace,
-                                own_flags=args.own_flags)
+                                own_flags=args.own_flags, request=request,
+                                expect_text=expect_text)
     store = planning.record_store(planned.job_plan)
     bar = TerminalBar()
     try:
@@ -85,27 +103,20 @@ def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
 
 
 def cmd_rehearsals(args) -> int:
-    store = record_lib.RehearsalStore(common.store(args).target)
+    store = record_lib.RehearsalStore(planning.signoff_target(args.namespace))
     records = store.recent(args.limit, args.job)
     common.print_table(
-        ('REHEARSAL ID', 'VERDICT', 'APPROVED BY', 'CREATED', 'EXPORT'),
-        [(r.rehearsal_id, r.verdict, ', '.join(a['user'] for a in r.approvals) or '-',
-          common.when(r.created_msec), str(r.export.get('path') or '-'))
+        ('REHEARSAL ID', 'VERDICT', 'APPROVED BY', 'CREATED', 'BY', 'EXPORT'),
+        [(r.rehearsal_id, r.verdict,
+          ', '.join(a['user'] for a in r.standing_approvals) or '-',
+          common.when(r.created_msec), r.rehearsed_by or '-',
+          str(r.export.get('path') or '-'))
          for r in records],
         '(no rehearsals yet: `beam-jobs rehearse JOB --export PATH`)')
     return common.EXIT_OK
 
 
 def cmd_rehearsal(args) -> int:
-    store = record_lib.RehearsalStore(common.store(args).target)
+    store = record_lib.RehearsalStore(planning.signoff_target(args.namespace))
     print(report.markdown(store.get(args.rehearsal_id)), end='')
-    return common.EXIT_OK
-
-
-def cmd_approve(args) -> int:
-    store = record_lib.RehearsalStore(common.store(args).target)
-    record = store.approve(args.rehearsal_id, args.user, args.note)
-    print(f'Rehearsal {record.rehearsal_id} of {record.job_name} approved by '
-          f'{args.user}: {record.job_name} at this code version may now run in '
-          'production.')
     return common.EXIT_OK

@@ -11,6 +11,7 @@ import os
 import socket
 
 from beam_jobs import config
+from beam_jobs import identity
 from beam_jobs.cli import common
 
 TOKEN_ENV = 'BEAM_JOBS_TOKEN'
@@ -31,6 +32,9 @@ def add_parsers(commands, parent) -> None:
                        help=f'the token every request must give (default: '
                        f'{TOKEN_ENV}, which other users cannot see in `ps`); '
                        'required for a non-loopback --host')
+    serve.add_argument('--users', default=None, metavar='FILE',
+                       help='a token per person: lines of `name: sha256 of the token`; '
+                       'each signs in with their own, and approvals record the name')
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -41,21 +45,29 @@ def cmd_serve(args) -> int:
     from beam_jobs import console
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    if not console.is_loopback(args.host) and not token:
+    users = console.read_users(args.users) if args.users else None
+    if not console.is_loopback(args.host) and not (token or users):
         raise common.UsageError(
             f'Serving on {args.host} lets other machines start and cancel runs: '
-            f'give a token with --token or {TOKEN_ENV} (or serve on 127.0.0.1).')
+            f'give a token with --token or {TOKEN_ENV}, or a token per person with '
+            '--users FILE (or serve on 127.0.0.1).')
     registry = common.registry(args)
     store = common.store(args)
     listener = _listen(args.host, args.port)
     app = console.create_app(
         console.Console(registry, store, args.registry or config.get('registry')),
-        token=token, loopback_only=console.is_loopback(args.host))
+        token=token, users=users, owner=identity.machine_user(),
+        loopback_only=console.is_loopback(args.host))
     host, port = listener.getsockname()[:2]
     shown = f'[{host}]' if ':' in host else host
     url = f'http://{shown}:{port}/'
     print(f'beam-jobs console: open {url}' +
-          (' (log in with the token)' if token else ''), flush=True)
+          (' (log in with your token)' if token or users else ''), flush=True)
+    if users:
+        print(f'Sign-offs are recorded under each person\'s name ({len(users)} in '
+              f'{args.users}).', flush=True)
+    elif not token:
+        print(f'Sign-offs here are recorded as {identity.machine_user()}.', flush=True)
     print('Ctrl-C stops the console; runs started from it go on.', flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level='warning', lifespan='off',
                                            access_log=False))

@@ -209,7 +209,10 @@ def _packed(outputs: list) -> list:
     they are. The shuffle then carries a few lists instead of every pair:
     Beam's local runner holds what it shuffles until the reduce, at ~150
     bytes a pair (the audit of 1,000,000 explorations: 6,280,000 pairs),
-    and every element costs its per-element overhead on any runner."""
+    and every element costs its per-element overhead on any runner. (Packing
+    each list as one JSON text instead halved what the runner holds, but the
+    reduce then decodes a second copy: a million explorations in one process
+    peaked higher, so the lists stay lists.)"""
     by_key: dict = {}
     others = []
     for output in outputs:
@@ -223,6 +226,14 @@ def _packed(outputs: list) -> list:
             others.append(output)
     others.extend(by_key.items())
     return others
+
+
+def _unpacked(chunks) -> list:
+    """The values of a key's packed lists (`_packed`), in one list."""
+    values = []
+    for chunk in chunks:
+        values.extend(chunk)
+    return values
 
 
 def _no_model(kind: str):
@@ -267,14 +278,15 @@ class _ReduceFn(beam.DoFn):
 
     def process(self, element):
         key, values = element
-        if self._packed:   # lists of values (_packed): one list, as reduce takes
-            values = [value for chunk in values for value in chunk]
+        # reduce takes a list: the packed chunks' values (_packed), or the
+        # runner's iterable of them.
+        values = _unpacked(values) if self._packed else list(values)
         with self._ndb.active(), job_class_lib.mapper_params(self._params):
             try:
                 self._counts['keys_reduced'] += 1
                 lines = [((output_format.REPORT_GROUP, key, index), output_format.output_line(value))
                          for index, value in enumerate(
-                             self._job.reduce(key, list(values)) or ())]
+                             self._job.reduce(key, values) or ())]
             except Exception as error:  # pylint: disable=broad-except
                 place = f'key {key!r}'
                 if self._fail_fast:

@@ -9,7 +9,7 @@
 """
 
 from beam_jobs.console.app import create_app
-from beam_jobs.console.security import is_loopback
+from beam_jobs.console.security import is_loopback, read_users
 from beam_jobs.console.service import Console
 
-__all__ = ['Console', 'create_app', 'is_loopback']
+__all__ = ['Console', 'create_app', 'is_loopback', 'read_users']

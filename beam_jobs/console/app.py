@@ -1,10 +1,12 @@
 """The console's web app: server-rendered pages and the JSON API they use.
 
-Pages: `/` (jobs), `/runs`, `/runs/{id}`, `/rehearsals`, `/rehearsals/{id}`.
-API (see the README's "The console"): `/api/jobs`, `/api/runs`,
-`/api/runs/plan`, `/api/runs/{id}`, `/api/runs/{id}/output`,
+Pages: `/` (jobs), `/runs`, `/runs/{id}`, `/rehearsals`, `/rehearsals/{id}`,
+`/requests`, `/audit`. API (see the README's "The console"): `/api/jobs`,
+`/api/runs`, `/api/runs/plan`, `/api/runs/{id}`, `/api/runs/{id}/output`,
 `/api/runs/{id}/cancel`, `/api/rehearsals`, `/api/rehearsals/{id}`,
-`/api/rehearsals/{id}/approve`.
+`/api/rehearsals/{id}/approve`, `/api/rehearsals/{id}/withdraw`,
+`/api/requests`, `/api/requests/{id}`, `/api/requests/{id}/reject`,
+`/api/audit`.
 
 Handlers are thin: each asks `service.Console` and renders or returns what
 it says. Handlers that touch the Datastore are plain functions, which
@@ -30,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from beam_jobs import failures
+from beam_jobs import identity
 from beam_jobs import readable
 from beam_jobs.console import security
 from beam_jobs.console import service
@@ -47,13 +50,17 @@ TEMPLATES.env.globals['source_text'] = sources.text
 
 
 def create_app(console: service.Console, *, token: Optional[str] = None,
-               loopback_only: bool = True) -> Starlette:
+               loopback_only: bool = True, users: Optional[dict] = None,
+               owner: Optional[str] = None) -> Starlette:
     """The console for `console`'s project.
 
     `loopback_only` (no token) answers only requests addressed to a
-    loopback name; a `token` is then required of every request.
+    loopback name; a `token`, or one of the `users`' tokens
+    (security.read_users), is then required of every request. `owner` is who
+    a console without tokens serves: by default its machine's user.
     """
-    pages = _Pages(console, token)
+    access = security.Access(token, users, owner or identity.machine_user())
+    pages = _Pages(console, access)
     api = _Api(console)
     routes = [
         Route('/', pages.jobs),
@@ -62,6 +69,8 @@ def create_app(console: service.Console, *, token: Optional[str] = None,
         Route('/runs/{run_id}/output.txt', pages.output_text),
         Route('/rehearsals', pages.rehearsals),
         Route('/rehearsals/{rehearsal_id}', pages.rehearsal),
+        Route('/requests', pages.requests),
+        Route('/audit', pages.audit),
         Route(security.LOGIN_PATH, pages.login, methods=['GET', 'POST']),
         Route('/api/jobs', api.jobs),
         Route('/api/runs', api.runs),
@@ -73,10 +82,15 @@ def create_app(console: service.Console, *, token: Optional[str] = None,
         Route('/api/rehearsals', api.rehearsals),
         Route('/api/rehearsals/{rehearsal_id}', api.rehearsal),
         Route('/api/rehearsals/{rehearsal_id}/approve', api.approve, methods=['POST']),
+        Route('/api/rehearsals/{rehearsal_id}/withdraw', api.withdraw, methods=['POST']),
+        Route('/api/requests', api.requests),
+        Route('/api/requests/{request_id}', api.request),
+        Route('/api/requests/{request_id}/reject', api.reject, methods=['POST']),
+        Route('/api/audit', api.audit),
         Mount('/static', StaticFiles(directory=str(HERE / 'static')), name='static'),
     ]
-    middleware = [Middleware(security.Guard, token=token,
-                             loopback_only=loopback_only and not token,
+    middleware = [Middleware(security.Guard, access=access,
+                             loopback_only=loopback_only and not access.needs_token,
                              unauthorized_page=pages.unauthorized)]
     handlers = {service.ConsoleError: _console_error,
                 api_exceptions.GoogleAPICallError: _datastore_error,
@@ -107,7 +121,8 @@ async def _datastore_error(request: Request, error: Exception) -> Response:
 
 def _render(request: Request, name: str, context: dict[str, Any],
             status: int = 200) -> Response:
-    context = {'csrf_token': security.csrf_token(request), **context}
+    context = {'csrf_token': security.csrf_token(request),
+               'signed_in': security.signed_in(request), **context}
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
 
 
@@ -120,9 +135,9 @@ async def _json_body(request: Request) -> Any:
 
 
 class _Pages:
-    def __init__(self, console: service.Console, token: Optional[str]):
+    def __init__(self, console: service.Console, access: security.Access):
         self.console = console
-        self.token = token
+        self.access = access
 
     def jobs(self, request: Request) -> Response:
         return _render(request, 'jobs.html', {
@@ -153,18 +168,29 @@ class _Pages:
 
     def rehearsals(self, request: Request) -> Response:
         return _render(request, 'rehearsals.html', {
-            'page': 'rehearsals', 'rehearsals': self.console.rehearsal_list()})
+            'page': 'rehearsals', 'rehearsals': self.console.rehearsal_list(),
+            'may_sign': self.console.may_sign(security.signed_in(request))})
 
     def rehearsal(self, request: Request) -> Response:
         record = self.console.rehearsal(request.path_params['rehearsal_id'])
         return _render(request, 'rehearsal.html', {
-            'page': 'rehearsals', 'r': views.rehearsal_view(record)})
+            'page': 'rehearsals', 'r': views.rehearsal_view(record),
+            'may_sign': self.console.may_sign(security.signed_in(request))})
+
+    def requests(self, request: Request) -> Response:
+        return _render(request, 'requests.html', {
+            'page': 'requests', 'requests': self.console.requests(),
+            'may_sign': self.console.may_sign(security.signed_in(request))})
+
+    def audit(self, request: Request) -> Response:
+        return _render(request, 'audit.html', {
+            'page': 'audit', 'decisions': self.console.audit(request.query_params.get('job'))})
 
     async def login(self, request: Request) -> Response:
         target = _local_path(request.query_params.get('next'))
         if request.method == 'GET':
             return _render(request, 'login.html', {'next': target, 'message': None,
-                                                   'needs_token': bool(self.token)})
+                                                   'needs_token': self.access.needs_token})
         form = await request.form()
         target = _local_path(form.get('next'))
         if not security.same_token(form.get('csrf_token'),
@@ -172,12 +198,14 @@ class _Pages:
             return _render(request, 'login.html', {
                 'next': target, 'needs_token': True,
                 'message': 'The form expired: try again.'}, 403)
-        if not self.token or not security.same_token(form.get('token'), self.token):
+        user = self.access.user_of_token(form.get('token')) \
+            if self.access.needs_token else None
+        if user is None:
             return _render(request, 'login.html', {
-                'next': target, 'needs_token': bool(self.token),
-                'message': 'That is not the console\'s token.'}, 401)
+                'next': target, 'needs_token': self.access.needs_token,
+                'message': 'That is not a token of this console.'}, 401)
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(security.SESSION_COOKIE, security.session_value(self.token),
+        response.set_cookie(security.SESSION_COOKIE, self.access.session_for(user),
                             max_age=security.SESSION_SECS, path='/', httponly=True,
                             samesite='strict')
         return response
@@ -232,7 +260,8 @@ class _Api:
             raise service.BadRequest('The request body must be a JSON object: '
                                      '{"user": "your name"} or {}.')
         record = await run_in_threadpool(self.console.cancel,
-                                         request.path_params['run_id'], body.get('user'))
+                                         request.path_params['run_id'], body.get('user'),
+                                         security.signed_in(request))
         return JSONResponse(views.run_view(record))
 
     def rehearsals(self, request: Request) -> Response:
@@ -245,5 +274,32 @@ class _Api:
     async def approve(self, request: Request) -> Response:
         body = await _json_body(request)
         record = await run_in_threadpool(self.console.approve,
-                                         request.path_params['rehearsal_id'], body)
+                                         request.path_params['rehearsal_id'], body,
+                                         security.signed_in(request))
         return JSONResponse(views.rehearsal_view(record))
+
+    async def withdraw(self, request: Request) -> Response:
+        body = await _json_body(request)
+        record = await run_in_threadpool(self.console.withdraw,
+                                         request.path_params['rehearsal_id'], body,
+                                         security.signed_in(request))
+        return JSONResponse(views.rehearsal_view(record))
+
+    def requests(self, request: Request) -> Response:
+        return JSONResponse({'requests': self.console.requests(
+            request.query_params.get('job'))})
+
+    def request(self, request: Request) -> Response:
+        return JSONResponse(self.console.request(request.path_params['request_id']))
+
+    async def reject(self, request: Request) -> Response:
+        body = await _json_body(request)
+        found = await run_in_threadpool(self.console.reject,
+                                        request.path_params['request_id'], body,
+                                        security.signed_in(request))
+        return JSONResponse(found)
+
+    def audit(self, request: Request) -> Response:
+        return JSONResponse({'decisions': self.console.audit(
+            request.query_params.get('job'),
+            request.query_params.get('limit', service.RUNS_SHOWN))})

@@ -8,6 +8,11 @@
   every request needs it: an `Authorization: Bearer TOKEN` header, or the
   session cookie the login form sets once the token was typed there.
   Anything else gets 401.
+- **A token per person.** With a users file (`--users FILE`: one
+  `name: sha256 of the token` per line), each person signs in with their own
+  token, and the console knows who they are (`signed_in`): approvals and
+  rejections record that name, never one typed into a form. A loopback
+  console with no token is its own machine user's.
 - **No cross-site changes.** A request that may change something (any
   method but GET, HEAD and OPTIONS) is refused with 403 when the browser
   says it comes from another site (`Sec-Fetch-Site`, `Origin`), and must
@@ -19,6 +24,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -65,21 +71,63 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(':', 1)[0] if host_header.count(':') == 1 else host_header
 
 
-def session_value(token: str, expires: Optional[int] = None) -> str:
-    """A session cookie for `token`: its expiry, signed with the token."""
+def session_value(token: str, expires: Optional[int] = None,
+                  user: Optional[str] = None) -> str:
+    """A session cookie: its expiry (and the signed-in user's name, base64),
+    signed with `token` (the console's token, or its users' secret)."""
     expires = expires or int(time.time()) + SESSION_SECS
-    signature = hmac.new(token.encode(), f'session:{expires}'.encode(),
+    who = base64.urlsafe_b64encode(user.encode()).decode() if user else ''
+    signature = hmac.new(token.encode(), f'session:{expires}:{who}'.encode(),
                          hashlib.sha256).hexdigest()
-    return f'{expires}.{signature}'
+    return f'{expires}.{who}.{signature}' if who else f'{expires}.{signature}'
 
 
-def _valid_session(token: str, value: Optional[str]) -> bool:
+def _session_user(token: str, value: Optional[str]) -> Optional[str]:
+    """The session's user ('' when it names none), or None if invalid."""
     if not value or '.' not in value:
-        return False
-    expires = value.split('.', 1)[0]
+        return None
+    parts = value.split('.')
+    expires, who = parts[0], parts[1] if len(parts) == 3 else ''
     if not expires.isdigit() or int(expires) < time.time():
-        return False
-    return hmac.compare_digest(session_value(token, int(expires)), value)
+        return None
+    user = base64.urlsafe_b64decode(who.encode()).decode() if who else None
+    if not hmac.compare_digest(session_value(token, int(expires), user), value):
+        return None
+    return user or ''
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def read_users(path: str) -> dict[str, str]:
+    """`{sha256 of a token: name}` from a file of `name: sha256` lines
+    (blank lines and `#` comments ignored); a bad line is a ValueError."""
+    users: dict[str, str] = {}
+    try:
+        with open(path, encoding='utf-8') as handle:
+            lines = handle.read().splitlines()
+    except OSError as error:
+        raise ValueError(f'Cannot read the users file {path} ({error.strerror}).') from None
+    for number, line in enumerate(lines, 1):
+        line = line.split('#', 1)[0].strip()
+        if not line:
+            continue
+        name, _, digest = line.partition(':')
+        name, digest = name.strip(), digest.strip().lower()
+        if not name or len(digest) != 64 or any(c not in '0123456789abcdef' for c in digest):
+            raise ValueError(f'{path}, line {number}: write `name: sha256 of the '
+                             'token` (64 hex digits; `printf %s TOKEN | sha256sum`).')
+        users[digest] = name
+    if not users:
+        raise ValueError(f'The users file {path} names nobody: add `name: sha256` lines.')
+    return users
+
+
+def signed_in(request: Request) -> Optional[str]:
+    """Who made this request: the signed-in user's name, the console
+    machine's user for a loopback console without a token, else None."""
+    return request.scope.get('state', {}).get('user')
 
 
 def csrf_token(request: Request) -> str:
@@ -92,13 +140,59 @@ def same_token(given: Optional[str], expected: Optional[str]) -> bool:
         given.encode(), expected.encode())
 
 
+class Access:
+    """Who may use the console, and who each request is: the shared token
+    (or none), the users file's tokens, the session secret, and the console
+    machine's user (who a loopback console without a token serves)."""
+
+    def __init__(self, token: Optional[str] = None, users: Optional[dict] = None,
+                 owner: Optional[str] = None):
+        self.users = users or {}
+        # With a users file, sessions are signed with a secret of this
+        # process (signing in again after a restart); else with the token.
+        self.secret = secrets.token_urlsafe(32) if self.users else token
+        self.token = token
+        self.owner = owner
+
+    @property
+    def needs_token(self) -> bool:
+        return bool(self.token or self.users)
+
+    @property
+    def names_people(self) -> bool:
+        """Whether the console knows who each request is from."""
+        return bool(self.users) or not self.needs_token
+
+    def user_of_token(self, given: Optional[str]) -> Optional[str]:
+        """The name a token belongs to ('' for the shared token), or None."""
+        if not given:
+            return None
+        if self.users:
+            name = self.users.get(token_sha256(given))
+            if name is not None:
+                return name
+        return '' if self.token and same_token(given, self.token) else None
+
+    def session_for(self, user: str) -> str:
+        return session_value(self.secret, user=user or None)
+
+    def user_of_request(self, request: Request) -> Optional[str]:
+        """The user's name ('' for the shared token), None if not signed in."""
+        if not self.needs_token:
+            return self.owner or ''
+        scheme, _, given = request.headers.get('authorization', '').partition(' ')
+        if scheme.lower() == 'bearer':
+            return self.user_of_token(given.strip())
+        return _session_user(self.secret, request.cookies.get(SESSION_COOKIE))
+
+
 class Guard:
     """ASGI middleware applying the rules above to every HTTP request."""
 
-    def __init__(self, app, *, token: Optional[str], loopback_only: bool,
+    def __init__(self, app, *, access: Access, loopback_only: bool,
                  unauthorized_page: Callable[[Request], Awaitable[Response]]):
         self.app = app
-        self.token = token
+        self.access = access
         self.loopback_only = loopback_only
         self.unauthorized_page = unauthorized_page
 
@@ -110,7 +204,9 @@ class Guard:
         cookie = request.cookies.get(CSRF_COOKIE)
         fresh = None if cookie and len(cookie) >= 32 else secrets.token_urlsafe(32)
         scope.setdefault('state', {})['csrf_token'] = fresh or cookie
-        refusal = await self._refusal(request)
+        user = self.access.user_of_request(request)
+        scope['state']['user'] = user or None
+        refusal = await self._refusal(request, user)
         app = refusal or self.app
 
         async def send_with_headers(message):
@@ -125,7 +221,7 @@ class Guard:
             await send(message)
         await app(scope, receive, send_with_headers)
 
-    async def _refusal(self, request: Request) -> Optional[Response]:
+    async def _refusal(self, request: Request, user: Optional[str]) -> Optional[Response]:
         host = request.headers.get('host', '')
         if self.loopback_only and not is_loopback(_host_name(host)):
             return _error(request, 403, f'This console answers only at a loopback '
@@ -133,8 +229,7 @@ class Guard:
                           'To serve other addresses, start it with --host and '
                           'a --token.')
         bearer = self._bearer(request)
-        if self.token and request.url.path != LOGIN_PATH and not (
-                bearer or _valid_session(self.token, request.cookies.get(SESSION_COOKIE))):
+        if self.access.needs_token and request.url.path != LOGIN_PATH and user is None:
             if request.url.path.startswith('/api/'):
                 response = _error(request, 401, 'This console needs its token: '
                                   'send "Authorization: Bearer TOKEN", or log in '
@@ -148,8 +243,8 @@ class Guard:
 
     def _bearer(self, request: Request) -> bool:
         scheme, _, given = request.headers.get('authorization', '').partition(' ')
-        return bool(self.token) and scheme.lower() == 'bearer' and same_token(
-            given.strip(), self.token)
+        return self.access.needs_token and scheme.lower() == 'bearer' and \
+            self.access.user_of_token(given.strip()) is not None
 
     def _cross_site_refusal(self, request: Request, bearer: bool) -> Optional[Response]:
         fetch_site = request.headers.get('sec-fetch-site')

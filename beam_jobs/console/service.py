@@ -22,9 +22,13 @@ from beam_jobs import target as target_lib
 from beam_jobs.console import launch
 from beam_jobs.console import views
 from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.lifecycle import launcher
+from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
+from beam_jobs.records import requests as request_records
 from beam_jobs.records import runs
+from beam_jobs.rehearsal import signoff
 
 RUNS_SHOWN = 50
 MAX_RUNS_SHOWN = 500
@@ -50,6 +54,12 @@ class ServerError(ConsoleError):
     status = 500
 
 
+class Forbidden(ConsoleError):
+    """The request is understood, but this user may not make it."""
+
+    status = 403
+
+
 class Conflict(ConsoleError):
     """The request is well formed, but the record's state forbids it."""
 
@@ -63,7 +73,10 @@ class Console:
                  registry_module: Optional[str] = None):
         self.registry = registry
         self.store = store
-        self.rehearsals = rehearsal_record.RehearsalStore(store.target)
+        # Rehearsals, requests, approvals and the audit: the team's records
+        # when shared (`records_project`), else beside the run records.
+        self.signoff_target = target_lib.shared_records() or store.target
+        self.rehearsals = rehearsal_record.RehearsalStore(self.signoff_target)
         # Passed on to the runs it starts, so they find the same jobs. (The
         # loaded registry has checked its jobs, which is how a cancel finds
         # a job's cancel hooks: job_class.seen_job.)
@@ -120,12 +133,7 @@ class Console:
     # Runs
 
     def runs(self, limit: Any = RUNS_SHOWN, job: Optional[str] = None) -> list[dict]:
-        try:
-            limit = int(limit)
-        except (TypeError, ValueError):
-            raise BadRequest(f'limit must be a whole number, not {limit!r}.') from None
-        if not 1 <= limit <= MAX_RUNS_SHOWN:
-            raise BadRequest(f'limit must be between 1 and {MAX_RUNS_SHOWN}.')
+        limit = _limit(limit)
         return [views.run_view(r)
                 for r in launcher.recent(self.store, limit, job_name=job or None)]
 
@@ -192,9 +200,13 @@ class Console:
                                ) from None
         return record
 
-    def cancel(self, run_id: str, user: Any = None) -> runs.RunRecord:
+    def cancel(self, run_id: str, user: Any = None,
+               signed_in: Optional[str] = None) -> runs.RunRecord:
+        """Cancel as `signed_in` when the console knows who that is; the
+        name a body gives counts only where it knows nobody (a shared token)."""
         if user is not None and not isinstance(user, str):
             raise BadRequest('"user" must be text: the name recorded as who canceled.')
+        user = signed_in or user
         record = self.run(run_id)
         if record.is_terminal:
             raise Conflict(f'Run {run_id} already ended ({record.status}); '
@@ -215,19 +227,84 @@ class Console:
         except rehearsal_record.UnknownRehearsalError as error:
             raise NotFound(str(error)) from None
 
-    def approve(self, rehearsal_id: str, body: Any) -> rehearsal_record.RehearsalRecord:
+    # Sign-off: who acts is the signed-in user, never a name in the body.
+
+    def may_sign(self, user: Optional[str]) -> dict[str, Any]:
+        """Whether `user` may approve, reject and withdraw here, and why not."""
+        names = gate_lib.approvers()
+        if not user:
+            return {'allowed': False, 'user': None, 'approvers': names,
+                    'why': 'This console does not know who you are: approvals need a '
+                           'named sign-in (serve it with --users FILE).'}
+        if names is not None and user not in names:
+            return {'allowed': False, 'user': user, 'approvers': names,
+                    'why': f'Only the named approvers ({", ".join(names)}) may sign off.'}
+        return {'allowed': True, 'user': user, 'approvers': names, 'why': None}
+
+    @staticmethod
+    def _text(body: Any, name: str, required: bool) -> Optional[str]:
         if not isinstance(body, dict):
-            raise BadRequest('The request body must be a JSON object: '
-                             '{"user": "your name", "note": "why"}.')
-        user, note = body.get('user'), body.get('note')
-        if not isinstance(user, str) or not user.strip():
-            raise BadRequest('An approval needs the approver\'s name: give "user".')
-        if note is not None and not isinstance(note, str):
-            raise BadRequest('"note" must be text.')
-        self.rehearsal(rehearsal_id)
+            raise BadRequest(f'The request body must be a JSON object: {{"{name}": "…"}}.')
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f'"{name}" must be text.')
+        if required and not (value or '').strip():
+            raise BadRequest(f'Give "{name}": it is recorded.')
+        return value
+
+    def _sign(self, action, user: Optional[str], record_id: str, text: Optional[str]):
+        """`action(target, record_id, user, text)` as `user`, its refusals
+        as the console's."""
+        if not user:
+            raise Forbidden(self.may_sign(user)['why'])
         try:
-            return self.rehearsals.approve(rehearsal_id, user, note)
+            return action(self.signoff_target, record_id, user, text)
+        except signoff.NotAnApproverError as error:
+            raise Forbidden(str(error)) from None
         except rehearsal_record.ApprovalError as error:
             raise Conflict(str(error)) from None
-        except rehearsal_record.UnknownRehearsalError as error:
+        except (rehearsal_record.UnknownRehearsalError,
+                request_records.UnknownRequestError) as error:
             raise NotFound(str(error)) from None
+
+    def approve(self, rehearsal_id: str, body: Any,
+                user: Optional[str]) -> rehearsal_record.RehearsalRecord:
+        note = self._text(body, 'note', required=False)
+        return self._sign(signoff.approve, user, rehearsal_id, note)
+
+    def withdraw(self, rehearsal_id: str, body: Any,
+                 user: Optional[str]) -> rehearsal_record.RehearsalRecord:
+        reason = self._text(body, 'reason', required=True)
+        return self._sign(signoff.withdraw, user, rehearsal_id, reason)
+
+    # Requests and the audit trail
+
+    def requests(self, job: Optional[str] = None) -> list[dict[str, Any]]:
+        return [views.request_view(r) for r in request_records.RequestStore(
+            self.signoff_target).oldest_first(None, job or None)]
+
+    def request(self, request_id: str) -> dict[str, Any]:
+        try:
+            return views.request_view(
+                request_records.RequestStore(self.signoff_target).get(request_id))
+        except request_records.UnknownRequestError as error:
+            raise NotFound(str(error)) from None
+
+    def reject(self, request_id: str, body: Any, user: Optional[str]) -> dict[str, Any]:
+        note = self._text(body, 'note', required=True)
+        return views.request_view(self._sign(signoff.reject, user, request_id, note))
+
+    def audit(self, job: Optional[str] = None, limit: Any = RUNS_SHOWN) -> list[dict[str, Any]]:
+        return [views.decision_view(d) for d in audit_lib.AuditStore(
+            self.signoff_target).newest_first(_limit(limit), job or None)]
+
+
+def _limit(limit: Any) -> int:
+    """A `?limit=` of records to list, checked."""
+    try:
+        limit = int(limit)
+    except (TypeError, ValueError):
+        raise BadRequest(f'limit must be a whole number, not {limit!r}.') from None
+    if not 1 <= limit <= MAX_RUNS_SHOWN:
+        raise BadRequest(f'limit must be between 1 and {MAX_RUNS_SHOWN}.')
+    return limit

@@ -17,7 +17,9 @@ from beam_jobs import output_format
 from beam_jobs import readable
 from beam_jobs.io import sources
 from beam_jobs.lifecycle import dataflow_watch
+from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
+from beam_jobs.records import requests as request_records
 from beam_jobs.records import runs
 
 STATUS_LABELS = {
@@ -131,14 +133,38 @@ def rehearsal_view(record: rehearsal_record.RehearsalRecord) -> dict[str, Any]:
     view.update(
         label=VERDICT_LABELS.get(record.verdict, record.verdict),
         is_approved=record.is_approved,
+        standing_approvers=[a['user'] for a in record.standing_approvals],
         can_approve=record.verdict == rehearsal_record.PASSED,
         created_text=readable.when(record.created_msec),
         url=f'/rehearsals/{record.rehearsal_id}',
-        approvals=[{**approval, 'at_text': readable.when(approval.get('at_msec'))}
+        approvals=[{**approval, 'at_text': readable.when(approval.get('at_msec')),
+                    'withdrawn': ({**approval['withdrawn'], 'at_text': readable.when(
+                        approval['withdrawn'].get('at_msec'))}
+                        if approval.get('withdrawn') else None),
+                    'approvers': approval.get('approvers', 'unknown')}
                    for approval in record.approvals],
+        fingerprint_modules=sorted((record.fingerprint.get('modules') or {})),
         # Every run the rehearsal made, for links: the job's, then verify jobs'.
         run_ids=[run_id for run_id in
                  [record.run_id, *(check.get('run_id') for check in record.verify)]
                  if run_id],
     )
+    return view
+
+
+def request_view(record: request_records.RequestRecord) -> dict[str, Any]:
+    view = dataclasses.asdict(record)
+    link = record.link or ''
+    view.update(state=record.state, verdict=record.verdict,
+                state_text=record.state_text, age_text=readable.ago(record.created_msec),
+                created_text=readable.when(record.created_msec),
+                expect_file=(record.expect or {}).get('file'),
+                link_url=link if link.startswith(('https://', 'http://')) else None,
+                url=f'/requests#{record.request_id}')
+    return view
+
+
+def decision_view(decision: audit_lib.GateDecision) -> dict[str, Any]:
+    view = dataclasses.asdict(decision)
+    view.update(at_text=readable.when(decision.at_msec))
     return view

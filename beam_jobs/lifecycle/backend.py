@@ -38,16 +38,18 @@ class RunCanceledError(Exception):
     """The run was asked to stop (Ctrl-C or `beam-jobs cancel`)."""
 
 
-def build_pipeline(plan: RunPlan, run_id: str, target: target_lib.Target,
+def build_pipeline(plan: RunPlan, run_id: str, records: target_lib.Target,
                    queued_msec: int) -> beam.Pipeline:
-    """The planned job's pipeline, ending in the sink that stores its output."""
+    """The planned job's pipeline, ending in the sink that stores its output
+    beside its record."""
     pipeline = beam.Pipeline(options=plan.pipeline_options)
+    data = plan.data_target(records)
     _ = (
         pipeline
-        | RunJob(plan.job, plan.params, plan.shard_count, target.project,
-                 target.namespace, with_order=True, source=plan.source,
+        | RunJob(plan.job, plan.params, plan.shard_count, data.project,
+                 data.namespace, with_order=True, source=plan.source,
                  write_mode=plan.write_mode, queued_msec=queued_msec)
-        | 'Store output' >> StoreOutput(run_id, target)
+        | 'Store output' >> StoreOutput(run_id, records)
     )
     return pipeline
 
@@ -71,7 +73,8 @@ class Backend:
                 run_id, runs.QUEUED, shard_count=plan.shard_count,
                 params=plan.params, runner=plan.runner, queue_name=queue_name,
                 log_file=str(run_logs.log_path(run_id)),
-                source=plan.source.describe(store.target), gate=plan.gate)
+                source=plan.source.describe(plan.data_target(store.target)),
+                gate=plan.gate)
             try:
                 self.prepare(plan, run_id)
                 pipeline = build_pipeline(plan, run_id, store.target, queued.queued_msec)

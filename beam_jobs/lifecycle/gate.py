@@ -1,28 +1,40 @@
 """The production gate: no job changes production data unrehearsed.
 
 A run in production (the Dataflow runner, or any Datastore that is not an
-emulator) of a job whose code version has no approved rehearsal is refused
-before anything is submitted. Runs that cannot change data are let through:
-dry runs, and runs over an export (which write to no Datastore). Local runs
-on the emulator are never gated. `--skip-rehearsal --user NAME --reason TEXT`
-overrides, and the run record keeps who skipped and why; `require_rehearsal =
-false` under [tool.beam-jobs] turns the gate off.
+emulator) whose writes reach the Datastore passes only with an approved
+rehearsal that covers it:
 
-Approvals are looked up where rehearsals are kept: with the local run records
-(the Datastore a local run uses), since a rehearsal always runs locally.
+- the rehearsal's fingerprint (code_version.py: the job class's source, the
+  project modules it imports, its params) is the run's;
+- its export is at most `rehearsal_max_age_days` old (default 30), counted
+  from the export's own timestamp;
+- with `approvers` set, an approval by one of them stands (not withdrawn).
+
+Runs that cannot change data are let through: dry runs, and runs over an
+export. Local runs on the emulator are never gated. `--skip-rehearsal --user
+NAME --reason TEXT` overrides; `require_rehearsal = false` turns the gate off.
+Every decision (approved, skipped, refused, off) is appended to the audit
+trail in the team's shared records (records/audit.py), with the time and the
+machine's user. Rehearsals and approvals are read from the same records, so
+every machine's gate sees the team's sign-off.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 from typing import Callable, Optional
 
 from beam_jobs import config
+from beam_jobs import identity
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import target as target_lib
 from beam_jobs.lifecycle import code_version
-from beam_jobs.records.rehearsals import RehearsalStore
+from beam_jobs.records import audit as audit_lib
+from beam_jobs.records.rehearsals import RehearsalRecord, RehearsalStore
+
+DEFAULT_MAX_AGE_DAYS = 30
 
 
 class GateError(ValueError):
@@ -35,11 +47,29 @@ class Skip:
     reason: str
 
 
-def required() -> bool:
-    value = config.get('require_rehearsal', True)
+def _flag(name: str, default: bool) -> bool:
+    value = config.get(name, default)
     if isinstance(value, str):
         return value.strip().lower() not in ('false', '0', 'no', 'off')
     return bool(value)
+
+
+def required() -> bool:
+    return _flag('require_rehearsal', True)
+
+
+def approvers() -> Optional[list[str]]:
+    """The named approvers (`approvers` setting, BEAM_JOBS_APPROVERS comma-
+    separated); None when unset: then anyone may approve."""
+    value = config.get('approvers')
+    if value in (None, '', []):
+        return None
+    names = value.split(',') if isinstance(value, str) else [str(v) for v in value]
+    return [name.strip() for name in names if name.strip()] or None
+
+
+def max_age_days() -> float:
+    return float(config.get('rehearsal_max_age_days', DEFAULT_MAX_AGE_DAYS))
 
 
 def is_production(is_dataflow: bool) -> bool:
@@ -50,32 +80,82 @@ def is_production(is_dataflow: bool) -> bool:
                            and bool(os.environ.get('BEAM_JOBS_REAL_DATASTORE')))
 
 
-def check(job: type, *, is_dataflow: bool, changes_datastore: bool,
-          skip: Optional[Skip],
-          rehearsals: Callable[[], RehearsalStore]) -> dict:
+def export_age_days(export: dict, now: Optional[datetime.datetime] = None) -> Optional[float]:
+    """Days since the export a rehearsal ran on was taken (None: unknown)."""
+    stamp = str((export or {}).get('timestamp') or '')
+    try:
+        taken = datetime.datetime.strptime(stamp.split('_')[0], '%Y-%m-%dT%H:%M:%S')
+    except ValueError:
+        return None
+    taken = taken.replace(tzinfo=datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return (now - taken).total_seconds() / 86400
+
+
+def _standing(record: RehearsalRecord, names: Optional[list[str]]) -> list[dict]:
+    """Approvals that count: not withdrawn, and by a named approver if any."""
+    return [approval for approval in record.standing_approvals
+            if names is None or approval['user'] in names]
+
+
+def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float) -> list[str]:
+    if not record.fingerprint:
+        return ['it was rehearsed before beam-jobs kept fingerprints']
+    why = code_version.differences(record.fingerprint, fingerprint)
+    age = export_age_days(record.export)
+    if age is None:
+        why.append('the time its export was taken is unknown')
+    elif age > oldest:
+        why.append(f'its export was taken {age:.0f} days ago, more than '
+                   f'rehearsal_max_age_days = {oldest:g}')
+    return why
+
+
+def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool,
+          skip: Optional[Skip], rehearsals: Callable[[], RehearsalStore],
+          audit: Callable[[], audit_lib.AuditStore], runner: Optional[str] = None,
+          project: Optional[str] = None) -> dict:
     """What the run record keeps about the gate; raises GateError to refuse.
 
     `changes_datastore` is the plan's write mode's answer: only a run whose
-    writes reach a Datastore is gated."""
+    writes reach a Datastore is gated. Each decision is appended to `audit()`."""
     if not is_production(is_dataflow) or not changes_datastore:
         return {}
+    name = job_class_lib.job_name(job)
+    facts = {'user': identity.machine_user(), 'machine': identity.machine(),
+             'runner': runner, 'project': project}
     if not required():
+        audit().append(name, audit_lib.OFF, reason='require_rehearsal = false', **facts)
         return {'gate': 'off (require_rehearsal = false)'}
     if skip is not None:
         if not skip.user or not skip.reason:
             raise GateError('--skip-rehearsal needs --user NAME and --reason TEXT: '
                             'the run record keeps who skipped the rehearsal and why.')
+        audit().append(name, audit_lib.SKIPPED, reason=f'skipped by {skip.user}: '
+                       f'{skip.reason}', **facts)
         return {'gate': 'skipped', 'skipped_by': skip.user, 'reason': skip.reason}
-    name = job_class_lib.job_name(job)
-    version = code_version.of(job)
-    approved = rehearsals().approved_for(name, version['source_sha256'])
-    if approved is None:
-        raise GateError(
-            f'{name} has no approved rehearsal of this code version (sha256 '
-            f'{version["source_sha256"][:12]}… of {version["source_file"]}), so it '
-            f'may not run in production: rehearse it (`beam-jobs rehearse {name} '
-            '--export PATH`), have the rehearsal approved (`beam-jobs approve ID '
-            '--user NAME`), or override with --skip-rehearsal --user NAME '
-            '--reason TEXT.')
-    return {'gate': 'approved', 'rehearsal_id': approved.rehearsal_id,
-            'approved_by': [approval['user'] for approval in approved.approvals]}
+    fingerprint = code_version.fingerprint(job, params)
+    names, oldest = approvers(), max_age_days()
+    approved = [record for record in rehearsals().approved_of(name)
+                if _standing(record, names)]
+    for record in approved:
+        if not _why_not(record, fingerprint, oldest):
+            users = [approval['user'] for approval in _standing(record, names)]
+            audit().append(name, audit_lib.APPROVED, rehearsal_id=record.rehearsal_id,
+                           approved_by=users, **facts)
+            return {'gate': 'approved', 'rehearsal_id': record.rehearsal_id,
+                    'approved_by': users}
+    how = (f'rehearse it (`beam-jobs rehearse {name} --export PATH`, over a fresh '
+           f'export), have the rehearsal approved (`beam-jobs approve ID`'
+           f'{" by one of " + ", ".join(names) if names else ""}), or override with '
+           '--skip-rehearsal --user NAME --reason TEXT')
+    if approved:
+        newest = approved[0]
+        sentence = (f'{name} may not run in production: its newest approved '
+                    f'rehearsal, {newest.rehearsal_id}, does not cover this run '
+                    f'({"; ".join(_why_not(newest, fingerprint, oldest))}). To go on, {how}.')
+    else:
+        sentence = (f'{name} has no approved rehearsal, so it may not run in '
+                    f'production: {how}.')
+    audit().append(name, audit_lib.REFUSED, reason=sentence, **facts)
+    raise GateError(sentence)

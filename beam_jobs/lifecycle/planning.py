@@ -29,6 +29,7 @@ from beam_jobs.io import sources
 from beam_jobs.io import write_modes
 from beam_jobs.lifecycle import dataflow_settings
 from beam_jobs.lifecycle import gate as gate_lib
+from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
 
@@ -72,6 +73,14 @@ class RunPlan:
     @property
     def flag_project(self) -> Optional[str]:
         return self.pipeline_options.view_as(GoogleCloudOptions).project
+
+    def data_target(self, records: target_lib.Target) -> target_lib.Target:
+        """The Datastore the run reads and writes: a Dataflow run's project
+        (its records may live elsewhere: the team's shared records); a local
+        run's, where its records are."""
+        if self.is_dataflow:
+            return target_lib.Target.from_environment(self.flag_project, self.namespace)
+        return records
 
     def over(self, source) -> 'RunPlan':
         """The same run over another source (a rehearsal's verify job, over
@@ -125,10 +134,12 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
                                     dry_run=bool(params.get('dry_run')),
                                     after_state=after_state)
     gate = gate_lib.check(
-        job, is_dataflow=options_lib.is_dataflow(pipeline_options),
+        job, params=params, is_dataflow=options_lib.is_dataflow(pipeline_options),
         changes_datastore=write_mode.changes_datastore, skip=skip_rehearsal,
-        rehearsals=lambda: rehearsal_records.RehearsalStore(
-            local_records_target(namespace)))
+        rehearsals=lambda: rehearsal_records.RehearsalStore(signoff_target(namespace)),
+        audit=lambda: audit_lib.AuditStore(signoff_target(namespace)),
+        runner=options_lib.runner_name(pipeline_options),
+        project=pipeline_options.view_as(GoogleCloudOptions).project)
     return RunPlan(job, tuple(models), params, shard_count, pipeline_options,
                    source, write_mode, namespace, gate)
 
@@ -143,6 +154,10 @@ def records_target(pipeline_options: PipelineOptions,
     project (or of the emulator DATASTORE_EMULATOR_HOST names, as in tests).
     """
     if options_lib.is_dataflow(pipeline_options):
+        # The team's shared records when configured: where everyone looks.
+        shared = target_lib.shared_records()
+        if shared is not None:
+            return shared
         project = pipeline_options.view_as(GoogleCloudOptions).project
         return target_lib.Target.from_environment(project, namespace)
     return local_records_target(namespace)
@@ -151,6 +166,13 @@ def records_target(pipeline_options: PipelineOptions,
 def local_records_target(namespace: Optional[str] = None) -> target_lib.Target:
     emulator.ensure_environment()
     return target_lib.Target.from_environment(None, namespace)
+
+
+def signoff_target(namespace: Optional[str] = None) -> target_lib.Target:
+    """Where the team's sign-off lives (rehearsal records, requests,
+    approvals, the gate's audit trail): the shared records when configured
+    (`records_project`), else with this machine's local records."""
+    return target_lib.shared_records() or local_records_target(namespace)
 
 
 def record_store(plan: RunPlan) -> runs.RunStore:

@@ -23,7 +23,7 @@ from beam_jobs.records.store import now_msec
 REHEARSAL_KIND = 'BeamJobRehearsal'
 RUNNING, PASSED, FAILED = 'running', 'passed', 'failed'
 # Everything but what is queried is kept as one JSON text, never indexed.
-_INDEXED = ('job_name', 'created_msec', 'verdict', 'source_sha256')
+_INDEXED = ('job_name', 'created_msec', 'verdict')
 
 
 class UnknownRehearsalError(LookupError):
@@ -35,7 +35,11 @@ class ApprovalError(ValueError):
 
 
 @dataclasses.dataclass
-class RehearsalRecord:
+class RehearsalRecord(store_lib.BodyRecord):
+    KIND = REHEARSAL_KIND
+    ID_FIELD = 'rehearsal_id'
+    INDEXED = _INDEXED
+
     rehearsal_id: str
     job_name: str
     created_msec: int = 0
@@ -43,7 +47,7 @@ class RehearsalRecord:
     verdict: str = RUNNING
     reasons: list = dataclasses.field(default_factory=list)
     # {'commit': str | None, 'dirty': bool, 'source_file': str,
-    #  'source_sha256': str}: see code_version.py.
+    #  'source_sha256': str, 'fingerprint': {...}}: lifecycle/code_version.py.
     code_version: dict = dataclasses.field(default_factory=dict)
     # {'path', 'timestamp', 'entities': {kind: count}}
     export: dict = dataclasses.field(default_factory=dict)
@@ -62,36 +66,33 @@ class RehearsalRecord:
     durations: dict = dataclasses.field(default_factory=dict)
     after_state: Optional[str] = None
     coordinator_notes: Optional[str] = None
-    # [{'user', 'note', 'at_msec'}]
+    # [{'user', 'note', 'at_msec', 'approvers': [names] or None (unset),
+    #   'machine', 'withdrawn': {'by', 'reason', 'at_msec'} once withdrawn}]
     approvals: list = dataclasses.field(default_factory=list)
+    # The request it fulfils, if any (records/requests.py); who ran it.
+    request_id: Optional[str] = None
+    rehearsed_by: Optional[str] = None
+    machine: Optional[str] = None
 
     @property
     def source_sha256(self) -> Optional[str]:
         return self.code_version.get('source_sha256')
 
     @property
+    def fingerprint(self) -> dict:
+        return self.code_version.get('fingerprint') or {}
+
+    @property
+    def standing_approvals(self) -> list:
+        """Approvals not withdrawn."""
+        return [approval for approval in self.approvals if not approval.get('withdrawn')]
+
+    @property
     def is_approved(self) -> bool:
-        return self.verdict == PASSED and bool(self.approvals)
+        return self.verdict == PASSED and bool(self.standing_approvals)
 
-    def to_entity(self, client: ds.Client) -> ds.Entity:
-        values = dataclasses.asdict(self)
-        del values['rehearsal_id']
-        entity = ds.Entity(client.key(REHEARSAL_KIND, self.rehearsal_id),
-                           exclude_from_indexes=('body_json',))
-        entity.update({name: values[name] for name in _INDEXED if name in values})
-        entity['source_sha256'] = self.source_sha256
-        entity['body_json'] = json.dumps(
-            {k: v for k, v in values.items() if k not in _INDEXED}, sort_keys=True)
-        return entity
-
-    @classmethod
-    def from_entity(cls, entity: ds.Entity) -> 'RehearsalRecord':
-        values = json.loads(entity.get('body_json') or '{}')
-        values.update({name: entity.get(name) for name in _INDEXED
-                       if name != 'source_sha256'})
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(rehearsal_id=entity.key.name,
-                   **{k: v for k, v in values.items() if k in known})
+    def indexed_extras(self) -> dict:
+        return {'source_sha256': self.source_sha256}
 
 
 class RehearsalStore(store_lib.EntityStore):
@@ -129,14 +130,14 @@ class RehearsalStore(store_lib.EntityStore):
         return [RehearsalRecord.from_entity(entity)
                 for entity in self._newest(limit, 'created_msec', **filters)]
 
-    def approve(self, rehearsal_id: str, user: str,
-                note: Optional[str] = None) -> RehearsalRecord:
-        """Record who approved a passed rehearsal, when, and why."""
+    def approve(self, rehearsal_id: str, user: str, note: Optional[str] = None,
+                **facts: Any) -> RehearsalRecord:
+        """Record who approved a passed rehearsal, when, and why (`facts`:
+        what else the approval keeps, such as the approvers configured)."""
         if not user or not user.strip():
-            raise ApprovalError('An approval needs the approver\'s name: pass '
-                                '--user NAME.')
-        with self._client.transaction():
-            record = self.get(rehearsal_id)
+            raise ApprovalError('An approval needs the approver\'s name.')
+
+        def approve_it(record: RehearsalRecord) -> None:
             if record.verdict != PASSED:
                 raise ApprovalError(
                     f'Rehearsal {rehearsal_id} {record.verdict}'
@@ -144,14 +145,21 @@ class RehearsalStore(store_lib.EntityStore):
                     ': only a passed rehearsal can be approved. Fix the job and '
                     'rehearse it again.')
             record.approvals.append({'user': user.strip(), 'note': note or '',
-                                     'at_msec': now_msec()})
-            self.save(record)
-        return record
+                                     'at_msec': now_msec(), **facts})
+        return self.change(rehearsal_id, approve_it)
 
-    def approved_for(self, job_name: str,
-                     source_sha256: str) -> Optional[RehearsalRecord]:
-        """The newest approved rehearsal of this job at this code version."""
-        candidates = [RehearsalRecord.from_entity(entity) for entity in
-                      self._newest(None, 'created_msec', source_sha256=source_sha256)]
-        return next((r for r in candidates
-                     if r.job_name == job_name and r.is_approved), None)
+    def withdraw(self, rehearsal_id: str, user: str, reason: str) -> RehearsalRecord:
+        """Withdraw the standing approvals of a rehearsal (recorded: who, why)."""
+        def withdraw_them(record: RehearsalRecord) -> None:
+            standing = record.standing_approvals
+            if not standing:
+                raise ApprovalError(f'Rehearsal {rehearsal_id} has no approval to '
+                                    'withdraw.')
+            for approval in standing:
+                approval['withdrawn'] = {'by': user, 'reason': reason,
+                                         'at_msec': now_msec()}
+        return self.change(rehearsal_id, withdraw_them)
+
+    def approved_of(self, job_name: str) -> list[RehearsalRecord]:
+        """The job's approved rehearsals, newest first."""
+        return [record for record in self.recent(None, job_name) if record.is_approved]

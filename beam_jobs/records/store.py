@@ -6,6 +6,8 @@ user code (the lifecycle does that).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 import time
 from typing import Optional
@@ -51,6 +53,15 @@ class EntityStore:
             f'No {self.NOUN} {name!r} in {self.target.describe()}'
             + (f': check the id with `{self.LIST_COMMAND}`.' if self.LIST_COMMAND else '.'))
 
+    def change(self, name: str, change):
+        """The record named `name`, changed by `change(record)` (which may
+        raise to refuse) and saved, in one transaction."""
+        with self._client.transaction():
+            record = self.get(name)
+            change(record)
+            self._client.put(record.to_entity(self._client))
+        return record
+
     def _query(self, **filters):
         query = self._client.query(kind=self.KIND)
         for name, value in filters.items():
@@ -67,3 +78,36 @@ class EntityStore:
             return found[:limit] if limit is not None else found
         query.order = [f'-{time_field}']
         return list(query.fetch(limit=limit))
+
+
+class BodyRecord:
+    """A record (a dataclass) stored as its queried fields, indexed, plus one
+    unindexed JSON text of everything else: no 1,500-byte limit, no index
+    bloat. Subclasses name `KIND`, `ID_FIELD` and `INDEXED`."""
+
+    KIND: str = ''
+    ID_FIELD: str = ''
+    INDEXED: tuple = ()
+
+    def indexed_extras(self) -> dict:
+        """More indexed values derived from the record (none by default)."""
+        return {}
+
+    def to_entity(self, client: datastore.Client) -> datastore.Entity:
+        values = dataclasses.asdict(self)
+        name = values.pop(self.ID_FIELD)
+        entity = datastore.Entity(client.key(self.KIND, name),
+                                  exclude_from_indexes=('body_json',))
+        entity.update({field: values[field] for field in self.INDEXED if field in values})
+        entity.update(self.indexed_extras())
+        entity['body_json'] = json.dumps(
+            {k: v for k, v in values.items() if k not in self.INDEXED}, sort_keys=True)
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: datastore.Entity):
+        values = json.loads(entity.get('body_json') or '{}')
+        values.update({field: entity.get(field) for field in cls.INDEXED})
+        known = {field.name for field in dataclasses.fields(cls)}
+        values[cls.ID_FIELD] = entity.key.name
+        return cls(**{k: v for k, v in values.items() if k in known})

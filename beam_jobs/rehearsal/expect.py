@@ -29,16 +29,27 @@ class Expected:
         return self.pattern.fullmatch(line) is not None
 
 
-def parse(path: str) -> list[Expected]:
-    """The expectations in `path`; a file that cannot be read, or a bad
-    regular expression, is a ValueError naming the file (and line)."""
+def read(path: str) -> str:
+    """The text of an expected output file; one that cannot be read is a
+    ValueError naming it."""
     try:
         with open(path, encoding='utf-8') as handle:
-            lines = handle.read().splitlines()
+            return handle.read()
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f'Cannot read the expected output file {path} ({error}): '
                          'pass a readable UTF-8 text file, one expected line per '
                          'line.') from None
+
+
+def parse(path: str) -> list[Expected]:
+    """The expectations in the file at `path` (see `parse_text`)."""
+    return parse_text(read(path), path)
+
+
+def parse_text(text: str, path: str) -> list[Expected]:
+    """The expectations in `text` (the file `path`'s, or a request's copy of
+    it); a bad regular expression is a ValueError naming the file and line."""
+    lines = text.splitlines()
     expected = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

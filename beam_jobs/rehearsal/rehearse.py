@@ -21,15 +21,18 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from beam_jobs import emulator
+from beam_jobs import identity
 from beam_jobs import output_format
 from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.io import sources
 from beam_jobs.lifecycle import code_version
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
-from beam_jobs.rehearsal import expect as expect_lib
 from beam_jobs.records import rehearsals as record_lib
+from beam_jobs.records import requests as request_records
 from beam_jobs.records import runs
+from beam_jobs.rehearsal import expect as expect_lib
+from beam_jobs.rehearsal import signoff
 
 
 class RehearsalError(ValueError):
@@ -47,6 +50,7 @@ class RehearsalPlan:
     verify_plans: list
     expected: Optional[list]
     expect_file: Optional[str]
+    request_id: Optional[str] = None
 
     @property
     def after_dir(self) -> str:
@@ -62,7 +66,17 @@ def plan(job: type, export: str, params: Optional[Mapping[str, Any]] = None,
          expect_file: Optional[str] = None, pipeline_args: Sequence[str] = (),
          after_dir: Optional[str] = None,
          namespace: Optional[str] = None,
-         own_flags: Sequence[str] = ()) -> RehearsalPlan:
+         own_flags: Sequence[str] = (),
+         request: Optional[request_records.RequestRecord] = None,
+         expect_text: Optional[str] = None) -> RehearsalPlan:
+    """Check a rehearsal before anything runs. With `request`, the request's
+    job is rehearsed as asked (its verify jobs, params and expected output
+    come in `verify`, `params` and `expect_text`); it must be open or
+    rehearsed, not rejected or approved already."""
+    if request is not None and request.state in (request_records.REJECTED,
+                                                  request_records.APPROVED):
+        raise RehearsalError(f'Request {request.request_id} is {request.state}: '
+                             'ask its author for a new request.')
     if not export:
         raise RehearsalError('A rehearsal runs over a copy of production data: '
                              'pass --export PATH (see `beam-jobs export`).')
@@ -82,9 +96,12 @@ def plan(job: type, export: str, params: Optional[Mapping[str, Any]] = None,
     verify_plans = [planning.plan_run(check, {}, None, pipeline_args, export=export,
                                       namespace=namespace, command='beam-jobs rehearse')
                     for check in verify]
-    expected = expect_lib.parse(expect_file) if expect_file else None
+    if expect_text is not None:
+        expected = expect_lib.parse_text(expect_text, expect_file or 'the request')
+    else:
+        expected = expect_lib.parse(expect_file) if expect_file else None
     return RehearsalPlan(rehearsal_id, job, export, job_plan, verify_plans, expected,
-                         expect_file)
+                         expect_file, request.request_id if request else None)
 
 
 def _writes(record: runs.RunRecord) -> dict:
@@ -102,13 +119,17 @@ def rehearse(rehearsal: RehearsalPlan, run_store: runs.RunStore,
     """Run a planned rehearsal to its verdict; keep and return its record."""
     began = time.monotonic()
     job_plan = rehearsal.job_plan
-    store = record_lib.RehearsalStore(run_store.target)
+    # Published where the team's sign-off lives; its runs stay local.
+    signoff_target = planning.signoff_target(run_store.target.namespace)
+    store = record_lib.RehearsalStore(signoff_target)
     record = store.create(
         job_plan.job_name, rehearsal_id=rehearsal.rehearsal_id,
-        code_version=code_version.of(rehearsal.job),
+        code_version=code_version.of(rehearsal.job, job_plan.params),
         export=job_plan.source.describe(run_store.target),
         params=job_plan.params, shard_count=job_plan.shard_count,
-        coordinator_notes=getattr(rehearsal.job, 'COORDINATOR_NOTES', None))
+        coordinator_notes=getattr(rehearsal.job, 'COORDINATOR_NOTES', None),
+        request_id=rehearsal.request_id, rehearsed_by=identity.machine_user(),
+        machine=identity.machine())
     say(f'Rehearsal ID: {record.rehearsal_id}')
     run = _run(job_plan, run_store, listeners)
     record.run_id = run.run_id
@@ -152,7 +173,9 @@ def rehearse(rehearsal: RehearsalPlan, run_store: runs.RunStore,
     record.reasons = reasons
     record.verdict = record_lib.FAILED if reasons else record_lib.PASSED
     record.durations['total'] = round(time.monotonic() - began, 1)
-    return store.save(record)
+    store.save(record)
+    signoff.rehearsed(signoff_target, record)
+    return record
 
 
 def _expected(expected: Optional[list], line: str) -> bool:

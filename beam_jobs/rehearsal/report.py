@@ -35,6 +35,13 @@ def markdown(record: RehearsalRecord) -> str:
         + (f', the after state of `{export["after_state_of"]}`' if export.get('after_state_of') else '')
         + f' (export taken {export.get("timestamp")}; {_counts(export.get("entities") or {})})',
         f'- Params: `{record.params}`; shard count {record.shard_count}',
+        *([f'- Covers: the job class\'s source and the project modules it imports: '
+           + ', '.join(f'`{name}`' for name in sorted(record.fingerprint.get('modules') or {}))
+           + f' (framework {record.fingerprint.get("framework")})']
+          if record.fingerprint else []),
+        *([f'- Request: `{record.request_id}`'] if record.request_id else []),
+        *([f'- Rehearsed by {record.rehearsed_by} on {record.machine}']
+          if record.rehearsed_by else []),
         f'- Job run: `{record.run_id or "-"}`',
         f'- After state: `{record.after_state or "-"}`',
     ]
@@ -74,13 +81,20 @@ def markdown(record: RehearsalRecord) -> str:
         lines += ['', '## Notes for the release coordinator', '',
                   record.coordinator_notes.strip()]
     lines += ['', '## Sign-off', '']
-    if record.approvals:
-        lines += [f'- Approved by {a["user"]} on {readable.when(a["at_msec"])}'
-                  f'{": " + a["note"] if a.get("note") else ""}' for a in record.approvals]
-    elif record.verdict == PASSED:
-        lines.append(f'- Not approved yet: `beam-jobs approve {record.rehearsal_id} '
-                     '--user NAME --note TEXT`')
-    else:
+    for approval in record.approvals:
+        named = ('' if approval.get('approvers', 'unknown') is not None
+                 else ' (no approvers were named: anyone could approve)')
+        lines.append(f'- Approved by {approval["user"]} on '
+                     f'{readable.when(approval["at_msec"])}{named}'
+                     f'{": " + approval["note"] if approval.get("note") else ""}')
+        withdrawn = approval.get('withdrawn')
+        if withdrawn:
+            lines.append(f'  - withdrawn by {withdrawn["by"]} on '
+                         f'{readable.when(withdrawn["at_msec"])}: {withdrawn["reason"]}')
+    if record.verdict != PASSED:
         lines.append('- A failed rehearsal cannot be approved: fix the cause and '
                      'rehearse again.')
+    elif not record.standing_approvals:
+        lines.append(f'- Not approved: an approver runs `beam-jobs approve '
+                     f'{record.rehearsal_id} --note TEXT`')
     return '\n'.join(lines) + '\n'

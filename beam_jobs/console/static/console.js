@@ -282,7 +282,10 @@ function setUpCancel() {
     confirm.disabled = true;
     confirm.textContent = 'Canceling…';
     const page = document.getElementById('run-page');
-    const user = document.getElementById('cancel-user').value.trim();
+    // A console that knows who is signed in records that name; the field
+    // is there only where it knows nobody (one shared token).
+    const field = document.getElementById('cancel-user');
+    const user = field ? field.value.trim() : '';
     const answer = await api('POST', page.dataset.runUrl + '/cancel', {user: user || null});
     if (!answer.ok) {
       confirm.disabled = false;
@@ -296,17 +299,24 @@ function setUpCancel() {
 
 // Rehearsals: approve a passed one.
 
-function setUpApprovals() {
-  document.querySelectorAll('.approve-form').forEach((form) => {
-    form.addEventListener('submit', async (event) => {
-      event.preventDefault();
-      const body = {user: form.querySelector('.approve-user').value,
-        note: form.querySelector('.approve-note').value};
-      const answer = await api('POST', form.dataset.approveUrl, body);
-      if (!answer.ok) { showError(form.querySelector('.form-error'), answer.data.error); return; }
-      window.location.reload();
+// Sign-off: the signed-in user approves, withdraws, rejects (the server
+// records who; no form sends a name).
+function setUpSignOff() {
+  const forms = [['.approve-form', 'approveUrl', {note: '.approve-note'}],
+    ['.withdraw-form', 'withdrawUrl', {reason: '.withdraw-reason'}],
+    ['.reject-form', 'rejectUrl', {note: '.reject-note'}]];
+  for (const [selector, urlField, fields] of forms) {
+    document.querySelectorAll(selector).forEach((form) => {
+      form.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        const body = {};
+        for (const [name, input] of Object.entries(fields)) body[name] = form.querySelector(input).value;
+        const answer = await api('POST', form.dataset[urlField], body);
+        if (!answer.ok) { showError(form.querySelector('.form-error'), answer.data.error); return; }
+        window.location.reload();
+      });
     });
-  });
+  }
 }
 
 document.addEventListener('DOMContentLoaded', () => {
@@ -314,5 +324,5 @@ document.addEventListener('DOMContentLoaded', () => {
   setUpStartForms();
   setUpRunsTable();
   setUpRunPage();
-  setUpApprovals();
+  setUpSignOff();
 });

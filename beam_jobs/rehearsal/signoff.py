@@ -1,0 +1,120 @@
+"""The team's sign-off: requests, approvals, rejections, withdrawals.
+
+The production guide's process, on the records every machine reads
+(`planning.signoff_target`: the shared records when `records_project` is set):
+
+1. The author asks for a rehearsal: `request` (the job, its verify jobs, the
+   expected output, params, a note, a link).
+2. The server jobs admin rehearses it on a copy of production
+   (`rehearse --request ID`), which links the rehearsal to the request.
+3. A named approver (`approvers`; anyone while it is unset, and the record
+   says so) approves the passed rehearsal, or rejects the request with a
+   note; an approval can be withdrawn, with who and why.
+
+Who acts is the person signed in (the console) or the machine's user (the
+CLI): never a name typed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+from beam_jobs import identity
+from beam_jobs import job_class as job_class_lib
+from beam_jobs.lifecycle import gate as gate_lib
+from beam_jobs.records import rehearsals as rehearsal_records
+from beam_jobs.records import requests as request_records
+from beam_jobs.records.store import now_msec
+from beam_jobs.rehearsal import expect as expect_lib
+from beam_jobs.target import Target
+
+
+class NotAnApproverError(ValueError):
+    """Someone not among the named approvers tried to sign off."""
+
+
+def check_approver(user: str, what: str) -> Optional[list[str]]:
+    """The named approvers, if `user` is one of them (or none are named);
+    otherwise NotAnApproverError, naming them."""
+    names = gate_lib.approvers()
+    if names is not None and user not in names:
+        raise NotAnApproverError(
+            f'{user} may not {what}: only the named approvers ({", ".join(names)}) '
+            'may (the `approvers` setting); ask one of them.')
+    return names
+
+
+def request(target: Target, job: type, *, verify: Sequence[type] = (),
+            expect_file: Optional[str] = None, params: Optional[Mapping[str, Any]] = None,
+            note: Optional[str] = None, link: Optional[str] = None,
+            user: Optional[str] = None) -> request_records.RequestRecord:
+    """Record what an author asks to have rehearsed. The expected output file
+    is read now and travels in the request (checked as a rehearsal will)."""
+    job_class_lib.validate(job)
+    for check in verify:
+        job_class_lib.validate(check)
+    params = dict(params or {})
+    job_class_lib.check_params(params)
+    expect = {}
+    if expect_file:
+        text = expect_lib.read(expect_file)
+        expect_lib.parse_text(text, expect_file)
+        expect = {'file': expect_file, 'text': text}
+    return request_records.RequestStore(target).create(
+        job_class_lib.job_name(job), requested_by=user or identity.machine_user(),
+        machine=identity.machine(), verify=[job_class_lib.job_name(v) for v in verify],
+        expect=expect, params=params, note=note, link=link)
+
+
+def rehearsed(target: Target, record: rehearsal_records.RehearsalRecord) -> None:
+    """Link a finished rehearsal to the request it fulfils."""
+    if not record.request_id:
+        return
+    entry = {'rehearsal_id': record.rehearsal_id, 'verdict': record.verdict,
+             'at_msec': now_msec(), 'by': record.rehearsed_by}
+    request_records.RequestStore(target).change(
+        record.request_id, lambda found: found.rehearsals.append(entry))
+
+
+def approve(target: Target, rehearsal_id: str, user: str,
+            note: Optional[str] = None) -> rehearsal_records.RehearsalRecord:
+    names = check_approver(user, 'approve rehearsals')
+    record = rehearsal_records.RehearsalStore(target).approve(
+        rehearsal_id, user, note, approvers=names, machine=identity.machine())
+    if record.request_id:
+        def approve_request(found: request_records.RequestRecord) -> None:
+            if user not in found.approved_by:
+                found.approved_by.append(user)
+        request_records.RequestStore(target).change(record.request_id, approve_request)
+    return record
+
+
+def withdraw(target: Target, rehearsal_id: str, user: str,
+             reason: str) -> rehearsal_records.RehearsalRecord:
+    check_approver(user, 'withdraw approvals')
+    if not reason or not reason.strip():
+        raise rehearsal_records.ApprovalError(
+            'Say why the approval is withdrawn: --reason TEXT.')
+    record = rehearsal_records.RehearsalStore(target).withdraw(rehearsal_id, user,
+                                                               reason.strip())
+    if record.request_id:
+        def unapprove(found: request_records.RequestRecord) -> None:
+            found.approved_by = []
+        request_records.RequestStore(target).change(record.request_id, unapprove)
+    return record
+
+
+def reject(target: Target, request_id: str, user: str,
+           note: str) -> request_records.RequestRecord:
+    check_approver(user, 'reject requests')
+    if not note or not note.strip():
+        raise rehearsal_records.ApprovalError(
+            'A rejection needs a note for the author: --note TEXT.')
+
+    def reject_it(found: request_records.RequestRecord) -> None:
+        if found.approved_by:
+            raise rehearsal_records.ApprovalError(
+                f'Request {request_id} is approved: withdraw the approval '
+                '(`beam-jobs withdraw REHEARSAL_ID --reason TEXT`) first.')
+        found.rejected = {'by': user, 'note': note.strip(), 'at_msec': now_msec()}
+    return request_records.RequestStore(target).change(request_id, reject_it)
