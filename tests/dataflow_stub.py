@@ -11,7 +11,8 @@ sent and answers, in the API's documented shapes:
     PUT  …/jobs/ID                   requestedState CANCELLED cancels it
 
 A test moves a job's state with `set_state`, or plays a script
-(`play(job_id, [Snapshot, ...])`): each GET of the job moves it to the next
+(`play(job_id, [Snapshot, ...])`, or `play_next([Snapshot, ...])` for the
+next job created, before it exists): each GET of the job moves it to the next
 snapshot (then stays at the last), whose state, metrics, messages and stages
 the other calls answer with: a job whose counters grow between calls and
 that completes, or one that fails with an error message. Every request is
@@ -112,6 +113,7 @@ class DataflowStub:
         self.fail_with: Optional[tuple[int, str]] = None
         self.scripts: dict[str, list[Snapshot]] = {}
         self.position: dict[str, int] = {}
+        self.next_scripts: list[list[Snapshot]] = []
         self._lock = threading.Lock()
         self._httpd = server.ThreadingHTTPServer(('localhost', 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever,
@@ -139,6 +141,11 @@ class DataflowStub:
         with self._lock:
             self.scripts[job_id] = list(snapshots)
             self.position[job_id] = -1
+
+    def play_next(self, snapshots: list[Snapshot]) -> None:
+        """Play `snapshots` for the next job created (queued: one a job)."""
+        with self._lock:
+            self.next_scripts.append(list(snapshots))
 
     def _snapshot(self, job_id: str) -> Optional[Snapshot]:
         script = self.scripts.get(job_id)
@@ -173,6 +180,9 @@ class DataflowStub:
                     'type': body.get('type'),
                     'currentState': 'JOB_STATE_PENDING',
                 }
+                if self.next_scripts:
+                    self.scripts[job_id] = self.next_scripts.pop(0)
+                    self.position[job_id] = -1
                 return 200, self.jobs[job_id]
             if job_id not in self.jobs:
                 return 404, {'error': {'code': 404, 'status': 'NOT_FOUND',
@@ -198,6 +208,7 @@ class DataflowStub:
                 requested = state_name((body or {}).get('requestedState'))
                 if requested == 'JOB_STATE_CANCELLED':
                     job['currentState'] = 'JOB_STATE_CANCELLED'
+                    self.scripts.pop(job_id, None)   # a script stops with it
             return 200, job
 
     def _handler(self):

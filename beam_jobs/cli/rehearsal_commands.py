@@ -1,5 +1,5 @@
-"""`beam-jobs rehearse | rehearsals | rehearsal | approve`: the production
-guide's rehearsal and sign-off."""
+"""`beam-jobs rehearse | rehearsals | rehearsal`: the production guide's
+rehearsal, here or on Dataflow (`cancel REHEARSAL_ID` is with `cancel`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Sequence
 
 from beam_jobs.cli import common
 from beam_jobs.cli import run_commands
+from beam_jobs.cli import watch
 from beam_jobs.cli.progress_bar import TerminalBar
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import rehearsals as record_lib
@@ -27,7 +28,9 @@ def add_parsers(commands, parent) -> None:
         'against --expect FILE (one line per output line: exact text, or re: '
         'and a regular expression). Prints `Rehearsal ID: ID` first and '
         '`After state: PATH`, then the report. Exit code: 0 passed, 3 failed, '
-        '2 bad input. Other flags go to Beam, as for `run`.')
+        '2 bad input. Other flags go to Beam, as for `run`: with '
+        '--runner=DataflowRunner every run of the rehearsal runs on Dataflow, over '
+        'an export on Cloud Storage, and the command waits for each in turn.')
     rehearse.add_argument('job', nargs='?', default=None,
                           help='the job (with --request: the request\'s)')
     rehearse.add_argument('--export', required=True, metavar='PATH',
@@ -42,7 +45,12 @@ def add_parsers(commands, parent) -> None:
                           help='the expected output of JOB')
     rehearse.add_argument('--after', default=None, metavar='DIR',
                           help='where to keep the after state (default: under '
-                          '.beam-jobs/rehearsals/)')
+                          '.beam-jobs/rehearsals/; on Dataflow, '
+                          'gs://BUCKET/rehearsals/ID/after in the temp_location\'s bucket)')
+    rehearse.add_argument('--no-wait', '--no_wait', dest='no_wait', action='store_true',
+                          help='on Dataflow: submit the job and return; whoever reads '
+                          'the rehearsal next (`beam-jobs rehearsal ID`, the console) '
+                          'takes it on')
     rehearse.set_defaults(handler=cmd_rehearse, own_flags=common.own_flags(rehearse),
                           takes_pipeline_flags=True)
 
@@ -91,9 +99,19 @@ def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
     try:
         record = rehearse_lib.rehearse(
             planned, store, say=lambda line: print(line, flush=True),
-            listeners=[bar])
+            listeners=[bar], wait=None if args.no_wait else watch.follow_to_end)
     finally:
         bar.close()
+    return _ended(record)
+
+
+def _ended(record: record_lib.RehearsalRecord) -> int:
+    """The report, and the exit code, of a rehearsal as it stands."""
+    if record.is_running:
+        print(f'Rehearsal {record.rehearsal_id} goes on on Dataflow: `beam-jobs '
+              f'rehearsal {record.rehearsal_id}` takes it on and shows where it '
+              f'stands, `beam-jobs cancel {record.rehearsal_id}` stops it.')
+        return common.EXIT_OK
     print()
     print(report.markdown(record), end='')
     if record.verdict != record_lib.PASSED:
@@ -102,9 +120,17 @@ def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
     return common.EXIT_OK
 
 
+def _taken_on(args, record: record_lib.RehearsalRecord) -> record_lib.RehearsalRecord:
+    """A running rehearsal on Dataflow, taken on as far as its runs allow."""
+    if not (record.is_running and record.on_dataflow):
+        return record
+    return rehearse_lib.take_on(record, common.registry(args).get,
+                                say=lambda line: print(line, flush=True))
+
+
 def cmd_rehearsals(args) -> int:
     store = record_lib.RehearsalStore(planning.signoff_target(args.namespace))
-    records = store.recent(args.limit, args.job)
+    records = [_taken_on(args, r) for r in store.recent(args.limit, args.job)]
     common.print_table(
         ('REHEARSAL ID', 'VERDICT', 'APPROVED BY', 'CREATED', 'BY', 'EXPORT'),
         [(r.rehearsal_id, r.verdict,
@@ -118,5 +144,6 @@ def cmd_rehearsals(args) -> int:
 
 def cmd_rehearsal(args) -> int:
     store = record_lib.RehearsalStore(planning.signoff_target(args.namespace))
-    print(report.markdown(store.get(args.rehearsal_id)), end='')
+    print(report.markdown(_taken_on(args, store.get(args.rehearsal_id))), end='')
     return common.EXIT_OK
+

@@ -19,7 +19,9 @@ from beam_jobs.lifecycle import gate
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
 from beam_jobs.lifecycle import run_logs
+from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
+from beam_jobs.rehearsal import rehearse as rehearse_lib
 
 
 def add_parsers(commands, parent) -> None:
@@ -78,8 +80,9 @@ def add_parsers(commands, parent) -> None:
     output = commands.add_parser('output', parents=[parent], help='one run\'s output lines')
     output.add_argument('run_id')
     output.set_defaults(handler=cmd_output)
-    cancel = commands.add_parser('cancel', parents=[parent], help='stop a run')
-    cancel.add_argument('run_id')
+    cancel = commands.add_parser('cancel', parents=[parent],
+                                 help='stop a run, or a rehearsal (with its run in flight)')
+    cancel.add_argument('run_id', metavar='RUN_ID|REHEARSAL_ID')
     cancel.add_argument('--user', default=None, help='who cancels (recorded)')
     cancel.set_defaults(handler=cmd_cancel)
 
@@ -269,7 +272,13 @@ def cmd_output(args) -> int:
     return common.EXIT_OK
 
 
+# Rehearsal ids name themselves (records/rehearsals.py: `rehearsal-JOB-…`).
+REHEARSAL_PREFIX = 'rehearsal-'
+
+
 def cmd_cancel(args) -> int:
+    if args.run_id.startswith(REHEARSAL_PREFIX):
+        return _cancel_rehearsal(args)
     try:
         common.registry(args)   # so the job's cancel hooks can be found
     except registry_lib.UnknownJobError:
@@ -277,3 +286,19 @@ def cmd_cancel(args) -> int:
     record = launcher.cancel_run(common.store(args), args.run_id, args.user)
     print(f'Run {record.run_id}: {record.status}')
     return common.EXIT_OK if record.status == runs.CANCELED else common.EXIT_FAILED
+
+
+def _cancel_rehearsal(args) -> int:
+    """`beam-jobs cancel REHEARSAL_ID`: the run in flight stops (on Dataflow,
+    its job), no further run starts, and the rehearsal ends failed."""
+    store = rehearsal_records.RehearsalStore(planning.signoff_target(args.namespace))
+    record = store.get(args.run_id)
+    context = rehearse_lib.context_for(record, common.registry(args).get)
+    if context is None:
+        raise common.UsageError(
+            f'Rehearsal {record.rehearsal_id} runs on {record.machine}, on its own '
+            'emulator: cancel it there (or press Ctrl-C where it runs).')
+    record = rehearse_lib.cancel(context, record.rehearsal_id, args.user)
+    print(f'Rehearsal {record.rehearsal_id}: {record.verdict} '
+          f'({"; ".join(record.reasons)})')
+    return common.EXIT_OK if record.canceled else common.EXIT_FAILED

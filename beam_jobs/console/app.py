@@ -5,6 +5,7 @@ Pages: `/` (jobs), `/runs`, `/runs/{id}`, `/rehearsals`, `/rehearsals/{id}`,
 `/api/runs`, `/api/runs/plan`, `/api/runs/{id}`, `/api/runs/{id}/output`,
 `/api/runs/{id}/cancel`, `/api/rehearsals`, `/api/rehearsals/{id}`,
 `/api/rehearsals/{id}/approve`, `/api/rehearsals/{id}/withdraw`,
+`/api/rehearsals/{id}/cancel`,
 `/api/requests`, `/api/requests/{id}`, `/api/requests/{id}/reject`,
 `/api/audit`.
 
@@ -83,6 +84,8 @@ def create_app(console: service.Console, *, token: Optional[str] = None,
         Route('/api/rehearsals/{rehearsal_id}', api.rehearsal),
         Route('/api/rehearsals/{rehearsal_id}/approve', api.approve, methods=['POST']),
         Route('/api/rehearsals/{rehearsal_id}/withdraw', api.withdraw, methods=['POST']),
+        Route('/api/rehearsals/{rehearsal_id}/cancel', api.cancel_rehearsal,
+              methods=['POST']),
         Route('/api/requests', api.requests),
         Route('/api/requests/{request_id}', api.request),
         Route('/api/requests/{request_id}/reject', api.reject, methods=['POST']),
@@ -281,6 +284,13 @@ class _Api:
     async def withdraw(self, request: Request) -> Response:
         body = await _json_body(request)
         record = await run_in_threadpool(self.console.withdraw,
+                                         request.path_params['rehearsal_id'], body,
+                                         security.signed_in(request))
+        return JSONResponse(views.rehearsal_view(record))
+
+    async def cancel_rehearsal(self, request: Request) -> Response:
+        body = await _json_body(request)
+        record = await run_in_threadpool(self.console.cancel_rehearsal,
                                          request.path_params['rehearsal_id'], body,
                                          security.signed_in(request))
         return JSONResponse(views.rehearsal_view(record))

@@ -28,6 +28,7 @@ from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
 from beam_jobs.records import requests as request_records
 from beam_jobs.records import runs
+from beam_jobs.rehearsal import rehearse as rehearse_lib
 from beam_jobs.rehearsal import signoff
 
 RUNS_SHOWN = 50
@@ -219,13 +220,41 @@ class Console:
     # Rehearsals
 
     def rehearsal_list(self, limit: int = RUNS_SHOWN) -> list[dict[str, Any]]:
-        return [views.rehearsal_view(r) for r in self.rehearsals.recent(limit)]
+        return [views.rehearsal_view(self._taken_on(r))
+                for r in self.rehearsals.recent(limit)]
 
     def rehearsal(self, rehearsal_id: str) -> rehearsal_record.RehearsalRecord:
         try:
-            return self.rehearsals.get(rehearsal_id)
+            return self._taken_on(self.rehearsals.get(rehearsal_id))
         except rehearsal_record.UnknownRehearsalError as error:
             raise NotFound(str(error)) from None
+
+    def cancel_rehearsal(self, rehearsal_id: str, body: Any,
+                         signed_in: Optional[str]) -> rehearsal_record.RehearsalRecord:
+        """Stop a running rehearsal as the CLI's `cancel REHEARSAL_ID` does:
+        the run in flight is canceled (on Dataflow, its job) and it ends
+        failed, saying who (the signed-in name; a body's only where the
+        console knows nobody)."""
+        user = self._text(body, 'user', required=False)
+        user = signed_in or (user or '').strip() or None
+        record = self.rehearsal(rehearsal_id)
+        if not record.is_running:
+            raise Conflict(f'Rehearsal {rehearsal_id} already ended ({record.verdict}); '
+                           'nothing to cancel.')
+        context = rehearse_lib.context_for(record, self.registry.get)
+        if context is None:
+            raise Conflict(f'Rehearsal {rehearsal_id} runs on {record.machine}, on its own '
+                           'emulator: cancel it there (beam-jobs cancel, or Ctrl-C where '
+                           'it runs).')
+        try:
+            return rehearse_lib.cancel(context, rehearsal_id, user)
+        except rehearsal_record.ApprovalError as error:
+            raise Conflict(str(error)) from None
+
+    def _taken_on(self, record: rehearsal_record.RehearsalRecord):
+        """A running rehearsal on Dataflow, taken on as far as its runs
+        allow, as the console follows runs."""
+        return rehearse_lib.take_on(record, self.registry.get)
 
     # Sign-off: who acts is the signed-in user, never a name in the body.
 

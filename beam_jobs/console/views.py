@@ -135,6 +135,7 @@ def rehearsal_view(record: rehearsal_record.RehearsalRecord) -> dict[str, Any]:
         is_approved=record.is_approved,
         standing_approvers=[a['user'] for a in record.standing_approvals],
         can_approve=record.verdict == rehearsal_record.PASSED,
+        is_running=record.is_running,
         created_text=readable.when(record.created_msec),
         url=f'/rehearsals/{record.rehearsal_id}',
         approvals=[{**approval, 'at_text': readable.when(approval.get('at_msec')),

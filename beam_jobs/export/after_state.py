@@ -5,7 +5,8 @@ the export costs. An after state costs what the writes cost: it is a folder
 beside nothing but the writes,
 
     AFTER/after_state.json    the manifest: the base it applies to, the run
-                              that wrote it, its writes per kind
+                              that wrote it, its writes per kind, and the
+                              files that hold them
     AFTER/puts/part-*         the entities the job put (EntityProto records)
     AFTER/deletes/part-*      the keys it deleted (key-only EntityProtos)
 
@@ -13,6 +14,14 @@ and reading it (`ReadAfterState`, which `ReadExport` uses for such a path)
 gives the base's entities minus every key the job put or deleted, plus what
 it put. The base is an export or another after state, so after states chain:
 "what production would look like after job A, then job B".
+
+The files are written by Beam's file sink (`beam.io.Write` of a
+FileBasedSink), whichever runner runs the job: each bundle writes a
+temporary file, and only the bundles the runner committed are renamed into
+place when the write finalises, so a bundle Dataflow retried, or split by
+dynamic work rebalancing, is never written twice and none is lost. The
+manifest, written once the run has completed, names the files it found;
+readers read those, never a stray file left beside them.
 """
 
 from __future__ import annotations
@@ -48,10 +57,21 @@ class AfterState:
     run_id: Optional[str]
     job_name: Optional[str]
     writes: dict   # {'put': {kind: n}, 'delete': {kind: n}}
+    # {'puts': [names], 'deletes': [names]} as the manifest lists them
+    # (None in a manifest written before it listed its files).
+    listed: Optional[dict] = None
 
     def files(self, what: str) -> list[str]:
-        [match] = FileSystems.match([FileSystems.join(self.folder, what, 'part-*')])
-        return sorted(found.path for found in match.metadata_list)
+        if self.listed is not None:
+            return [FileSystems.join(self.folder, what, name)
+                    for name in self.listed.get(what) or []]
+        return _found(self.folder, what)
+
+
+def _found(folder: str, what: str) -> list[str]:
+    """The finalised files of `what` (puts, deletes) in `folder`."""
+    [match] = FileSystems.match([FileSystems.join(folder, what, 'part-*')])
+    return sorted(found.path for found in match.metadata_list)
 
 
 def _manifest_path(path: str) -> str:
@@ -74,7 +94,7 @@ def read(path: str) -> AfterState:
             data = json.loads(f.read().decode('utf-8'))
         return AfterState(folder=FileSystems.split(manifest)[0], base=data['base'],
                           run_id=data.get('run_id'), job_name=data.get('job'),
-                          writes=data.get('writes') or {})
+                          writes=data.get('writes') or {}, listed=data.get('files'))
     except (OSError, ValueError, KeyError) as error:
         raise AfterStateError(
             f'The after state manifest {manifest} cannot be read ({error}): '
@@ -83,13 +103,17 @@ def read(path: str) -> AfterState:
 
 def finish(folder: str, base: str, run_id: str, job_name: str,
            writes: dict) -> str:
-    """Write the manifest once the run that wrote the folder has completed;
-    an after state without one (its run failed) is not readable."""
+    """Write the manifest once the run that wrote the folder has completed
+    (its sink has finalised its files); an after state without one (its run
+    failed) is not readable. Writing it again writes the same manifest."""
     manifest = FileSystems.join(folder, MANIFEST)
+    listed = {what: [FileSystems.split(path)[1] for path in _found(folder, what)]
+              for what in (PUTS, DELETES)}
     with FileSystems.create(manifest, mime_type='application/json',
                             compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(json.dumps({'base': base, 'run_id': run_id, 'job': job_name,
-                            'writes': writes}, indent=2, sort_keys=True).encode())
+                            'writes': writes, 'files': listed},
+                           indent=2, sort_keys=True).encode())
     return folder
 
 
@@ -120,6 +144,12 @@ class _RecordSink(filebasedsink.FileBasedSink):
         file_handle.writer.write(encoded_value)
 
 
+def sink(folder: str, what: str) -> filebasedsink.FileBasedSink:
+    """The sink of an after state's `what` (PUTS, DELETES): encoded records
+    into `folder/what/part-SSSSS-of-NNNNN`, whichever runner writes them."""
+    return _RecordSink(FileSystems.join(folder, what, 'part'))
+
+
 def _key_only(key) -> bytes:
     return encode.encode(beam_types.Entity(key))
 
@@ -138,10 +168,8 @@ class WriteAfterState(beam.PTransform):
         deletes = (writes
                    | 'Deletes' >> beam.FlatMap(lambda w: [w[2]] if w[0] == 'delete' else [])
                    | 'Encode deletes' >> beam.Map(_key_only))
-        _ = puts | 'Write puts' >> beam.io.Write(
-            _RecordSink(FileSystems.join(self._folder, PUTS, 'part')))
-        _ = deletes | 'Write deletes' >> beam.io.Write(
-            _RecordSink(FileSystems.join(self._folder, DELETES, 'part')))
+        _ = puts | 'Write puts' >> beam.io.Write(sink(self._folder, PUTS))
+        _ = deletes | 'Write deletes' >> beam.io.Write(sink(self._folder, DELETES))
         return writes.pipeline
 
 

@@ -1,7 +1,7 @@
 """Rehearsal records: what a rehearsal proved, and who signed it off.
 
-One `BeamJobRehearsal` entity per rehearsal, in the Datastore that keeps the
-local run records (a rehearsal runs locally, over an export). It holds
+One `BeamJobRehearsal` entity per rehearsal, where the team's sign-off lives
+(the shared records when `records_project` is set, else the local records). It holds
 everything the production guide asks a coordinator to check: the job and its
 code version, the export it ran on, the runs, each check, the failed items,
 the writes, the durations, the verdict with its reasons, the job's own notes
@@ -73,6 +73,14 @@ class RehearsalRecord(store_lib.BodyRecord):
     request_id: Optional[str] = None
     rehearsed_by: Optional[str] = None
     machine: Optional[str] = None
+    # Where its runs ran: None on this machine, or 'DataflowRunner'.
+    runner: Optional[str] = None
+    # What any reader needs to take a running rehearsal on from where it
+    # stands (rehearsal/rehearse.py): {'verify': [job names], 'expected_text',
+    # 'expect_file', 'pipeline_args', 'namespace', 'base', 'after_dir'}.
+    resume: dict = dataclasses.field(default_factory=dict)
+    # {'by', 'at_msec'} once someone canceled it.
+    canceled: dict = dataclasses.field(default_factory=dict)
 
     @property
     def source_sha256(self) -> Optional[str]:
@@ -86,6 +94,25 @@ class RehearsalRecord(store_lib.BodyRecord):
     def standing_approvals(self) -> list:
         """Approvals not withdrawn."""
         return [approval for approval in self.approvals if not approval.get('withdrawn')]
+
+    @property
+    def is_running(self) -> bool:
+        return self.verdict == RUNNING
+
+    @property
+    def on_dataflow(self) -> bool:
+        return bool(self.runner)
+
+    @property
+    def in_flight_run(self) -> Optional[str]:
+        """The run a running rehearsal waits for: its job's, until that has
+        ended, then each verify job's in turn (None between two steps)."""
+        if not self.is_running:
+            return None
+        if 'job' not in self.durations:
+            return self.run_id
+        return next((entry.get('run_id') for entry in self.verify
+                     if entry.get('passed') is None), None)
 
     @property
     def is_approved(self) -> bool:

@@ -42,17 +42,23 @@ def markdown(record: RehearsalRecord) -> str:
         *([f'- Request: `{record.request_id}`'] if record.request_id else []),
         *([f'- Rehearsed by {record.rehearsed_by} on {record.machine}']
           if record.rehearsed_by else []),
+        *([f'- Runs on: {record.runner}'] if record.runner else []),
         f'- Job run: `{record.run_id or "-"}`',
         f'- After state: `{record.after_state or "-"}`',
     ]
+    if record.is_running:
+        waiting = record.in_flight_run
+        lines.append(f'- Running: waiting for run `{waiting}`' if waiting else
+                     '- Running: its next step starts when it is next read')
     if record.reasons:
         lines += ['', '## Why it failed', ''] + [f'- {reason}' for reason in record.reasons]
     lines += ['', '## Checks', '']
     lines.append(f'- The job\'s run: {"no" if not record.failed_items else len(record.failed_items)} '
                  f'failed item(s)')
     for verify in record.verify:
-        lines.append(f'- Verify `{verify["job"]}` (run `{verify["run_id"] or "-"}`): '
-                     f'{"passed" if verify["passed"] else "FAILED: " + (verify["reason"] or "")}')
+        outcome = ('running' if verify['passed'] is None else 'passed' if verify['passed']
+                   else 'FAILED: ' + (verify['reason'] or ''))
+        lines.append(f'- Verify `{verify["job"]}` (run `{verify["run_id"] or "-"}`): {outcome}')
     if record.expect:
         lines.append(f'- Expected output `{record.expect.get("file")}`: '
                      f'{"passed" if record.expect["passed"] else "FAILED"}')

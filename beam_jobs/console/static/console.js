@@ -304,13 +304,17 @@ function setUpCancel() {
 function setUpSignOff() {
   const forms = [['.approve-form', 'approveUrl', {note: '.approve-note'}],
     ['.withdraw-form', 'withdrawUrl', {reason: '.withdraw-reason'}],
-    ['.reject-form', 'rejectUrl', {note: '.reject-note'}]];
+    ['.reject-form', 'rejectUrl', {note: '.reject-note'}],
+    ['.cancel-rehearsal-form', 'cancelUrl', {user: '.cancel-user'}]];
   for (const [selector, urlField, fields] of forms) {
     document.querySelectorAll(selector).forEach((form) => {
       form.addEventListener('submit', async (event) => {
         event.preventDefault();
         const body = {};
-        for (const [name, input] of Object.entries(fields)) body[name] = form.querySelector(input).value;
+        for (const [name, input] of Object.entries(fields)) {
+          const field = form.querySelector(input);   // absent where the server knows who
+          if (field) body[name] = field.value;
+        }
         const answer = await api('POST', form.dataset[urlField], body);
         if (!answer.ok) { showError(form.querySelector('.form-error'), answer.data.error); return; }
         window.location.reload();
