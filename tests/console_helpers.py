@@ -63,13 +63,15 @@ def wait_until_finished(store, run_id, timeout=90):
 
 
 @contextlib.contextmanager
-def served(target, **kwargs):
-    """The console on a free loopback port, served by uvicorn in a thread."""
+def served(target, served_app=None, **kwargs):
+    """The console (or `served_app`) on a free loopback port, served by
+    uvicorn in a thread."""
     import uvicorn
     listener = socket.socket()
     listener.bind(('127.0.0.1', 0))
     listener.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app(target, **kwargs), log_level='warning',
+    server = uvicorn.Server(uvicorn.Config(served_app or app(target, **kwargs),
+                                           log_level='warning',
                                            lifespan='off', access_log=False))
     thread = threading.Thread(target=server.run, kwargs={'sockets': [listener]},
                               daemon=True)

@@ -397,3 +397,54 @@ def test_a_dataflow_run_watched_on_its_page(page, console_url, datastore_target,
         _screenshot(page, 'run-dataflow-failed')
     finally:
         stub.stop()
+
+
+def test_cancel_a_rehearsal_on_dataflow_from_its_page(browser, datastore_target, gcs,
+                                                      capsys, monkeypatch):
+    """A rehearsal running on Dataflow (the stand-in) shows a Cancel button on
+    its page; pressing it cancels the job in flight and the page shows the
+    rehearsal failed, canceled by the console's user."""
+    import uuid as uuid_lib
+
+    from beam_jobs import cli
+    from beam_jobs import console as console_lib
+    from beam_jobs.export import write_export
+    from pipelines import sample_data
+    from tests import dataflow_stub, rehearsal_registry
+    from tests.storage_emulator import BUCKET
+    expect = _expect()
+    monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '0')
+    with testing.ndb_context(datastore_target):
+        export = write_export(sample_data.explorations(20),
+                              f'gs://{BUCKET}/exports/{uuid_lib.uuid4().hex[:8]}',
+                              project=datastore_target.project)
+    stub = dataflow_stub.DataflowStub().start()
+    try:
+        stub.play_next([dataflow_stub.Snapshot('JOB_STATE_RUNNING')])
+        code = cli.main(['--registry', 'tests.rehearsal_registry', 'rehearse',
+                         'ExplorationContentMigrationOneOffJob', '--export', export,
+                         '--no-wait', '--runner=DataflowRunner',
+                         f'--project={testing.TEST_PROJECT}', '--region=europe-west1',
+                         f'--temp_location=gs://{BUCKET}/{uuid_lib.uuid4().hex[:8]}/tmp',
+                         f'--dataflow_endpoint={stub.endpoint}', '--no_auth'])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        rehearsal_id = re.match(r'Rehearsal ID: (\S+)', out).group(1)
+        served_app = console_lib.create_app(console_lib.Console(
+            rehearsal_registry.REGISTRY, runs.RunStore(datastore_target),
+            'tests.rehearsal_registry'))
+        with helpers.served(datastore_target, served_app=served_app) as url:
+            page = browser.new_page(viewport={'width': 1280, 'height': 900})
+            page.goto(f'{url}/rehearsals/{rehearsal_id}')
+            expect(page.locator('.rehearsal .status')).to_contain_text('Rehearsing')
+            expect(page.locator('.cancel-rehearsal-form .signed-in-name')).to_have_text(
+                identity.machine_user())
+            page.get_by_role('button', name='Cancel this rehearsal').click()
+            expect(page.locator('.reasons')).to_contain_text(
+                f'Canceled by {identity.machine_user()}.', timeout=LONG)
+            expect(page.locator('.rehearsal .status')).to_contain_text('Failed')
+            expect(page.locator('.cancel-rehearsal-form')).to_have_count(0)
+            page.close()
+        assert len(stub.requests_of('PUT')) == 1
+    finally:
+        stub.stop()

@@ -323,10 +323,29 @@ function setUpSignOff() {
   }
 }
 
+// A running rehearsal: each look takes it on (server side), so the page asks
+// every few seconds and shows it again once a run has started or it ended.
+const REHEARSAL_POLL_MS = 10000;
+
+function setUpRunningRehearsal() {
+  const card = document.querySelector('.rehearsal[data-running="true"][data-full="true"]');
+  if (!card) return;
+  const timer = setInterval(async () => {
+    const answer = await api('GET', '/api/rehearsals/' + encodeURIComponent(card.dataset.rehearsalId));
+    if (!answer.ok) return;
+    const seen = answer.data.run_ids.join(' ');
+    if (!answer.data.is_running || seen !== card.dataset.runIds) {
+      clearInterval(timer);
+      window.location.reload();
+    }
+  }, REHEARSAL_POLL_MS);
+}
+
 document.addEventListener('DOMContentLoaded', () => {
   setUpJobFilter();
   setUpStartForms();
   setUpRunsTable();
   setUpRunPage();
   setUpSignOff();
+  setUpRunningRehearsal();
 });
