@@ -17,7 +17,8 @@ snapshot (then stays at the last), whose state, metrics, messages and stages
 the other calls answer with: a job whose counters grow between calls and
 that completes, or one that fails with an error message. Every request is
 recorded, so a test can assert on what reached the service; `fail_with`
-makes it answer errors the way Google APIs do.
+makes it answer errors the way Google APIs do. tests/conftest.py loads this
+module as a pytest plugin: its `stub` fixture is a started stand-in.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import re
 import threading
 from http import server
 from typing import Any, Optional
+
+import pytest
 
 from google.cloud.dataflow_v1beta3 import JobState
 
@@ -233,3 +236,13 @@ class DataflowStub:
                 pass
 
         return Handler
+
+
+@pytest.fixture
+def stub():
+    """A stand-in serving on a free loopback port for one test."""
+    service = DataflowStub().start()
+    try:
+        yield service
+    finally:
+        service.stop()

@@ -5,6 +5,7 @@ Shared by the Dataflow submission tests (staging) and the export tests
 """
 
 import socket
+import uuid
 
 import pytest
 from apache_beam.internal.gcp import auth as beam_auth
@@ -47,3 +48,9 @@ def gcs(storage_server, monkeypatch):
     monkeypatch.setattr(beam_auth._Credentials, '_credentials', None)  # pylint: disable=protected-access
     return storage.Client(project=testing.TEST_PROJECT,
                           credentials=AnonymousCredentials())
+
+
+@pytest.fixture
+def temp_location(gcs):
+    """A Dataflow `--temp_location` of its own in the emulator's bucket."""
+    return f'gs://{BUCKET}/{uuid.uuid4().hex[:8]}/tmp'

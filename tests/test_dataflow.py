@@ -20,16 +20,13 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from beam_jobs import cli, jobs, options, testing
 from beam_jobs.lifecycle import dataflow, dataflow_settings
 from beam_jobs.lifecycle import launcher
-from beam_jobs import output_format
 from beam_jobs.compile import store_output
-from beam_jobs.io import stored_output
 from beam_jobs.records import runs
 from beam_jobs.export import write_export
 from beam_jobs.lifecycle import code_version
 from beam_jobs.records.rehearsals import RehearsalStore
 from pipelines import exp_jobs_one_off, sample_data
 from tests import job_fixtures as fx
-from tests.dataflow_stub import DataflowStub
 from tests.storage_emulator import BUCKET
 
 REGION = 'europe-west1'
@@ -47,20 +44,6 @@ def _gate_off(monkeypatch):
 @pytest.fixture
 def gate_on(monkeypatch):
     monkeypatch.delenv('BEAM_JOBS_REQUIRE_REHEARSAL')
-
-
-@pytest.fixture
-def stub():
-    service = DataflowStub().start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-@pytest.fixture
-def temp_location(gcs):
-    return f'gs://{BUCKET}/{uuid.uuid4().hex[:8]}/tmp'
 
 
 def _flags(stub, temp_location, *more):

@@ -18,7 +18,7 @@ from beam_jobs.lifecycle import launcher
 from beam_jobs.records import runs
 from pipelines import exp_jobs_one_off, sample_data
 from tests import console_helpers
-from tests.dataflow_stub import (DataflowStub, Snapshot, counter, message,
+from tests.dataflow_stub import (Snapshot, counter, message,
                                  service_metric, stage)
 from tests.storage_emulator import BUCKET
 
@@ -39,15 +39,6 @@ TRACEBACK = (
 def _settings(monkeypatch):
     monkeypatch.setenv('BEAM_JOBS_REQUIRE_REHEARSAL', 'false')
     monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '0')
-
-
-@pytest.fixture
-def stub():
-    service = DataflowStub().start()
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture

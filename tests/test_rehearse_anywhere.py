@@ -20,7 +20,7 @@ from beam_jobs.records import runs
 from pipelines import sample_data
 from tests import export_helpers
 from tests import job_fixtures as fx
-from tests.dataflow_stub import DataflowStub, Snapshot, message
+from tests.dataflow_stub import Snapshot, message
 from tests.storage_emulator import BUCKET
 
 MIGRATION = 'ExplorationContentMigrationOneOffJob'
@@ -32,18 +32,9 @@ RUNNING, DONE = Snapshot('JOB_STATE_RUNNING'), Snapshot('JOB_STATE_DONE')
 
 
 @pytest.fixture
-def stub(monkeypatch):
+def stub(stub, monkeypatch):
     monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '0')   # every look asks the stand-in
-    service = DataflowStub().start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-@pytest.fixture
-def temp_location(gcs):
-    return f'gs://{BUCKET}/{uuid.uuid4().hex[:8]}/tmp'
+    return stub
 
 
 @pytest.fixture

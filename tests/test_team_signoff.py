@@ -27,7 +27,6 @@ from beam_jobs.target import Target
 from pipelines import sample_data
 from tests import console_helpers
 from tests import job_fixtures as fx
-from tests.dataflow_stub import DataflowStub
 from tests.storage_emulator import BUCKET
 
 MIGRATION = 'ExplorationContentMigrationOneOffJob'
@@ -68,15 +67,6 @@ def team(shared_emulator, datastore_emulator, monkeypatch, tmp_path):
         return f'{user}{suffix}'
     at.namespace = namespace
     return at
-
-
-@pytest.fixture
-def stub():
-    service = DataflowStub().start()
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def _cli(capsys, *argv, registry=REGISTRY):

@@ -274,26 +274,22 @@ class _Api:
         record = self.console.rehearsal(request.path_params['rehearsal_id'])
         return JSONResponse(views.rehearsal_view(record))
 
-    async def approve(self, request: Request) -> Response:
+    async def _as_signed_in(self, request: Request, action) -> Response:
+        """`action(rehearsal_id, body, signed-in name)`, answered with the
+        rehearsal as it then stands."""
         body = await _json_body(request)
-        record = await run_in_threadpool(self.console.approve,
-                                         request.path_params['rehearsal_id'], body,
+        record = await run_in_threadpool(action, request.path_params['rehearsal_id'], body,
                                          security.signed_in(request))
         return JSONResponse(views.rehearsal_view(record))
+
+    async def approve(self, request: Request) -> Response:
+        return await self._as_signed_in(request, self.console.approve)
 
     async def withdraw(self, request: Request) -> Response:
-        body = await _json_body(request)
-        record = await run_in_threadpool(self.console.withdraw,
-                                         request.path_params['rehearsal_id'], body,
-                                         security.signed_in(request))
-        return JSONResponse(views.rehearsal_view(record))
+        return await self._as_signed_in(request, self.console.withdraw)
 
     async def cancel_rehearsal(self, request: Request) -> Response:
-        body = await _json_body(request)
-        record = await run_in_threadpool(self.console.cancel_rehearsal,
-                                         request.path_params['rehearsal_id'], body,
-                                         security.signed_in(request))
-        return JSONResponse(views.rehearsal_view(record))
+        return await self._as_signed_in(request, self.console.cancel_rehearsal)
 
     def requests(self, request: Request) -> Response:
         return JSONResponse({'requests': self.console.requests(
