@@ -41,6 +41,12 @@ def add_parsers(commands, parent) -> None:
                                   help='approve a passed rehearsal (as yourself)')
     approve.add_argument('rehearsal_id')
     approve.add_argument('--note', default=None, help='why (recorded)')
+    approve.add_argument('--project', default=None,
+                         help='the project the job may run against (required, and '
+                         'signed, when `allowed_signers` is set)')
+    approve.add_argument('--target-namespace', default=None, metavar='NAMESPACE',
+                         help='the namespace it may run against (default: the default '
+                         'namespace)')
     approve.add_argument('--user', default=None, help='your name: recorded as this '
                          'machine\'s user, which it must match if given')
     approve.set_defaults(handler=cmd_approve)
@@ -61,6 +67,8 @@ def add_parsers(commands, parent) -> None:
                                 help='every decision of the production gate, newest first')
     audit.add_argument('--job', default=None)
     audit.add_argument('--limit', type=int, default=100)
+    audit.add_argument('--verify', action='store_true',
+                       help='check the chain: name the first entry removed or changed')
     audit.set_defaults(handler=cmd_audit)
 
 
@@ -102,10 +110,13 @@ def cmd_requests(args) -> int:
 
 def cmd_approve(args) -> int:
     user = _me(args.user)
-    record = signoff.approve(_target(args), args.rehearsal_id, user, args.note)
-    print(f'Rehearsal {record.rehearsal_id} of {record.job_name} approved by {user}: '
-          f'{record.job_name}, as rehearsed (its code and params), may now run in '
-          'production.')
+    record = signoff.approve(_target(args), args.rehearsal_id, user, args.note,
+                             project=args.project, namespace=args.target_namespace)
+    signed = record.approvals[-1].get('signature')
+    print(f'Rehearsal {record.rehearsal_id} of {record.job_name} approved by {user}'
+          f'{" (signed)" if signed else ""}: {record.job_name}, as rehearsed (its code '
+          f'and params), may now run in production'
+          f'{" against " + args.project if signed else ""}.')
     return common.EXIT_OK
 
 
@@ -123,6 +134,13 @@ def cmd_withdraw(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    if args.verify:
+        problem = audit_lib.AuditStore(_target(args)).verify()
+        if problem:
+            print(problem, file=sys.stderr)
+            return common.EXIT_USAGE
+        print('The audit trail is whole: no entry removed or changed.')
+        return common.EXIT_OK
     decisions = audit_lib.AuditStore(_target(args)).newest_first(args.limit, args.job)
     common.print_table(
         ('WHEN', 'JOB', 'DECISION', 'BY', 'WHERE', 'REHEARSAL / REASON'),

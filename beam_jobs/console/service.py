@@ -11,6 +11,7 @@ anything changed.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions
@@ -18,6 +19,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import options as options_lib
 from beam_jobs import registry as registry_lib
+from beam_jobs import signing
 from beam_jobs import target as target_lib
 from beam_jobs.console import launch
 from beam_jobs.console import views
@@ -290,6 +292,8 @@ class Console:
             return action(self.signoff_target, record_id, user, text)
         except signoff.NotAnApproverError as error:
             raise Forbidden(str(error)) from None
+        except signing.SignatureError as error:
+            raise Conflict(str(error)) from None
         except rehearsal_record.ApprovalError as error:
             raise Conflict(str(error)) from None
         except (rehearsal_record.UnknownRehearsalError,
@@ -299,12 +303,12 @@ class Console:
     def approve(self, rehearsal_id: str, body: Any,
                 user: Optional[str]) -> rehearsal_record.RehearsalRecord:
         note = self._text(body, 'note', required=False)
-        return self._sign(signoff.approve, user, rehearsal_id, note)
+        return self._sign(functools.partial(signoff.approve, via='console'), user, rehearsal_id, note)
 
     def withdraw(self, rehearsal_id: str, body: Any,
                  user: Optional[str]) -> rehearsal_record.RehearsalRecord:
         reason = self._text(body, 'reason', required=True)
-        return self._sign(signoff.withdraw, user, rehearsal_id, reason)
+        return self._sign(functools.partial(signoff.withdraw, via='console'), user, rehearsal_id, reason)
 
     # Requests and the audit trail
 
@@ -321,7 +325,7 @@ class Console:
 
     def reject(self, request_id: str, body: Any, user: Optional[str]) -> dict[str, Any]:
         note = self._text(body, 'note', required=True)
-        return views.request_view(self._sign(signoff.reject, user, request_id, note))
+        return views.request_view(self._sign(functools.partial(signoff.reject, via='console'), user, request_id, note))
 
     def audit(self, job: Optional[str] = None, limit: Any = RUNS_SHOWN) -> list[dict[str, Any]]:
         return [views.decision_view(d) for d in audit_lib.AuditStore(

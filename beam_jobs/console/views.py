@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from beam_jobs import output_format
 from beam_jobs import readable
 from beam_jobs.io import sources
+from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.lifecycle import dataflow_watch
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
@@ -142,8 +143,14 @@ def rehearsal_view(record: rehearsal_record.RehearsalRecord) -> dict[str, Any]:
                     'withdrawn': ({**approval['withdrawn'], 'at_text': readable.when(
                         approval['withdrawn'].get('at_msec'))}
                         if approval.get('withdrawn') else None),
-                    'approvers': approval.get('approvers', 'unknown')}
+                    'approvers': approval.get('approvers', 'unknown'),
+                    'badge': signatures.badge(record, approval)}
                    for approval in record.approvals],
+        # Signed approvals are made where the approver's key is, never in a
+        # browser (unless console_approvals = true): the page offers the command.
+        signed_mode=signatures.signed_mode(),
+        console_approvals=signatures.console_approvals(),
+        approve_command=f'beam-jobs approve {record.rehearsal_id} --project PROJECT',
         fingerprint_modules=sorted((record.fingerprint.get('modules') or {})),
         # Every run the rehearsal made, for links: the job's, then verify jobs'.
         run_ids=[run_id for run_id in

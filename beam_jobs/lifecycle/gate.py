@@ -8,14 +8,18 @@ rehearsal that covers it:
   project modules it imports, its params) is the run's;
 - its export is at most `rehearsal_max_age_days` old (default 30), counted
   from the export's own timestamp;
-- with `approvers` set, an approval by one of them stands (not withdrawn).
+- with `approvers` set, an approval by one of them stands (not withdrawn);
+- with `allowed_signers` set, that approval is signed by the approver's key
+  over this job, these params and this target (approval_signatures.py), and
+  the principals of that file are the approvers.
 
 Runs that cannot change data are let through: dry runs, and runs over an
 export. Local runs on the emulator are never gated. `--skip-rehearsal --user
 NAME --reason TEXT` overrides; `require_rehearsal = false` turns the gate off.
 Every decision (approved, skipped, refused, off) is appended to the audit
-trail in the team's shared records (records/audit.py), with the time and the
-machine's user. Rehearsals and approvals are read from the same records, so
+trail in the team's shared records (records/audit.py, a hash chain), with the
+time and the machine's user, signed with the machine's key when it has one
+(`signing_key`). Rehearsals and approvals are read from the same records, so
 every machine's gate sees the team's sign-off.
 """
 
@@ -30,6 +34,7 @@ from beam_jobs import config
 from beam_jobs import identity
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import target as target_lib
+from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.lifecycle import code_version
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records.rehearsals import RehearsalRecord, RehearsalStore
@@ -60,7 +65,10 @@ def required() -> bool:
 
 def approvers() -> Optional[list[str]]:
     """The named approvers (`approvers` setting, BEAM_JOBS_APPROVERS comma-
-    separated); None when unset: then anyone may approve."""
+    separated), or the principals of `allowed_signers` when approvals are
+    signed; None when unset: then anyone may approve."""
+    if signatures.signed_mode():
+        return signatures.principals()
     value = config.get('approvers')
     if value in (None, '', []):
         return None
@@ -98,7 +106,30 @@ def _standing(record: RehearsalRecord, names: Optional[list[str]]) -> list[dict]
             if names is None or approval['user'] in names]
 
 
-def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float) -> list[str]:
+def _unsigned_why(record: RehearsalRecord, names: Optional[list[str]],
+                  project: Optional[str], namespace: Optional[str]) -> list[str]:
+    """In signed mode, why none of its approvals covers this target (empty
+    when one does, or when approvals are not signed)."""
+    if not signatures.signed_mode():
+        return []
+    why = []
+    for approval in _standing(record, names):
+        if approval.get('via') == 'console':
+            if signatures.console_approvals():
+                return []
+            reason = (f'the approval by {approval["user"]} was made in the console, '
+                      'and console_approvals is off')
+        else:
+            reason = signatures.covers(record, approval, project, namespace)
+            if reason is None:
+                return []
+        why.append(reason)
+    return why
+
+
+def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float,
+             names: Optional[list[str]] = None, project: Optional[str] = None,
+             namespace: Optional[str] = None) -> list[str]:
     if not record.fingerprint:
         return ['it was rehearsed before beam-jobs kept fingerprints']
     why = code_version.differences(record.fingerprint, fingerprint)
@@ -108,13 +139,13 @@ def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float) -> list[
     elif age > oldest:
         why.append(f'its export was taken {age:.0f} days ago, more than '
                    f'rehearsal_max_age_days = {oldest:g}')
-    return why
+    return why + _unsigned_why(record, names, project, namespace)
 
 
 def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool,
           skip: Optional[Skip], rehearsals: Callable[[], RehearsalStore],
           audit: Callable[[], audit_lib.AuditStore], runner: Optional[str] = None,
-          project: Optional[str] = None) -> dict:
+          project: Optional[str] = None, namespace: Optional[str] = None) -> dict:
     """What the run record keeps about the gate; raises GateError to refuse.
 
     `changes_datastore` is the plan's write mode's answer: only a run whose
@@ -123,7 +154,7 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
         return {}
     name = job_class_lib.job_name(job)
     facts = {'user': identity.machine_user(), 'machine': identity.machine(),
-             'runner': runner, 'project': project}
+             'runner': runner, 'project': project, 'sign': signatures.sign_decision}
     if not required():
         audit().append(name, audit_lib.OFF, reason='require_rehearsal = false', **facts)
         return {'gate': 'off (require_rehearsal = false)'}
@@ -139,7 +170,7 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
     approved = [record for record in rehearsals().approved_of(name)
                 if _standing(record, names)]
     for record in approved:
-        if not _why_not(record, fingerprint, oldest):
+        if not _why_not(record, fingerprint, oldest, names, project, namespace):
             users = [approval['user'] for approval in _standing(record, names)]
             audit().append(name, audit_lib.APPROVED, rehearsal_id=record.rehearsal_id,
                            approved_by=users, **facts)
@@ -153,7 +184,7 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
         newest = approved[0]
         sentence = (f'{name} may not run in production: its newest approved '
                     f'rehearsal, {newest.rehearsal_id}, does not cover this run '
-                    f'({"; ".join(_why_not(newest, fingerprint, oldest))}). To go on, {how}.')
+                    f'({"; ".join(_why_not(newest, fingerprint, oldest, names, project, namespace))}). To go on, {how}.')
     else:
         sentence = (f'{name} has no approved rehearsal, so it may not run in '
                     f'production: {how}.')

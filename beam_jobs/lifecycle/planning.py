@@ -139,7 +139,7 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         rehearsals=lambda: rehearsal_records.RehearsalStore(signoff_target(namespace)),
         audit=lambda: audit_lib.AuditStore(signoff_target(namespace)),
         runner=options_lib.runner_name(pipeline_options),
-        project=pipeline_options.view_as(GoogleCloudOptions).project)
+        project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace)
     return RunPlan(job, tuple(models), params, shard_count, pipeline_options,
                    source, write_mode, namespace, gate)
 

@@ -4,19 +4,32 @@ One `BeamJobGateDecision` entity per decision, in the team's shared records:
 approved (which rehearsal, who approved it), skipped (who, why), refused
 (why), off (require_rehearsal = false), with when, the machine and its user,
 the job, the runner and project it was for.
+
+The entries form a hash chain, so a removed or edited entry shows: each holds
+its number (`seq`), the digest of the one before it and its own digest (of
+everything it says), and one head entity holds the newest number and digest,
+so even the newest entries cannot be cut off unseen. `verify()` walks the
+chain and names the first entry removed or changed. Entries written before
+the chain existed carry no number and are not checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+import hashlib
+import json
+from typing import Any, Callable, Optional
+
+from google.cloud import datastore
 
 from beam_jobs.records import store as store_lib
 from beam_jobs.records.store import now_msec
 
 DECISION_KIND = 'BeamJobGateDecision'
 APPROVED, SKIPPED, REFUSED, OFF = 'approved', 'skipped', 'refused', 'off'
-_INDEXED = ('job_name', 'at_msec', 'decision')
+_INDEXED = ('job_name', 'at_msec', 'decision', 'seq')
+HEAD_KIND = 'BeamJobGateDecisionHead'
+_HEAD = 'head'
 
 
 @dataclasses.dataclass
@@ -36,6 +49,22 @@ class GateDecision(store_lib.BodyRecord):
     rehearsal_id: Optional[str] = None
     approved_by: list = dataclasses.field(default_factory=list)
     reason: Optional[str] = None      # why it was skipped, or refused
+    seq: Optional[int] = None         # its place in the chain, from 1
+    previous_digest: str = ''         # the digest of entry seq - 1
+    digest: str = ''                  # of everything above
+    # The release machine's SSH signature of `digest`, when it has a key.
+    signature: Optional[str] = None
+
+    def computed_digest(self) -> str:
+        values = dataclasses.asdict(self)
+        for field in ('digest', 'signature'):
+            values.pop(field)
+        text = json.dumps(values, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _name(record: Optional[GateDecision]) -> str:
+    return f'entry {record.seq}, {record.decision_id}' if record else 'the start'
 
 
 class AuditStore(store_lib.EntityStore):
@@ -43,12 +72,49 @@ class AuditStore(store_lib.EntityStore):
     NOUN = 'gate decision'
     LIST_COMMAND = 'beam-jobs audit'
 
-    def append(self, job_name: str, decision: str, **fields: Any) -> GateDecision:
-        record = GateDecision(decision_id=store_lib.new_id(f'gate-{job_name}'),
-                              job_name=job_name, decision=decision, at_msec=now_msec(),
-                              **fields)
-        self._client.put(record.to_entity(self._client))
+    def append(self, job_name: str, decision: str,
+               sign: Optional[Callable[[str], Optional[str]]] = None,
+               **fields: Any) -> GateDecision:
+        """Append a decision to the chain; `sign(digest)`, if given, returns
+        the deciding machine's signature of it (or None)."""
+        head_key = self._client.key(HEAD_KIND, _HEAD)
+        with self._client.transaction():
+            head = self._client.get(head_key) or datastore.Entity(head_key)
+            record = GateDecision(decision_id=store_lib.new_id(f'gate-{job_name}'),
+                                  job_name=job_name, decision=decision,
+                                  at_msec=now_msec(), seq=int(head.get('seq') or 0) + 1,
+                                  previous_digest=head.get('digest') or '', **fields)
+            record.digest = record.computed_digest()
+            record.signature = sign(record.digest) if sign else None
+            head.update({'seq': record.seq, 'digest': record.digest})
+            self._client.put_multi([record.to_entity(self._client), head])
         return record
+
+    def verify(self) -> Optional[str]:
+        """None when the chain is whole, else a sentence naming the first
+        entry removed or changed."""
+        chained = [GateDecision.from_entity(entity) for entity in self._query().fetch()
+                   if entity.get('seq')]
+        chained.sort(key=lambda record: record.seq)
+        previous: Optional[GateDecision] = None
+        for expected, record in enumerate(chained, start=1):
+            if record.seq != expected:
+                return (f'Audit entry {expected} was removed (the chain goes from '
+                        f'{_name(previous)} to {record.decision_id}).')
+            if record.computed_digest() != record.digest:
+                return f'Audit entry {record.seq}, {record.decision_id}, was changed.'
+            if previous is not None and record.previous_digest != previous.digest:
+                return (f'Audit entry {previous.seq}, {previous.decision_id}, was '
+                        'changed (the entry after it holds another digest).')
+            previous = record
+        head = self._client.get(self._client.key(HEAD_KIND, _HEAD))
+        newest = previous.seq if previous else 0
+        if head is not None and (head.get('seq') or 0) > newest:
+            return (f'Audit entries {newest + 1} to {head["seq"]} were removed (the '
+                    f'newest left is {_name(previous)}).')
+        if head is not None and previous is not None and head.get('digest') != previous.digest:
+            return f'Audit entry {previous.seq}, {previous.decision_id}, was changed.'
+        return None
 
     def newest_first(self, limit: Optional[int] = 100,
                      job_name: Optional[str] = None) -> list[GateDecision]:

@@ -67,7 +67,9 @@ class RehearsalRecord(store_lib.BodyRecord):
     after_state: Optional[str] = None
     coordinator_notes: Optional[str] = None
     # [{'user', 'note', 'at_msec', 'approvers': [names] or None (unset),
-    #   'machine', 'withdrawn': {'by', 'reason', 'at_msec'} once withdrawn}]
+    #   'machine', 'via': 'cli' | 'console', and in signed mode 'statement',
+    #   'signature', 'target' (lifecycle/approval_signatures.py),
+    #   'withdrawn': {'by', 'reason', 'at_msec'} once withdrawn}]
     approvals: list = dataclasses.field(default_factory=list)
     # The request it fulfils, if any (records/requests.py); who ran it.
     request_id: Optional[str] = None
@@ -175,8 +177,10 @@ class RehearsalStore(store_lib.EntityStore):
                                      'at_msec': now_msec(), **facts})
         return self.change(rehearsal_id, approve_it)
 
-    def withdraw(self, rehearsal_id: str, user: str, reason: str) -> RehearsalRecord:
-        """Withdraw the standing approvals of a rehearsal (recorded: who, why)."""
+    def withdraw(self, rehearsal_id: str, user: str, reason: str,
+                 **facts: Any) -> RehearsalRecord:
+        """Withdraw the standing approvals of a rehearsal (recorded: who, why;
+        `facts`: what else, such as its signature)."""
         def withdraw_them(record: RehearsalRecord) -> None:
             standing = record.standing_approvals
             if not standing:
@@ -184,7 +188,7 @@ class RehearsalStore(store_lib.EntityStore):
                                     'withdraw.')
             for approval in standing:
                 approval['withdrawn'] = {'by': user, 'reason': reason,
-                                         'at_msec': now_msec()}
+                                         'at_msec': now_msec(), **facts}
         return self.change(rehearsal_id, withdraw_them)
 
     def approved_of(self, job_name: str) -> list[RehearsalRecord]:
