@@ -105,6 +105,22 @@ def sign(text: str) -> str:
     return signing.sign(text, _path_setting('signing_key') or '')
 
 
+def check_own(text: str, signature: str, user: str) -> None:
+    """Refuse, before anything is written, a signature the gate would refuse:
+    a key not in allowed_signers, revoked, or another approver's."""
+    try:
+        principal = signing.signer(text, signature, allowed_signers(),
+                                   _path_setting('revoked_keys'))
+    except signing.SignatureError as error:
+        raise signing.SignatureError(
+            f'Your approval would not count: {error} (signing_key '
+            f'{_path_setting("signing_key")}); sign with your own key listed there.') from None
+    if principal != user:
+        raise signing.SignatureError(
+            f'signing_key is {principal}\'s key in allowed_signers, not {user}\'s: '
+            'sign with your own key.')
+
+
 def sign_decision(digest: str) -> Optional[str]:
     """The deciding machine's signature of a gate decision's digest, when it
     has a key (`signing_key`); None without one."""

@@ -122,7 +122,9 @@ def approve(target: Target, rehearsal_id: str, user: str, note: Optional[str] = 
             text = signatures.statement(found, user, project=project, namespace=namespace,
                                         requested_by=requested_by)
             # Signed before anything is written: a key that cannot sign leaves no record.
-            facts.update(statement=text, signature=signatures.sign(text),
+            signature = signatures.sign(text)
+            signatures.check_own(text, signature, user)
+            facts.update(statement=text, signature=signature,
                          target={'project': project, 'namespace': namespace or ''})
     record = store.approve(rehearsal_id, user, note, **facts)
     if record.request_id:

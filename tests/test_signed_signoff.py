@@ -1,0 +1,126 @@
+"""Signed approvals across machines: nobody can approve as someone else, or
+write an approval, or change one, or use it elsewhere, or cut the audit.
+
+Keys are made with ssh-keygen in a temp folder; `allowed_signers` names
+alice and bob; the shared records are on a second emulator (the `team`
+fixture of test_team_signoff.py); the release machine submits to the
+Dataflow stand-in through the gate.
+"""
+
+import re
+import subprocess
+
+import pytest
+
+from beam_jobs import cli, testing
+from beam_jobs.export import write_export
+from beam_jobs.records import audit as audit_lib
+from beam_jobs.records import rehearsals as rehearsal_records
+from beam_jobs.target import Target, client
+from tests import job_fixtures as fx
+from tests.test_team_signoff import (_cli, _dataflow, _signoff,  # noqa: F401 (fixtures)
+                                     shared_emulator, shout_package, team)
+
+
+@pytest.fixture
+def keys(tmp_path, monkeypatch):
+    """alice's, bob's and the release machine's keys; alice and bob allowed."""
+    folder = tmp_path / 'keys'
+    folder.mkdir()
+    for name in ('alice', 'bob', 'rel'):
+        subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', name,
+                        '-f', str(folder / name)], check=True)
+    allowed = folder / 'allowed_signers'
+    allowed.write_text(''.join(
+        f'{name} {" ".join((folder / f"{name}.pub").read_text().split()[:2])}\n'
+        for name in ('alice', 'bob', 'rel')))
+    monkeypatch.setenv('BEAM_JOBS_ALLOWED_SIGNERS', str(allowed))
+    monkeypatch.delenv('BEAM_JOBS_SIGNING_KEY', raising=False)
+    return folder
+
+
+def _as(monkeypatch, key):
+    if key is None:
+        monkeypatch.delenv('BEAM_JOBS_SIGNING_KEY', raising=False)
+    else:
+        monkeypatch.setenv('BEAM_JOBS_SIGNING_KEY', str(key))
+
+
+def test_only_a_signed_approval_for_this_target_lets_a_run_through(
+        capsys, team, keys, stub, gcs, tmp_path, shout_package, monkeypatch):
+    _, registry = shout_package
+    with testing.ndb_context(Target(testing.TEST_PROJECT, team.namespace('sean'))):
+        export = write_export(fx.notes(3), str(tmp_path / 'notes'), project='prod')
+    team('bob')
+    code, out, err = _cli(capsys, 'request', 'ShoutJob', registry=registry)
+    assert code == 0, err
+    request_id = re.match(r'Request ID: (\S+)', out).group(1)
+    team('sean')
+    code, out, err = _cli(capsys, 'rehearse', '--request', request_id, '--export', export,
+                          registry=registry)
+    assert code == 0, out + err
+    rehearsal_id = re.match(r'Rehearsal ID: (\S+)', out).group(1)
+    approve = ['approve', rehearsal_id, '--project', testing.TEST_PROJECT,
+               '--target-namespace', team.namespace('rel')]
+
+    # LOGNAME=alice without alice's key: refused, nothing recorded.
+    team('alice')
+    code, _, err = _cli(capsys, *approve, registry=registry)
+    assert code == cli.EXIT_USAGE and 'No signing key: set `signing_key`' in err
+    _as(monkeypatch, keys / 'bob')
+    code, _, err = _cli(capsys, *approve, registry=registry)
+    assert code == cli.EXIT_USAGE and "signing_key is bob's key" in err
+    # The requester cannot approve their own request.
+    team('bob')
+    code, _, err = _cli(capsys, *approve, registry=registry)
+    assert code == cli.EXIT_USAGE and 'bob requested this job, so may not approve it' in err
+    records = rehearsal_records.RehearsalStore(_signoff())
+    assert records.get(rehearsal_id).approvals == []
+
+    # Alice signs: the release machine's run goes through, its decision signed.
+    team('alice')
+    _as(monkeypatch, keys / 'alice')
+    code, out, err = _cli(capsys, *approve, registry=registry)
+    assert code == 0 and 'approved by alice (signed)' in out, err
+    team('rel')
+    _as(monkeypatch, keys / 'rel')
+    code, _, err = _cli(capsys, 'run', 'ShoutJob', *_dataflow(stub), registry=registry)
+    assert code == 0, err
+    assert audit_lib.AuditStore(_signoff()).newest_first(1)[0].signature
+
+    def refused(*more):
+        code, _, err = _cli(capsys, 'run', 'ShoutJob', *_dataflow(stub, *more),
+                            registry=registry)
+        assert code == cli.EXIT_USAGE, err
+        return err
+
+    # Approved for this project, not another.
+    err = refused('--project=other-project')
+    assert f'alice approved it for project {testing.TEST_PROJECT}, not other-project' in err
+
+    signed = records.get(rehearsal_id)
+    # The params field edited afterwards.
+    records.change(rehearsal_id, lambda r: r.params.update(limit=5))
+    assert "its params differs from what alice signed" in refused()
+    # An approval written straight into the records.
+    records.save(signed)
+    records.change(rehearsal_id, lambda r: r.approvals.__setitem__(
+        0, {'user': 'alice', 'note': '', 'at_msec': 1}))
+    assert 'the approval by alice is refused: it has no signature' in refused()
+    records.save(signed)
+    assert _cli(capsys, 'run', 'ShoutJob', *_dataflow(stub), registry=registry)[0] == 0
+
+    # Alice's key revoked: her approval stops passing.
+    revoked = keys / 'revoked_keys'
+    revoked.write_text((keys / 'alice.pub').read_text())
+    monkeypatch.setenv('BEAM_JOBS_REVOKED_KEYS', str(revoked))
+    assert "it is signed by alice's revoked key" in refused()
+
+    # The audit chain: whole, then an entry deleted is named.
+    assert _cli(capsys, 'audit', '--verify')[0] == 0
+    audit = audit_lib.AuditStore(_signoff())
+    second = [d for d in audit.newest_first(None) if d.seq == 2][0]
+    client(_signoff()).delete(client(_signoff()).key(audit_lib.DECISION_KIND,
+                                                     second.decision_id))
+    code, _, err = _cli(capsys, 'audit', '--verify')
+    assert code == cli.EXIT_USAGE and 'Audit entry 2 was removed' in err
