@@ -448,3 +448,34 @@ def test_cancel_a_rehearsal_on_dataflow_from_its_page(browser, datastore_target,
         assert len(stub.requests_of('PUT')) == 1
     finally:
         stub.stop()
+
+
+def test_each_approval_shows_its_signer_and_a_verification_badge(
+        page, console_url, datastore_target, tmp_path, monkeypatch):
+    """Signed mode: a signed approval shows its signer and a verified badge,
+    one written straight into the records a failed one; approving offers
+    the command to run where the key is."""
+    from beam_jobs.rehearsal import signoff
+    from tests import signing_keys
+    expect = _expect()
+    keys = tmp_path / 'keys'
+    monkeypatch.setenv('BEAM_JOBS_ALLOWED_SIGNERS', str(signing_keys.make(keys, ['alice'])))
+    monkeypatch.setenv('BEAM_JOBS_SIGNING_KEY', str(keys / 'alice'))
+    rehearsals = rehearsal_record.RehearsalStore(datastore_target)
+    signed, forged = (rehearsals.create('TopicCountJob', verdict='passed', rehearsed_by='sean',
+                                        export={'timestamp': '2026-11-30T10:47:47'})
+                      for _ in range(2))
+    signoff.approve(datastore_target, signed.rehearsal_id, 'alice', 'ok', project='prod')
+    rehearsals.approve(forged.rehearsal_id, 'alice', 'written by hand')
+
+    page.goto(console_url + '/rehearsals')
+    signed_report = page.locator(f'[data-rehearsal-id="{signed.rehearsal_id}"]')
+    forged_report = page.locator(f'[data-rehearsal-id="{forged.rehearsal_id}"]')
+    expect(signed_report.locator('.signature-verified')).to_have_text(
+        'signed by alice for prod/(default)')
+    expect(forged_report.locator('.signature-invalid')).to_contain_text(
+        'does not verify: it has no signature')
+    expect(forged_report.locator('.approve-command')).to_have_text(
+        f'beam-jobs approve {forged.rehearsal_id} --project PROJECT')
+    expect(forged_report.locator('.approve-form')).to_have_count(0)
+    _screenshot(page, 'signed-approvals')

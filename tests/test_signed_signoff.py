@@ -8,8 +8,6 @@ Dataflow stand-in through the gate.
 """
 
 import re
-import subprocess
-
 import pytest
 
 from beam_jobs import cli, testing
@@ -18,22 +16,16 @@ from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.target import Target, client
 from tests import job_fixtures as fx
+from tests import signing_keys
 from tests.test_team_signoff import (_cli, _dataflow, _signoff,  # noqa: F401 (fixtures)
                                      shared_emulator, shout_package, team)
 
 
 @pytest.fixture
 def keys(tmp_path, monkeypatch):
-    """alice's, bob's and the release machine's keys; alice and bob allowed."""
+    """alice's, bob's and the release machine's keys; alice and bob may approve."""
     folder = tmp_path / 'keys'
-    folder.mkdir()
-    for name in ('alice', 'bob', 'rel'):
-        subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', name,
-                        '-f', str(folder / name)], check=True)
-    allowed = folder / 'allowed_signers'
-    allowed.write_text(''.join(
-        f'{name} {" ".join((folder / f"{name}.pub").read_text().split()[:2])}\n'
-        for name in ('alice', 'bob', 'rel')))
+    allowed = signing_keys.make(folder, ('alice', 'bob', 'rel'), allowed=('alice', 'bob'))
     monkeypatch.setenv('BEAM_JOBS_ALLOWED_SIGNERS', str(allowed))
     monkeypatch.delenv('BEAM_JOBS_SIGNING_KEY', raising=False)
     return folder
@@ -124,3 +116,11 @@ def test_only_a_signed_approval_for_this_target_lets_a_run_through(
                                                      second.decision_id))
     code, _, err = _cli(capsys, 'audit', '--verify')
     assert code == cli.EXIT_USAGE and 'Audit entry 2 was removed' in err
+
+    # Bob withdraws the approval, signed with his key.
+    team('bob')
+    _as(monkeypatch, keys / 'bob')
+    assert _cli(capsys, 'withdraw', rehearsal_id, '--reason', 'key leaked',
+                registry=registry)[0] == 0
+    withdrawn = records.get(rehearsal_id).approvals[0]['withdrawn']
+    assert withdrawn['by'] == 'bob' and 'BEGIN SSH SIGNATURE' in withdrawn['signature']

@@ -110,8 +110,9 @@ class AuditStore(store_lib.EntityStore):
         head = self._client.get(self._client.key(HEAD_KIND, _HEAD))
         newest = previous.seq if previous else 0
         if head is not None and (head.get('seq') or 0) > newest:
-            return (f'Audit entries {newest + 1} to {head["seq"]} were removed (the '
-                    f'newest left is {_name(previous)}).')
+            cut = (f'entry {head["seq"]} was' if head['seq'] == newest + 1
+                   else f'entries {newest + 1} to {head["seq"]} were')
+            return f'Audit {cut} removed (the newest left is {_name(previous)}).'
         if head is not None and previous is not None and head.get('digest') != previous.digest:
             return f'Audit entry {previous.seq}, {previous.decision_id}, was changed.'
         return None
