@@ -283,6 +283,11 @@ class Console:
             raise BadRequest(f'Give "{name}": it is recorded.')
         return value
 
+    @staticmethod
+    def _from_console(action):
+        """A sign-off action, as made in the console (marked so; unsigned)."""
+        return functools.partial(action, via='console')
+
     def _sign(self, action, user: Optional[str], record_id: str, text: Optional[str]):
         """`action(target, record_id, user, text)` as `user`, its refusals
         as the console's."""
@@ -303,12 +308,12 @@ class Console:
     def approve(self, rehearsal_id: str, body: Any,
                 user: Optional[str]) -> rehearsal_record.RehearsalRecord:
         note = self._text(body, 'note', required=False)
-        return self._sign(functools.partial(signoff.approve, via='console'), user, rehearsal_id, note)
+        return self._sign(self._from_console(signoff.approve), user, rehearsal_id, note)
 
     def withdraw(self, rehearsal_id: str, body: Any,
                  user: Optional[str]) -> rehearsal_record.RehearsalRecord:
         reason = self._text(body, 'reason', required=True)
-        return self._sign(functools.partial(signoff.withdraw, via='console'), user, rehearsal_id, reason)
+        return self._sign(self._from_console(signoff.withdraw), user, rehearsal_id, reason)
 
     # Requests and the audit trail
 
@@ -325,7 +330,8 @@ class Console:
 
     def reject(self, request_id: str, body: Any, user: Optional[str]) -> dict[str, Any]:
         note = self._text(body, 'note', required=True)
-        return views.request_view(self._sign(functools.partial(signoff.reject, via='console'), user, request_id, note))
+        return views.request_view(self._sign(self._from_console(signoff.reject), user,
+                                             request_id, note))
 
     def audit(self, job: Optional[str] = None, limit: Any = RUNS_SHOWN) -> list[dict[str, Any]]:
         return [views.decision_view(d) for d in audit_lib.AuditStore(

@@ -24,7 +24,7 @@ from beam_jobs.records.store import now_msec
 
 # Fields the statement copies from the rehearsal record: a record edited
 # afterwards no longer matches what was signed.
-_FROM_RECORD = ('rehearsal_id', 'verdict', 'fingerprint', 'params', 'export_timestamp',
+_FROM_RECORD = ('rehearsal_id', 'job_name', 'verdict', 'fingerprint', 'params', 'export_timestamp',
                 'rehearsed_by')
 
 
@@ -151,11 +151,11 @@ def signer_of(record: RehearsalRecord, approval: dict) -> tuple[str, dict]:
         if signed.get(field) != _record_value(record, field):
             raise signing.SignatureError(f'its {field.replace("_", " ")} differs from '
                                          f'what {principal} signed')
-    if require_two_people() and principal in (signed.get('rehearsed_by'),
-                                              signed.get('requested_by')):
-        raise signing.SignatureError(f'{principal} approved their own '
-                                     f'{"request" if principal == signed.get("requested_by") else "rehearsal"}'
-                                     ' (require_two_people)')
+    if require_two_people():
+        for field, what in (('requested_by', 'request'), ('rehearsed_by', 'rehearsal')):
+            if signed.get(field) == principal:
+                raise signing.SignatureError(f'{principal} approved their own {what} '
+                                             '(require_two_people)')
     return principal, signed
 
 

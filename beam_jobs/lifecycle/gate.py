@@ -106,25 +106,28 @@ def _standing(record: RehearsalRecord, names: Optional[list[str]]) -> list[dict]
             if names is None or approval['user'] in names]
 
 
-def _unsigned_why(record: RehearsalRecord, names: Optional[list[str]],
-                  project: Optional[str], namespace: Optional[str]) -> list[str]:
-    """In signed mode, why none of its approvals covers this target (empty
-    when one does, or when approvals are not signed)."""
-    if not signatures.signed_mode():
-        return []
-    why = []
+def _counting(record: RehearsalRecord, names: Optional[list[str]],
+              project: Optional[str], namespace: Optional[str]) -> tuple[list, list]:
+    """The standing approvals that count for a run against this target, and
+    why the others do not. Unsigned mode: every standing approval counts;
+    signed mode: one whose signature covers this target, or one made in the
+    console where console_approvals = true."""
+    counting, why = [], []
     for approval in _standing(record, names):
-        if approval.get('via') == 'console':
-            if signatures.console_approvals():
-                return []
-            reason = (f'the approval by {approval["user"]} was made in the console, '
-                      'and console_approvals is off')
+        reason = None
+        if not signatures.signed_mode():
+            pass
+        elif approval.get('via') == 'console':
+            if not signatures.console_approvals():
+                reason = (f'the approval by {approval["user"]} was made in the console, '
+                          'and console_approvals is off')
         else:
             reason = signatures.covers(record, approval, project, namespace)
-            if reason is None:
-                return []
-        why.append(reason)
-    return why
+        if reason is None:
+            counting.append(approval)
+        else:
+            why.append(reason)
+    return counting, why
 
 
 def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float,
@@ -139,7 +142,10 @@ def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float,
     elif age > oldest:
         why.append(f'its export was taken {age:.0f} days ago, more than '
                    f'rehearsal_max_age_days = {oldest:g}')
-    return why + _unsigned_why(record, names, project, namespace)
+    if why:
+        return why
+    counting, not_counting = _counting(record, names, project, namespace)
+    return [] if counting else not_counting
 
 
 def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool,
@@ -171,20 +177,23 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
                 if _standing(record, names)]
     for record in approved:
         if not _why_not(record, fingerprint, oldest, names, project, namespace):
-            users = [approval['user'] for approval in _standing(record, names)]
+            users = [approval['user'] for approval in
+                     _counting(record, names, project, namespace)[0]]
             audit().append(name, audit_lib.APPROVED, rehearsal_id=record.rehearsal_id,
                            approved_by=users, **facts)
             return {'gate': 'approved', 'rehearsal_id': record.rehearsal_id,
                     'approved_by': users}
     how = (f'rehearse it (`beam-jobs rehearse {name} --export PATH`, over a fresh '
            f'export), have the rehearsal approved (`beam-jobs approve ID`'
+           f'{" --project " + str(project) if signatures.signed_mode() else ""}'
            f'{" by one of " + ", ".join(names) if names else ""}), or override with '
            '--skip-rehearsal --user NAME --reason TEXT')
     if approved:
         newest = approved[0]
+        why = _why_not(newest, fingerprint, oldest, names, project, namespace)
         sentence = (f'{name} may not run in production: its newest approved '
                     f'rehearsal, {newest.rehearsal_id}, does not cover this run '
-                    f'({"; ".join(_why_not(newest, fingerprint, oldest, names, project, namespace))}). To go on, {how}.')
+                    f'({"; ".join(why)}). To go on, {how}.')
     else:
         sentence = (f'{name} has no approved rehearsal, so it may not run in '
                     f'production: {how}.')

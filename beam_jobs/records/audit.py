@@ -20,6 +20,7 @@ import hashlib
 import json
 from typing import Any, Callable, Optional
 
+from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore
 
 from beam_jobs.records import store as store_lib
@@ -30,6 +31,7 @@ APPROVED, SKIPPED, REFUSED, OFF = 'approved', 'skipped', 'refused', 'off'
 _INDEXED = ('job_name', 'at_msec', 'decision', 'seq')
 HEAD_KIND = 'BeamJobGateDecisionHead'
 _HEAD = 'head'
+_ATTEMPTS = 5
 
 
 @dataclasses.dataclass
@@ -77,6 +79,18 @@ class AuditStore(store_lib.EntityStore):
                **fields: Any) -> GateDecision:
         """Append a decision to the chain; `sign(digest)`, if given, returns
         the deciding machine's signature of it (or None)."""
+        # Two gates deciding at once both read the same head: the second
+        # commit is aborted, and it goes again on top of the first.
+        for _ in range(_ATTEMPTS - 1):
+            try:
+                return self._append_once(job_name, decision, sign, fields)
+            except (api_exceptions.Aborted, api_exceptions.Conflict):
+                continue
+        return self._append_once(job_name, decision, sign, fields)
+
+    def _append_once(self, job_name: str, decision: str,
+                     sign: Optional[Callable[[str], Optional[str]]],
+                     fields: dict) -> GateDecision:
         head_key = self._client.key(HEAD_KIND, _HEAD)
         with self._client.transaction():
             head = self._client.get(head_key) or datastore.Entity(head_key)
