@@ -124,3 +124,33 @@ def test_only_a_signed_approval_for_this_target_lets_a_run_through(
                 registry=registry)[0] == 0
     withdrawn = records.get(rehearsal_id).approvals[0]['withdrawn']
     assert withdrawn['by'] == 'bob' and 'BEGIN SSH SIGNATURE' in withdrawn['signature']
+
+
+def test_the_console_approves_only_where_allowed_and_marks_it(keys, datastore_target,
+                                                             tmp_path, monkeypatch):
+    """A browser holds no key: in signed mode the console offers the command;
+    with console_approvals = true a token approves, marked as from the console."""
+    import hashlib
+
+    from beam_jobs import console as console_lib
+    from tests import console_helpers
+    rehearsals = rehearsal_records.RehearsalStore(datastore_target)
+    passed = rehearsals.create('TopicCountJob', verdict='passed', rehearsed_by='sean')
+    users_file = tmp_path / 'users'
+    users_file.write_text(f'alice: {hashlib.sha256(b"tok-alice").hexdigest()}\n')
+    users = console_lib.read_users(str(users_file))
+    url = f'/api/rehearsals/{passed.rehearsal_id}/approve'
+    with console_helpers.client(datastore_target, users=users) as browser:
+        signed_in = {'Authorization': 'Bearer tok-alice'}
+        response = browser.post(url, json={'note': 'ok'}, headers=signed_in)
+        assert response.status_code == 403
+        assert (f'run `beam-jobs approve {passed.rehearsal_id} --project PROJECT` on your '
+                'machine') in response.json()['error']
+        assert rehearsals.get(passed.rehearsal_id).approvals == []
+        monkeypatch.setenv('BEAM_JOBS_CONSOLE_APPROVALS', 'true')
+        response = browser.post(url, json={'note': 'ok'}, headers=signed_in)
+        assert response.status_code == 200, response.text
+        approval = response.json()['approvals'][0]
+        assert (approval['user'], approval['via']) == ('alice', 'console')
+        page = browser.get(f'/rehearsals/{passed.rehearsal_id}', headers=signed_in).text
+        assert 'console approval (not signed)' in page
