@@ -15,6 +15,9 @@ import tempfile
 from typing import Optional
 
 NAMESPACE = 'beam-jobs'   # signatures for beam-jobs are worthless to anything else
+# A release machine's signature of a gate decision: its key, listed in
+# allowed_signers with namespaces="beam-jobs-gate", can sign nothing else.
+GATE_NAMESPACE = 'beam-jobs-gate'
 
 
 class SignatureError(ValueError):
@@ -34,7 +37,7 @@ def _run(args: list[str], text: str) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=60, check=False)
 
 
-def sign(text: str, key: str) -> str:
+def sign(text: str, key: str, namespace: str = NAMESPACE) -> str:
     """The armored signature of `text` by `key`: a private key file, or a
     public key file whose private half the ssh-agent holds."""
     if not key:
@@ -45,7 +48,7 @@ def sign(text: str, key: str) -> str:
     if not os.path.isfile(key) or not os.access(key, os.R_OK):
         raise SignatureError(f'The signing key {key} is missing or unreadable: check '
                              'the `signing_key` setting.')
-    result = _run(['-Y', 'sign', '-q', '-n', NAMESPACE, '-f', key], text)
+    result = _run(['-Y', 'sign', '-q', '-n', namespace, '-f', key], text)
     if result.returncode != 0:
         raise SignatureError(f'ssh-keygen could not sign with {key} '
                              f'({_first_line(result.stderr)}): check the key and, '
@@ -54,7 +57,7 @@ def sign(text: str, key: str) -> str:
 
 
 def signer(text: str, signature: str, allowed_signers: str,
-           revoked_keys: Optional[str] = None) -> str:
+           revoked_keys: Optional[str] = None, namespace: str = NAMESPACE) -> str:
     """The principal of `allowed_signers` whose key made `signature` over
     `text`; SignatureError naming what failed otherwise."""
     if not signature:
@@ -63,7 +66,7 @@ def signer(text: str, signature: str, allowed_signers: str,
         sig_file = os.path.join(folder, 'statement.sig')
         with open(sig_file, 'w') as handle:
             handle.write(signature)
-        checked = _run(['-Y', 'check-novalidate', '-n', NAMESPACE, '-s', sig_file], text)
+        checked = _run(['-Y', 'check-novalidate', '-n', namespace, '-s', sig_file], text)
         if checked.returncode != 0:
             raise SignatureError('its signature does not match the record')
         found = _run(['-Y', 'find-principals', '-s', sig_file, '-f', allowed_signers], '')
@@ -71,7 +74,7 @@ def signer(text: str, signature: str, allowed_signers: str,
             raise SignatureError('it is signed by a key not in allowed_signers')
         principal = found.stdout.decode().split()[0]
         revoked = ['-r', revoked_keys] if revoked_keys and os.path.exists(revoked_keys) else []
-        verified = _run(['-Y', 'verify', '-n', NAMESPACE, '-s', sig_file, '-f',
+        verified = _run(['-Y', 'verify', '-n', namespace, '-s', sig_file, '-f',
                          allowed_signers, '-I', principal, *revoked], text)
         if verified.returncode != 0:
             if revoked:

@@ -23,9 +23,11 @@ from tests.test_team_signoff import (_cli, _dataflow, _signoff,  # noqa: F401 (f
 
 @pytest.fixture
 def keys(tmp_path, monkeypatch):
-    """alice's, bob's and the release machine's keys; alice and bob may approve."""
+    """alice's, bob's and the release machine's keys; the release machine's
+    may sign gate decisions only, so alice and bob are the approvers."""
     folder = tmp_path / 'keys'
-    allowed = signing_keys.make(folder, ('alice', 'bob', 'rel'), allowed=('alice', 'bob'))
+    allowed = signing_keys.make(folder, ('alice', 'bob', 'rel'),
+                                options={'rel': 'namespaces="beam-jobs-gate"'})
     monkeypatch.setenv('BEAM_JOBS_ALLOWED_SIGNERS', str(allowed))
     monkeypatch.delenv('BEAM_JOBS_SIGNING_KEY', raising=False)
     return folder
@@ -66,6 +68,11 @@ def test_only_a_signed_approval_for_this_target_lets_a_run_through(
     team('bob')
     code, _, err = _cli(capsys, *approve, registry=registry)
     assert code == cli.EXIT_USAGE and 'bob requested this job, so may not approve it' in err
+    # The release machine's key signs gate decisions, not approvals.
+    team('rel')
+    _as(monkeypatch, keys / 'rel')
+    code, _, err = _cli(capsys, *approve, registry=registry)
+    assert code == cli.EXIT_USAGE and 'only the named approvers (alice, bob)' in err
     records = rehearsal_records.RehearsalStore(_signoff())
     assert records.get(rehearsal_id).approvals == []
 
@@ -108,8 +115,10 @@ def test_only_a_signed_approval_for_this_target_lets_a_run_through(
     monkeypatch.setenv('BEAM_JOBS_REVOKED_KEYS', str(revoked))
     assert "it is signed by alice's revoked key" in refused()
 
-    # The audit chain: whole, then an entry deleted is named.
-    assert _cli(capsys, 'audit', '--verify')[0] == 0
+    # The audit chain: whole, its signed decisions verified, then an entry
+    # deleted is named.
+    code, out, _ = _cli(capsys, 'audit', '--verify')
+    assert code == 0 and 'each signature verified' in out
     audit = audit_lib.AuditStore(_signoff())
     second = [d for d in audit.newest_first(None) if d.seq == 2][0]
     client(_signoff()).delete(client(_signoff()).key(audit_lib.DECISION_KIND,

@@ -9,6 +9,7 @@ import sys
 from beam_jobs import identity
 from beam_jobs import readable
 from beam_jobs.cli import common
+from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import requests as request_records
@@ -135,11 +136,13 @@ def cmd_withdraw(args) -> int:
 
 def cmd_audit(args) -> int:
     if args.verify:
-        problem = audit_lib.AuditStore(_target(args)).verify()
+        signer = signatures.decision_signer if signatures.signed_mode() else None
+        problem = audit_lib.AuditStore(_target(args)).verify(signer)
         if problem:
             print(problem, file=sys.stderr)
             return common.EXIT_USAGE
-        print('The audit trail is whole: no entry removed or changed.')
+        print('The audit trail is whole: no entry removed or changed'
+              f'{", each signature verified" if signer else ""}.')
         return common.EXIT_OK
     decisions = audit_lib.AuditStore(_target(args)).newest_first(args.limit, args.job)
     common.print_table(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Optional
 
 from beam_jobs import config
@@ -71,8 +72,14 @@ def principals() -> Optional[list[str]]:
     names = []
     for line in _read_allowed(path).splitlines():
         line = line.strip()
-        if line and not line.startswith('#'):
-            names.extend(name for name in line.split()[0].split(',') if name)
+        if not line or line.startswith('#'):
+            continue
+        # A key limited to other namespaces (a release machine's, for gate
+        # decisions) signs no approval: its principal is no approver.
+        limited = re.search(r'namespaces="([^"]*)"', line)
+        if limited and signing.NAMESPACE not in limited.group(1).split(','):
+            continue
+        names.extend(name for name in line.split()[0].split(',') if name)
     return names
 
 
@@ -125,7 +132,16 @@ def sign_decision(digest: str) -> Optional[str]:
     """The deciding machine's signature of a gate decision's digest, when it
     has a key (`signing_key`); None without one."""
     key = _path_setting('signing_key')
-    return signing.sign(digest + '\n', key) if key else None
+    return signing.sign(digest + '\n', key, signing.GATE_NAMESPACE) if key else None
+
+
+def decision_signer(digest: str, signature: str) -> str:
+    """The principal whose key signed a gate decision's digest (listed in
+    allowed_signers with namespaces="beam-jobs-gate"); SignatureError if none."""
+    if not signed_mode():
+        raise signing.SignatureError('no allowed_signers is set to check it against')
+    return signing.signer(digest + '\n', signature, allowed_signers(),
+                          _path_setting('revoked_keys'), signing.GATE_NAMESPACE)
 
 
 def _record_value(record: RehearsalRecord, field: str) -> Any:

@@ -104,9 +104,10 @@ class AuditStore(store_lib.EntityStore):
             self._client.put_multi([record.to_entity(self._client), head])
         return record
 
-    def verify(self) -> Optional[str]:
+    def verify(self, signer: Optional[Callable[[str, str], str]] = None) -> Optional[str]:
         """None when the chain is whole, else a sentence naming the first
-        entry removed or changed."""
+        entry removed or changed. `signer(digest, signature)`, if given,
+        checks each signed entry's signature (raising ValueError to refuse)."""
         chained = [GateDecision.from_entity(entity) for entity in self._query().fetch()
                    if entity.get('seq')]
         chained.sort(key=lambda record: record.seq)
@@ -117,6 +118,12 @@ class AuditStore(store_lib.EntityStore):
                         f'{_name(previous)} to {record.decision_id}).')
             if record.computed_digest() != record.digest:
                 return f'Audit entry {record.seq}, {record.decision_id}, was changed.'
+            if signer is not None and record.signature:
+                try:
+                    signer(record.digest, record.signature)
+                except ValueError as error:
+                    return (f'Audit entry {record.seq}, {record.decision_id}: its '
+                            f'signature does not verify ({error}).')
             if previous is not None and record.previous_digest != previous.digest:
                 return (f'Audit entry {previous.seq}, {previous.decision_id}, was '
                         'changed (the entry after it holds another digest).')
