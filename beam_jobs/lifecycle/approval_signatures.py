@@ -25,8 +25,8 @@ from beam_jobs.records.store import now_msec
 
 # Fields the statement copies from the rehearsal record: a record edited
 # afterwards no longer matches what was signed.
-_FROM_RECORD = ('rehearsal_id', 'job_name', 'verdict', 'fingerprint', 'params', 'export_timestamp',
-                'rehearsed_by')
+_FROM_RECORD = ('rehearsal_id', 'job_name', 'verdict', 'fingerprint', 'params',
+                'export_timestamp', 'rehearsed_by')
 
 
 def _path_setting(name: str) -> Optional[str]:
@@ -94,17 +94,16 @@ def _read_allowed(path: str) -> str:
 
 
 def statement(record: RehearsalRecord, user: str, *, project: Optional[str],
-              namespace: Optional[str], action: str = 'approve',
-              requested_by: Optional[str] = None, at_msec: Optional[int] = None) -> str:
-    """The canonical text signed: sorted JSON, one field a line."""
+              namespace: Optional[str], requested_by: Optional[str] = None) -> str:
+    """The canonical text an approver signs: sorted JSON, one field a line."""
     fields = {
-        'statement': f'beam-jobs {action}', 'rehearsal_id': record.rehearsal_id,
+        'statement': 'beam-jobs approve', 'rehearsal_id': record.rehearsal_id,
         'job_name': record.job_name, 'verdict': record.verdict,
         'fingerprint': record.fingerprint, 'params': record.params,
         'export_timestamp': (record.export or {}).get('timestamp'),
         'rehearsed_by': record.rehearsed_by, 'requested_by': requested_by,
         'target': {'project': project, 'namespace': namespace or '', 'database': ''},
-        'user': user, 'at_msec': at_msec or now_msec()}
+        'user': user, 'at_msec': now_msec()}
     return json.dumps(fields, sort_keys=True, indent=1) + '\n'
 
 
