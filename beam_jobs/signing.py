@@ -73,17 +73,30 @@ def signer(text: str, signature: str, allowed_signers: str,
         if found.returncode != 0:
             raise SignatureError('it is signed by a key not in allowed_signers')
         principal = found.stdout.decode().split()[0]
-        revoked = ['-r', revoked_keys] if revoked_keys and os.path.exists(revoked_keys) else []
-        verified = _run(['-Y', 'verify', '-n', namespace, '-s', sig_file, '-f',
-                         allowed_signers, '-I', principal, *revoked], text)
-        if verified.returncode != 0:
-            if revoked:
-                raise SignatureError(f'it is signed by {principal}\'s revoked key')
+        verify = ['-Y', 'verify', '-n', namespace, '-s', sig_file, '-f', allowed_signers,
+                  '-I', principal]
+        verified = _run(verify, text)
+        if verified.returncode != 0:   # e.g. a key allowed for another namespace only
             raise SignatureError(f'its signature by {principal} does not verify '
-                                 f'({_first_line(verified.stderr)})')
+                                 f'({_reason(verified.stderr)})')
+        # Checked apart, so that a revoked key is named as such; a revocation
+        # list that cannot be read lets nothing pass.
+        if revoked_keys:
+            if not os.access(revoked_keys, os.R_OK):
+                raise SignatureError(f'revoked_keys {revoked_keys} cannot be read, so no '
+                                     'key can be trusted: check the `revoked_keys` setting')
+            if _run([*verify, '-r', revoked_keys], text).returncode != 0:
+                raise SignatureError(f'it is signed by {principal}\'s revoked key')
         return principal
 
 
 def _first_line(stderr: bytes) -> str:
     lines = stderr.decode(errors='replace').strip().splitlines()
     return lines[0] if lines else 'no message'
+
+
+def _reason(stderr: bytes) -> str:
+    """What ssh-keygen says beyond "Could not verify signature."."""
+    lines = [line for line in stderr.decode(errors='replace').strip().splitlines()
+             if line.strip() != 'Could not verify signature.']
+    return '; '.join(lines) or 'no reason given'
