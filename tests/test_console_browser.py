@@ -475,7 +475,13 @@ def test_each_approval_shows_its_signer_and_a_verification_badge(
         'signed by alice for prod/(default)')
     expect(forged_report.locator('.signature-invalid')).to_contain_text(
         'does not verify: it has no signature')
+    expect(signed_report.locator('.status')).to_have_text('Passed · approved')
+    expect(forged_report.locator('.status')).to_have_text('Passed')
     expect(forged_report.locator('.approve-command')).to_have_text(
         f'beam-jobs approve {forged.rehearsal_id} --project PROJECT')
     expect(forged_report.locator('.approve-form')).to_have_count(0)
+    forged_report.locator('.copy-command').click()
+    expect(forged_report.locator('.copy-command')).to_have_text('Copied')
+    assert page.evaluate('navigator.clipboard.readText()') == (
+        f'beam-jobs approve {forged.rehearsal_id} --project PROJECT')
     _screenshot(page, 'signed-approvals')

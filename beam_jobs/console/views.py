@@ -129,11 +129,23 @@ def markdown(text: Optional[str]) -> str:
     return _MARKDOWN.render(text) if text else ''
 
 
+def _counts(record: rehearsal_record.RehearsalRecord, approval: dict, badge: dict) -> bool:
+    """Whether a standing approval can count at the gate: in signed mode only
+    a verified one, or a console one where console_approvals = true."""
+    if approval.get('withdrawn') or record.verdict != rehearsal_record.PASSED:
+        return False
+    return badge['state'] in ('unsigned', 'verified') or (
+        badge['state'] == 'console' and signatures.console_approvals())
+
+
 def rehearsal_view(record: rehearsal_record.RehearsalRecord) -> dict[str, Any]:
     view = dataclasses.asdict(record)
+    badges = [signatures.badge(record, approval) for approval in record.approvals]
     view.update(
         label=VERDICT_LABELS.get(record.verdict, record.verdict),
-        is_approved=record.is_approved,
+        # "approved" only if an approval can count (the gate also checks the target).
+        is_approved=any(_counts(record, approval, badge)
+                        for approval, badge in zip(record.approvals, badges)),
         standing_approvers=[a['user'] for a in record.standing_approvals],
         can_approve=record.verdict == rehearsal_record.PASSED,
         is_running=record.is_running,
@@ -144,8 +156,8 @@ def rehearsal_view(record: rehearsal_record.RehearsalRecord) -> dict[str, Any]:
                         approval['withdrawn'].get('at_msec'))}
                         if approval.get('withdrawn') else None),
                     'approvers': approval.get('approvers', 'unknown'),
-                    'badge': signatures.badge(record, approval)}
-                   for approval in record.approvals],
+                    'badge': badge}
+                   for approval, badge in zip(record.approvals, badges)],
         # Signed approvals are made where the approver's key is, never in a
         # browser (unless console_approvals = true): the page offers the command.
         signed_mode=signatures.signed_mode(),

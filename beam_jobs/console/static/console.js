@@ -255,8 +255,11 @@ function setUpRunPage() {
 
 async function copyOutput() {
   const lines = [...document.querySelectorAll('[data-panel="all"] .line')].map((line) => line.textContent);
-  const text = lines.join('\n') + '\n';
-  const note = document.getElementById('copy-note');
+  await copyText(lines.join('\n') + '\n');
+  document.getElementById('copy-note').textContent = 'Copied ' + lines.length + ' lines.';
+}
+
+async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);
   } catch (error) {
@@ -268,7 +271,17 @@ async function copyOutput() {
     document.execCommand('copy');
     area.remove();
   }
-  note.textContent = 'Copied ' + lines.length + ' lines.';
+}
+
+// Signed approvals are made where the approver's key is: the page offers
+// the command, and this copies it.
+function setUpCopyCommands() {
+  document.querySelectorAll('.copy-command').forEach((button) => {
+    button.addEventListener('click', async () => {
+      await copyText(button.parentElement.querySelector('.approve-command').textContent);
+      button.textContent = 'Copied';
+    });
+  });
 }
 
 function setUpCancel() {
@@ -347,5 +360,6 @@ document.addEventListener('DOMContentLoaded', () => {
   setUpRunsTable();
   setUpRunPage();
   setUpSignOff();
+  setUpCopyCommands();
   setUpRunningRehearsal();
 });
