@@ -86,6 +86,9 @@ def test_only_a_signed_approval_for_this_target_lets_a_run_through(
     code, _, err = _cli(capsys, 'run', 'ShoutJob', *_dataflow(stub), registry=registry)
     assert code == 0, err
     assert audit_lib.AuditStore(_signoff()).newest_first(1)[0].signature
+    code, out, _ = _cli(capsys, 'rehearsal', rehearsal_id, registry=registry)
+    assert (f'[signed by alice for {testing.TEST_PROJECT}/{team.namespace("rel")}]'
+            in out)
 
     def refused(*more):
         code, _, err = _cli(capsys, 'run', 'ShoutJob', *_dataflow(stub, *more),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from beam_jobs import readable
+from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.records.rehearsals import PASSED, RehearsalRecord
 
 MAX_LISTED = 50
@@ -90,8 +91,10 @@ def markdown(record: RehearsalRecord) -> str:
     for approval in record.approvals:
         named = ('' if approval.get('approvers', 'unknown') is not None
                  else ' (no approvers were named: anyone could approve)')
+        badge = signatures.badge(record, approval)
+        signed = f' [{badge["text"]}]' if badge['state'] != 'unsigned' else ''
         lines.append(f'- Approved by {approval["user"]} on '
-                     f'{readable.when(approval["at_msec"])}{named}'
+                     f'{readable.when(approval["at_msec"])}{named}{signed}'
                      f'{": " + approval["note"] if approval.get("note") else ""}')
         withdrawn = approval.get('withdrawn')
         if withdrawn:
