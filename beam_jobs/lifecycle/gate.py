@@ -106,23 +106,26 @@ def _standing(record: RehearsalRecord, names: Optional[list[str]]) -> list[dict]
             if names is None or approval['user'] in names]
 
 
+def _why_uncounted(record: RehearsalRecord, approval: dict, project: Optional[str],
+                   namespace: Optional[str]) -> Optional[str]:
+    """None when a standing approval counts for a run against this target:
+    always in unsigned mode; in signed mode, when its signature covers this
+    target, or it was made in the console where console_approvals = true."""
+    if not signatures.signed_mode():
+        return None
+    if approval.get('via') == 'console':
+        return None if signatures.console_approvals() else (
+            f'the approval by {approval["user"]} was made in the console, and '
+            'console_approvals is off')
+    return signatures.covers(record, approval, project, namespace)
+
+
 def _counting(record: RehearsalRecord, names: Optional[list[str]],
               project: Optional[str], namespace: Optional[str]) -> tuple[list, list]:
-    """The standing approvals that count for a run against this target, and
-    why the others do not. Unsigned mode: every standing approval counts;
-    signed mode: one whose signature covers this target, or one made in the
-    console where console_approvals = true."""
+    """The standing approvals that count for this run, and why the others do not."""
     counting, why = [], []
     for approval in _standing(record, names):
-        reason = None
-        if not signatures.signed_mode():
-            pass
-        elif approval.get('via') == 'console':
-            if not signatures.console_approvals():
-                reason = (f'the approval by {approval["user"]} was made in the console, '
-                          'and console_approvals is off')
-        else:
-            reason = signatures.covers(record, approval, project, namespace)
+        reason = _why_uncounted(record, approval, project, namespace)
         if reason is None:
             counting.append(approval)
         else:
