@@ -8,6 +8,8 @@ N ?= 20000
 # million explorations alone (about 13 GB written under /tmp, then removed).
 EXPORT_N ?= 100000
 HUGE ?= 0
+# Before-images and reverts: the issue's size (about 4 minutes a round here).
+BACKUP_N ?= 100000
 DEMO_EXPLORATIONS ?= 3000
 
 .PHONY: install demo test browser screenshots bench stop clean
@@ -58,6 +60,7 @@ bench: install
 	$(BIN)/python -m bench.run --entities $(N)
 	$(BIN)/python -m bench.exports --sizes $(N),$(EXPORT_N) --huge $(HUGE)
 	$(BIN)/python -m bench.shapes --shapes-n $(N)
+	$(BIN)/python -m bench.backups --entities $(BACKUP_N)
 
 stop: install
 	$(BIN)/beam-jobs emulator stop

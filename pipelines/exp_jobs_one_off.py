@@ -70,10 +70,13 @@ afterwards: its output must be `['VALID', N]` with no `ERROR` line.
 to the explorations' authors; `ExplorationContentRepairOneOffJob` resets
 unreadable content to an empty paragraph so the migration can finish.
 
-**If a run fails midway.** Nothing needs undoing: each exploration is written
-whole, with its own key, and a rerun skips the ones already migrated. Read
-the run's error (`beam-jobs status RUN_ID`) and its log, fix the cause, dry
-run (`--dry-run`), then run again.
+**If a run fails midway.** Each exploration is written whole, with its own
+key. Read the run's error (`beam-jobs status RUN_ID`) and its log, fix the
+cause, then finish it: `beam-jobs run ExplorationContentMigrationOneOffJob
+--retry-failed RUN_ID` maps only what it had not written (or, after a run that
+completed with failed items, only those). To take the migration back instead:
+`beam-jobs revert RUN_ID --dry-run`, then without `--dry-run`; explorations
+edited since are named as conflicts and left as they are.
 """
 
     @classmethod

@@ -5,4 +5,4 @@ from tests import job_fixtures as fx
 
 REGISTRY = JobRegistry([fx.TopicCountJob, fx.ParamJob, fx.FailingMapJob,
                         fx.SlowJob, fx.TopicTagMigrationJob, fx.HookedJob,
-                        fx.NoteAuditJob])
+                        fx.NoteAuditJob, fx.NoteTextMigrationJob])

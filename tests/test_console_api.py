@@ -559,3 +559,56 @@ def test_labels_and_sources_read_plainly():
     assert sources.text({'type': 'datastore', 'project': 'p',
                          'namespace': 'n'}) == 'Datastore of project p, namespace n'
     assert readable.duration(75) == '1 min 15 s' and readable.duration(4.14) == '4.1 s'
+
+
+# A run's backup: revert it (dry run first, then confirmed), finish it.
+
+def test_a_run_page_shows_its_backup_and_reverts_it_dry_run_first(
+        client, store, datastore_target):
+    _put_notes(datastore_target, lambda: fx.notes(6, deleted_every=3))
+    run_id = _start(client, job='TopicTagMigrationJob')
+    run = helpers.wait_for(store, run_id, runs.TERMINAL)
+    assert run.status == runs.COMPLETED, run.error
+    page = client.get(f'/runs/{run_id}').text
+    assert 'Before-images of <strong data-field="backup_writes">6</strong> writes' in page
+    assert 'id="revert-dry-run"' in page
+
+    response = client.post(f'/api/runs/{run_id}/revert', json={'dry_run': True},
+                           headers=_as_page(client))
+    assert response.status_code == 201, response.text
+    dry = helpers.wait_for(store, response.json()['run_id'], runs.TERMINAL)
+    assert dry.status == runs.COMPLETED and dry.revert_of == run_id, dry.error
+    assert 'DRY RUN: would delete 4 TagModel (nothing was written)' in store.output(dry.run_id)
+    page = client.get(f'/runs/{dry.run_id}').text
+    assert f'id="revert-confirm-button" class="danger" data-revert="{run_id}"' in page
+
+    response = client.post(f'/api/runs/{run_id}/revert', json={'reason': 'wrong tags'},
+                           headers=_as_page(client))
+    assert response.status_code == 201, response.text
+    real = helpers.wait_for(store, response.json()['run_id'], runs.TERMINAL)
+    assert real.status == runs.COMPLETED, real.error
+    assert 'WRITES: delete 4 TagModel' in store.output(real.run_id)
+    refused = client.post(f'/api/runs/{dry.run_id}/revert', json={},
+                          headers=_as_page(client))
+    assert refused.status_code == 400 and 'was a dry run' in refused.json()['error']
+
+
+def test_a_run_with_failed_items_is_retried_from_its_page_over_those_items(
+        client, store, datastore_target):
+    _put_notes(datastore_target, lambda: [
+        fx.NoteModel(id=f'note-{i}', text='bad' if i in (1, 3) else 'fine', topic='art')
+        for i in range(6)])
+    run_id = _start(client, job='FailingMapJob')
+    run = helpers.wait_for(store, run_id, runs.TERMINAL)
+    assert run.error_count == 2 and run.backup['state'] == 'kept', run
+    page = client.get(f'/runs/{run_id}').text
+    assert f'data-retry="{run_id}"' in page and 'Retry what failed' in page
+
+    wrong = client.post('/api/runs', json={'job': 'TopicTagMigrationJob',
+                                           'retry_failed': run_id}, headers=_as_page(client))
+    assert wrong.status_code == 400
+    assert f'Run {run_id} is a run of FailingMapJob' in wrong.json()['error']
+    retry_id = _start(client, job='FailingMapJob', retry_failed=run_id)
+    retry = helpers.wait_for(store, retry_id, runs.TERMINAL)
+    assert retry.retry_of == run_id
+    assert retry.counters['entities_read.NoteModel'] == 2   # only the two that failed

@@ -367,3 +367,27 @@ def test_the_gate_override_is_recorded_and_a_team_may_turn_it_off(
     assert code == 0, err
     record = _store(datastore_target).get(re.search(r'^Run (\S+)$', out, re.M).group(1))
     assert record.gate == {'gate': 'off (require_rehearsal = false)'}
+
+
+def test_a_migration_on_dataflow_keeps_before_images_ahead_of_its_writes(
+        capsys, datastore_target, stub, gcs, temp_location):
+    migration = exp_jobs_one_off.ExplorationContentMigrationOneOffJob
+    code = cli.main(['run', migration.__name__, *_flags(stub, temp_location)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
+    record = _store(datastore_target).get(run_id)
+    assert record.backup == {'location': f'gs://{BUCKET}/beam-jobs/backups/{run_id}',
+                             'state': 'keeping'}
+
+    proto = beam_runner_api_pb2.Pipeline.FromString(
+        _staged(gcs, temp_location)['pipeline.pb'].download_as_bytes())
+    transforms = {t.unique_name: t for t in proto.components.transforms.values()}
+    prefix = f'RunJob {migration.__name__}/Write/'
+    keep = transforms[prefix + 'Keep before-images']
+    apply = transforms[prefix + 'Apply writes']
+    # The writes reach the sinks only through the step that stores their
+    # before-images: the sinks' input is that step's output.
+    assert set(apply.inputs.values()) == set(keep.outputs.values())
+    assert any(name.startswith(prefix + 'Apply writes/') for name in transforms)
+    assert f'RunJob {migration.__name__}/Failed keys/Keep failed keys' in transforms

@@ -93,5 +93,6 @@ def test_a_run_visits_its_record_to_create_start_and_end_it(
     capsys.readouterr()
     assert visits == ['create',                                         # create
                       'transition queued', 'transition started',        # start
-                      'output_counts', 'transition completed',          # end
+                      'output_counts', 'get', 'transition completed',   # end (the
+                      # get: whether it has a backup to finish, ending.py)
                       'output']                                         # print it

@@ -115,7 +115,7 @@ def test_a_datastore_error_shows_its_grpc_status_not_beams_wrapper(datastore_tar
         testing.put_models(datastore_target, fx.notes(1))
     record = launcher.run_job(fx.HugePutJob, target=datastore_target)
     assert record.status == runs.FAILED
-    assert re.fullmatch(r"Datastore error while running '[^']*/Write/Apply': "
+    assert re.fullmatch(r"Datastore error while running '[^']*/Write/Apply writes/Apply': "
                         r"[A-Z_]+: [^\[]+", record.error), record.error
     assert "has no attribute 'value'" not in record.error
     with open(record.log_file, encoding='utf-8') as log:   # the whole story

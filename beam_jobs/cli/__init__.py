@@ -23,6 +23,7 @@ from beam_jobs import registry as registry_lib
 from beam_jobs.cli import common
 from beam_jobs.cli import emulator_commands
 from beam_jobs.cli import rehearsal_commands
+from beam_jobs.cli import revert_commands
 from beam_jobs.cli import run_commands
 from beam_jobs.cli import serve_commands
 from beam_jobs.cli import signoff_commands
@@ -50,6 +51,7 @@ def _parser() -> common.Parser:
                                      metavar='COMMAND')
     parent = common.global_options(suppress=True)
     run_commands.add_parsers(commands, parent)
+    revert_commands.add_parsers(commands, parent)
     emulator_commands.add_parsers(commands, parent)
     rehearsal_commands.add_parsers(commands, parent)
     signoff_commands.add_parsers(commands, parent)

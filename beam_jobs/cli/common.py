@@ -123,6 +123,38 @@ def summary(record: runs.RunRecord) -> str:
             f'{record.error_count} failed items; {errors}{seconds(record)} s')
 
 
+def backup_line(record: runs.RunRecord) -> Optional[str]:
+    """Where a run's before-images are and how to use them, in one line
+    (None for a run that wrote to no Datastore)."""
+    backup = record.backup or {}
+    state, location = backup.get('state'), backup.get('location')
+    if state == 'off':
+        return f'none ({backup.get("reason")})'
+    if state == 'keeping':
+        return f'being kept at {location}'
+    if state == 'unfinished':
+        return f'at {location}, but {backup.get("error")}'
+    if state != 'kept' or not backup.get('writes'):
+        return None    # kept nothing: the run wrote nothing
+    kinds = ', '.join(
+        f'{kind} ' + ' '.join(f'{counts[op]} {op}' for op in ('put', 'delete') if counts.get(op))
+        for kind, counts in sorted((backup.get('kinds') or {}).items()))
+    undo = f'; undo: beam-jobs revert {record.run_id} --dry-run'
+    return (f'before-images of {backup.get("writes", 0)} writes at {location}'
+            f'{" (" + kinds + ")" if kinds else ""}{undo}')
+
+
+def retry_hint(record: runs.RunRecord) -> Optional[str]:
+    """How to finish a run that failed midway, or whose items failed."""
+    if not (record.backup or {}).get('location') or record.revert_of \
+            or record.params.get('dry_run'):
+        return None
+    if record.status in (runs.FAILED, runs.CANCELED) or record.error_count:
+        return (f'finish it (only what is left): beam-jobs run {record.job_name} '
+                f'--retry-failed {record.run_id}')
+    return None
+
+
 def failure_banners(record: runs.RunRecord) -> list[str]:
     """What must not be missed, one `!!!` line each: failed items, error lines
     in the output, a run that did not complete."""

@@ -57,6 +57,12 @@ def add_parsers(commands, parent) -> None:
                      '(needs --user and --reason; the run record keeps both)')
     run.add_argument('--user', default=None, help='with --skip-rehearsal: who skips it')
     run.add_argument('--reason', default=None, help='with --skip-rehearsal: why')
+    run.add_argument('--retry-failed', '--retry_failed', dest='retry_failed',
+                     default=None, metavar='RUN_ID',
+                     help='finish run RUN_ID: map only the entities whose map '
+                     'failed in it (a run that completed) or that it had not '
+                     'written yet (a run that failed or was canceled midway)')
+    add_backup_flags(run)
     # The console creates the record (so it can answer with its id at once)
     # and starts this command in a process of its own to run it.
     run.add_argument('--run-id', dest='run_id', default=None, help=argparse.SUPPRESS)
@@ -105,6 +111,20 @@ def add_run_flags(command) -> None:
                          'reporting each failure and going on')
 
 
+def add_backup_flags(command) -> None:
+    """Where a writing run keeps its before-images, or that it keeps none."""
+    command.add_argument('--backup-location', '--backup_location', dest='backup_location',
+                         default=None, metavar='PATH',
+                         help='where the run keeps the before-images of what it '
+                         'writes (local or gs://; default: the backup_location '
+                         'setting, else .beam-jobs/backups here and '
+                         'gs://BUCKET/beam-jobs/backups on Dataflow)')
+    command.add_argument('--no-backup', '--no_backup', dest='no_backup',
+                         action='store_true',
+                         help='keep no before-images (the run cannot be reverted; '
+                         'recorded, and audited in production)')
+
+
 def run_params(args) -> dict:
     params = common.parse_params(args.param)
     if args.dry_run:
@@ -134,11 +154,20 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
     skip = gate.Skip(args.user, args.reason) if args.skip_rehearsal else None
     # Everything is checked before anything starts: no emulator, no record.
     try:
+        retry_of = (launcher.current(common.store(args, pipeline_args), args.retry_failed)
+                    if args.retry_failed else None)
         plan = planning.plan_run(job, run_params(args), args.shard_count,
                                  pipeline_args, export=args.export,
                                  namespace=args.namespace, skip_rehearsal=skip,
-                                 own_flags=args.own_flags)
-    except ValueError as error:
+                                 own_flags=args.own_flags,
+                                 backup_location=args.backup_location,
+                                 no_backup=args.no_backup, retry_of=retry_of)
+    except planning.NothingLeftError as nothing:
+        if args.run_id:
+            _refuse_record(args, str(nothing))
+        print(nothing)
+        return common.EXIT_OK
+    except (ValueError, runs.UnknownRunError) as error:
         if args.run_id:   # the console made the record: it must not stay new
             _refuse_record(args, str(error))
         raise
@@ -183,6 +212,12 @@ def _report_end(store: runs.RunStore, record: runs.RunRecord,
     for hook_error in record.hook_errors:
         print(f'!!! A lifecycle hook raised: {hook_error}', file=sys.stderr)
     print(f'Summary: {common.summary(record)}')
+    backup = common.backup_line(record)
+    if backup:
+        print(f'Backup: {backup}')
+    hint = common.retry_hint(record)
+    if hint:
+        print(f'Retry: {hint}')
     if record.status != runs.COMPLETED:
         if record.dataflow_job_id:
             print(f'Console: {record.console_url}', file=sys.stderr)
@@ -238,6 +273,9 @@ def _print_status(record: runs.RunRecord) -> None:
     ]
     optional = [('error lines', record.error_line_count),
                 ('source', sources.text(record.source) if record.source else None),
+                ('backup', common.backup_line(record)),
+                ('revert of', record.revert_of), ('retry of', record.retry_of),
+                ('retry', common.retry_hint(record)),
                 ('gate', ', '.join(f'{k}: {v}' for k, v in record.gate.items())),
                 ('dataflow job', record.dataflow_job_id),
                 ('console', record.console_url),

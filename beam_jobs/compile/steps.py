@@ -25,10 +25,13 @@ from beam_jobs import ndb_context
 from beam_jobs import output_format
 from beam_jobs import progress
 from beam_jobs import target as target_lib
+from beam_jobs.io import before_images
 from beam_jobs.io import write_modes
 
 WRITES_TAG = 'writes'
 ERRORS_TAG = 'errors'
+# The keys whose map failed, for `run --retry-failed` (runs that keep a backup).
+FAILED_TAG = 'failed_keys'
 
 
 class JobItemError(failures.ClearError):
@@ -67,8 +70,9 @@ class _MapFn(beam.DoFn):
 
     def __init__(self, job: type, params: Mapping[str, Any],
                  target: target_lib.Target, batched: bool = True,
-                 packed: bool = False):
+                 packed: bool = False, keeps_backup: bool = False):
         super().__init__()
+        self._keeps_backup = keeps_backup
         self._job = job
         self._params = dict(params)
         self._target = target
@@ -144,7 +148,7 @@ class _MapFn(beam.DoFn):
                             key, value = item
                             own.append((str(key), str(value)))
                             continue
-                        output = self._route(item)
+                        output = self._route(item, element)
                         own.append(output)
                         if isinstance(output, beam.pvalue.TaggedOutput):
                             op, write_kind = output.value[:2]
@@ -158,6 +162,9 @@ class _MapFn(beam.DoFn):
                     counts['errors'] += 1
                     own = [beam.pvalue.TaggedOutput(
                         ERRORS_TAG, output_format.failure_line('map', place, error))]
+                    if self._keeps_backup and element.key is not None:
+                        own.append(beam.pvalue.TaggedOutput(
+                            FAILED_TAG, before_images.identity(element.key)))
                     failed = True
                 after_each()
                 if not failed:
@@ -192,16 +199,28 @@ class _MapFn(beam.DoFn):
         self._class_kinds[type(element)] = kind
         return kind, None
 
-    def _route(self, item):
+    def _route(self, item, element):
         if isinstance(item, job_class_lib.Put):
             kind = entities.kind_of(type(item.model))
-            return beam.pvalue.TaggedOutput(WRITES_TAG, (
-                'put', kind, entities.to_beam_entity(item.model)))
-        if isinstance(item, job_class_lib.Delete):
+            write = ('put', kind, entities.to_beam_entity(item.model))
+        elif isinstance(item, job_class_lib.Delete):
             key = item.ndb_key()
-            return beam.pvalue.TaggedOutput(
-                WRITES_TAG, ('delete', key.kind(), entities.to_beam_key(key)))
-        return _as_pair(item)
+            write = ('delete', key.kind(), entities.to_beam_key(key))
+        else:
+            return _as_pair(item)
+        if self._keeps_backup:
+            write = _with_before(write, element)
+        return beam.pvalue.TaggedOutput(WRITES_TAG, write)
+
+
+def _with_before(write: tuple, element) -> tuple:
+    """`(op, kind, item, before, source)`: a write of the very entity the map
+    read carries it as its before-image (no lookup needed); a write of another
+    key carries None (looked up, batched, before it is written)."""
+    source = before_images.identity(element.key)
+    item = write[2]
+    written = before_images.identity(getattr(item, 'key', item))
+    return (*write, element if written == source else None, source)
 
 
 def _packed(outputs: list) -> list:
@@ -375,8 +394,10 @@ class JobSteps(beam.PTransform):
     """map → stringify → GroupByKey → reduce, over entities or models.
 
     Returns a dict: `lines`, every output line (failures and the write
-    summary included) as `(order, line)`, and `writes` (`(op, kind,
-    entity_or_key)` for the Datastore sinks).
+    summary included) as `(order, line)`, `writes` (`(op, kind,
+    entity_or_key)` for the Datastore sinks; with a backup kept, also the
+    before-image and the source: `_with_before`), and `failed_keys` (with a
+    backup kept, the identity of each entity whose map failed).
     """
 
     def __init__(self, job: type, params: Mapping[str, Any],
@@ -397,9 +418,11 @@ class JobSteps(beam.PTransform):
     def expand(self, items):
         batched = isinstance(items.windowing.windowfn, GlobalWindows)
         packed = not job_class_lib.has_combine(self._job)
+        keeps_backup = self._write_mode.keeps_before_images
         mapped = items | 'Map' >> beam.ParDo(
-            _MapFn(self._job, self._params, self._target, batched, packed)).with_outputs(
-                ERRORS_TAG, WRITES_TAG, main='pairs')
+            _MapFn(self._job, self._params, self._target, batched, packed,
+                   keeps_backup)).with_outputs(
+                ERRORS_TAG, WRITES_TAG, FAILED_TAG, main='pairs')
         reduced = (
             mapped.pairs
             | 'Shuffle' >> self._shuffle()
@@ -422,7 +445,8 @@ class JobSteps(beam.PTransform):
         lines = ((errors, reduced.lines, summary)
                  | 'All lines' >> beam.Flatten()
                  | 'Count output' >> beam.Map(_count_output_line))
-        return {'lines': lines, 'writes': mapped[WRITES_TAG]}
+        return {'lines': lines, 'writes': mapped[WRITES_TAG],
+                'failed_keys': mapped[FAILED_TAG]}
 
 
 def _summary_line(counted_write: tuple, write_mode: write_modes.WriteMode) -> str:

@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import target as target_lib
 from beam_jobs.compile import steps
+from beam_jobs.io import before_images
 from beam_jobs.io import sources
 from beam_jobs.io import write_modes
 
@@ -117,6 +118,9 @@ class RunJob(beam.PTransform):
         sink = self._write_mode.sink(target)
         if sink is not None:
             _ = step_outputs['writes'] | 'Write' >> sink
+        if self._write_mode.keeps_before_images:
+            _ = step_outputs['failed_keys'] | 'Failed keys' >> before_images.KeepFailedKeys(
+                self._write_mode.backup)
         return _lines(step_outputs, self._with_order)
 
 

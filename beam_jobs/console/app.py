@@ -80,6 +80,7 @@ def create_app(console: service.Console, *, token: Optional[str] = None,
         Route('/api/runs/{run_id}', api.run),
         Route('/api/runs/{run_id}/output', api.output),
         Route('/api/runs/{run_id}/cancel', api.cancel, methods=['POST']),
+        Route('/api/runs/{run_id}/revert', api.revert, methods=['POST']),
         Route('/api/rehearsals', api.rehearsals),
         Route('/api/rehearsals/{rehearsal_id}', api.rehearsal),
         Route('/api/rehearsals/{rehearsal_id}/approve', api.approve, methods=['POST']),
@@ -266,6 +267,13 @@ class _Api:
                                          request.path_params['run_id'], body.get('user'),
                                          security.signed_in(request))
         return JSONResponse(views.run_view(record))
+
+    async def revert(self, request: Request) -> Response:
+        body = await _json_body(request)
+        record = await run_in_threadpool(self.console.revert, request.path_params['run_id'],
+                                         body, security.signed_in(request))
+        return JSONResponse({'run_id': record.run_id, 'url': f'/runs/{record.run_id}'},
+                            status_code=201)
 
     def rehearsals(self, request: Request) -> Response:
         return JSONResponse({'rehearsals': self.console.rehearsal_list()})

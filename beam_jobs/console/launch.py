@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from beam_jobs import emulator
 from beam_jobs import failures
@@ -34,7 +34,7 @@ from beam_jobs.lifecycle import planning
 from beam_jobs.lifecycle import run_logs
 from beam_jobs.records import runs
 
-FIELDS = ('job', 'params', 'shard_count', 'dry_run', 'export')
+FIELDS = ('job', 'params', 'shard_count', 'dry_run', 'export', 'retry_failed')
 # Not imported: the console starts it as a module of its own process.
 RUN_MODULE = 'beam_jobs.cli.detached_run'
 
@@ -53,6 +53,7 @@ class StartRequest:
     dry_run: bool
     export: Optional[str]
     plan: planning.RunPlan
+    retry_failed: Optional[str] = None
 
     @property
     def job_name(self) -> str:
@@ -60,8 +61,10 @@ class StartRequest:
 
 
 def check(body: Any, registry: registry_lib.JobRegistry,
-          namespace: Optional[str] = None) -> StartRequest:
-    """Refuse what `beam-jobs run` would refuse, before any record exists."""
+          namespace: Optional[str] = None,
+          record_of: Optional[Callable[[str], runs.RunRecord]] = None) -> StartRequest:
+    """Refuse what `beam-jobs run` would refuse, before any record exists
+    (`record_of` finds the run a `retry_failed` request finishes)."""
     if not isinstance(body, Mapping):
         raise BadStartRequest('The request body must be a JSON object such as '
                               '{"job": "MyJob", "params": {}}.')
@@ -102,13 +105,18 @@ def check(body: Any, registry: registry_lib.JobRegistry,
     export = body.get('export') or None
     if export is not None:
         export = _check_export(export)
+    retry_failed = body.get('retry_failed') or None
+    if retry_failed is not None and (not isinstance(retry_failed, str) or record_of is None):
+        raise BadStartRequest('"retry_failed" must be the id of the run to finish.')
     plan_params = {**params, **({'dry_run': True} if dry_run else {})}
     try:
+        retry_of = record_of(retry_failed) if retry_failed else None
         plan = planning.plan_run(job, plan_params, shard_count, [], export=export,
-                                 namespace=namespace)
-    except (ValueError, TypeError, failures.ClearError) as error:
+                                 namespace=namespace, retry_of=retry_of)
+    except (ValueError, TypeError, LookupError, failures.ClearError,
+            planning.NothingLeftError) as error:
         raise BadStartRequest(str(error)) from None
-    return StartRequest(job, params, shard_count, dry_run, export, plan)
+    return StartRequest(job, params, shard_count, dry_run, export, plan, retry_failed)
 
 
 def _check_export(path: Any) -> str:
@@ -155,6 +163,27 @@ def command(request: StartRequest, run_id: str,
         argv.append('--dry-run')
     if request.export:
         argv.append(f'--export={request.export}')
+    if request.retry_failed:
+        argv.append(f'--retry-failed={request.retry_failed}')
+    return argv
+
+
+def revert_command(reverted_id: str, run_id: str, *, dry_run: bool, force: bool,
+                   reason: Optional[str], user: Optional[str],
+                   registry_module: Optional[str] = None,
+                   namespace: Optional[str] = None) -> list[str]:
+    """The `beam-jobs revert` that reverts `reverted_id` under the record
+    `run_id` (values as one `--flag=value` argument each, as `command`)."""
+    argv = [sys.executable, '-m', RUN_MODULE]
+    if registry_module:
+        argv.append(f'--registry={registry_module}')
+    if namespace:
+        argv.append(f'--namespace={namespace}')
+    argv += ['revert', reverted_id, f'--run-id={run_id}']
+    argv += ['--dry-run'] if dry_run else []
+    argv += ['--force'] if force else []
+    argv += [f'--reason={reason}'] if reason else []
+    argv += [f'--user={user}'] if user else []
     return argv
 
 

@@ -26,6 +26,7 @@ from beam_jobs.console import views
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.lifecycle import launcher
+from beam_jobs.lifecycle import revert as revert_lib
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
 from beam_jobs.records import requests as request_records
@@ -156,7 +157,8 @@ class Console:
     def plan_start(self, body: Any) -> tuple[launch.StartRequest, dict[str, Any]]:
         """Check a start request and say what it would do: the confirmation."""
         try:
-            request = launch.check(body, self.registry, self.store.target.namespace)
+            request = launch.check(body, self.registry, self.store.target.namespace,
+                                   record_of=self.store.get)
         except launch.BadStartRequest as error:
             raise BadRequest(str(error)) from None
         return request, self._confirmation(request)
@@ -201,6 +203,35 @@ class Console:
             raise ServerError(f'Could not start the run\'s process ({error}): '
                                'check the console\'s Python and its logs folder.'
                                ) from None
+        return record
+
+    def revert(self, run_id: str, body: Any, signed_in: Optional[str]) -> runs.RunRecord:
+        """Check a revert of `run_id` as `beam-jobs revert` would, then start
+        it in a process of its own under a record of its own."""
+        if not isinstance(body, dict) or set(body) - {'dry_run', 'force', 'reason', 'user'}:
+            raise BadRequest('The request body must be a JSON object such as '
+                             '{"dry_run": true} or {"force": false, "reason": "why"}.')
+        flags = {name: body.get(name, False) for name in ('dry_run', 'force')}
+        if not all(isinstance(value, bool) for value in flags.values()):
+            raise BadRequest('"dry_run" and "force" must be true or false.')
+        reason = self._text(body, 'reason', required=False)
+        user = signed_in or self._text(body, 'user', required=False)
+        self.run(run_id)   # an unknown run is a 404
+        try:
+            plan = revert_lib.plan_revert(self.store, run_id, job_lookup=self.registry.get,
+                                          reason=reason, user=user, **flags)
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        record = self.store.create(plan.job_name)
+        argv = launch.revert_command(run_id, record.run_id, reason=reason, user=user,
+                                     registry_module=self.registry_module,
+                                     namespace=self.store.target.namespace, **flags)
+        try:
+            launch.start(argv, self.store, record.run_id)
+        except OSError as error:
+            ending.end_unless_ended(self.store, record.run_id, runs.FAILED,
+                                    error=f'Could not start its process: {error}.')
+            raise ServerError(f'Could not start the revert\'s process ({error}).') from None
         return record
 
     def cancel(self, run_id: str, user: Any = None,

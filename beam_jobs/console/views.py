@@ -110,8 +110,33 @@ def run_view(record: runs.RunRecord) -> dict[str, Any]:
         usage_text=dataflow_watch.usage_text(record.usage),
         failure_texts=[dataflow_watch.failure_text(f) for f in record.failure_messages],
         url=f'/runs/{record.run_id}',
+        backup_view=backup_view(record),
     )
     return view
+
+
+def backup_view(record: runs.RunRecord) -> Optional[dict[str, Any]]:
+    """The run's before-images for its page: where, per kind how many, and
+    what can be done with them (a revert, dry run first; finishing it)."""
+    backup = record.backup or {}
+    dry_revert = bool(record.revert_of and record.params.get('dry_run'))
+    kept = backup.get('state') == 'kept'
+    if not dry_revert and (not backup or (kept and not backup.get('writes')
+                                          and not record.error_count)):
+        return None    # nothing written, nothing failed: nothing to show
+    return {
+        'state': backup.get('state'), 'location': backup.get('location'),
+        'reason': backup.get('reason') or backup.get('error'),
+        'writes': backup.get('writes'),
+        'kinds': sorted((backup.get('kinds') or {}).items()),
+        'can_revert': kept and bool(backup.get('writes')) and record.is_terminal,
+        'can_retry': (kept and not record.revert_of and not record.params.get('dry_run')
+                      and (record.status in (runs.FAILED, runs.CANCELED)
+                           or bool(record.error_count))),
+        # A dry run of a revert that completed: the revert itself, confirmed.
+        'confirm_revert_of': (record.revert_of if dry_revert
+                              and record.status == runs.COMPLETED else None),
+    }
 
 
 def output_view(stored: Optional[output_format.StoredOutput]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from typing import Iterator, Optional, Sequence
 import apache_beam as beam
 from apache_beam.transforms import window
 from google.cloud import datastore
+from google.cloud.datastore import helpers
 from google.cloud.datastore_v1.types import entity as entity_types
 
 from beam_jobs import target as target_lib
@@ -357,6 +358,56 @@ class ReadKinds(beam.PTransform):
             | 'Reshuffle' >> beam.Reshuffle()
             | 'Read' >> beam.ParDo(_ReadRangesFn(self._readers, self._buffered))
         )
+
+
+class _LookUpFn(beam.DoFn):
+    """Identities `(namespace, flat path)` → the entities still there, looked
+    up LOOKUP_BATCH at a time."""
+
+    LOOKUP_BATCH = 500
+
+    def __init__(self, target: target_lib.Target):
+        super().__init__()
+        self._target = target
+
+    def setup(self):
+        self._client = target_lib.client(self._target)
+
+    def start_bundle(self):
+        self._keys = []
+
+    def process(self, ident):
+        namespace, flat = ident
+        self._keys.append(self._client.key(*flat, namespace=namespace or None))
+        if len(self._keys) >= self.LOOKUP_BATCH:
+            yield from self._look_up()
+
+    def finish_bundle(self):
+        for entity_pb in self._look_up():
+            yield window.GlobalWindows.windowed_value(entity_pb)
+
+    def _look_up(self) -> list:
+        keys, self._keys = self._keys, []
+        if not keys:
+            return []
+        return [EntityPb(entity_types.Entity.pb(helpers.entity_to_protobuf(entity)))
+                for entity in self._client.get_multi(keys)]
+
+
+class LookUpKeys(beam.PTransform):
+    """pbegin → the entities of these keys (identities), as a read yields
+    them; a key no longer there yields nothing."""
+
+    def __init__(self, keys: Sequence[tuple], target: target_lib.Target):
+        super().__init__()
+        self._keys = [(namespace, list(flat)) for namespace, flat in keys]
+        self._target = target
+
+    def expand(self, pbegin):
+        return (pbegin.pipeline
+                | 'Keys' >> beam.Create(self._keys)
+                | 'Reshuffle' >> beam.Reshuffle()
+                | 'Look up' >> beam.ParDo(_LookUpFn(self._target)))
 
 
 def estimated_count(target: target_lib.Target, kind: str) -> Optional[int]:

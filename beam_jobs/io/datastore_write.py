@@ -109,10 +109,10 @@ def delete_keys(project: str) -> beam.PTransform:
 
 
 class _ApplyToEmulatorFn(PutInBatchesFn):
-    """`(op, kind, entity or key)` → puts and deletes, in bounded commits."""
+    """`(op, kind, entity or key, ...)` → puts and deletes, in bounded commits."""
 
     def process(self, write):
-        op, _, item = write
+        op, item = write[0], write[2]
         if op == 'put':
             super().process(item)
         else:

@@ -1,4 +1,5 @@
-"""Where a run reads: the Datastore, an export, or an after state. Chosen here only.
+"""Where a run reads: the Datastore, an export, an after state, or what a run
+left to do (`--retry-failed`). Chosen here only.
 
 Everything after the read (map, shuffle, reduce, failures, output, counters)
 gets entities either way and never knows which. What does differ is said
@@ -19,6 +20,7 @@ from beam_jobs import target as target_lib
 from beam_jobs.export import after_state
 from beam_jobs.export import metadata
 from beam_jobs.export import reader
+from beam_jobs.io import before_images
 from beam_jobs.io import datastore_read
 
 Models = Sequence[Type[ndb.Model]]
@@ -126,6 +128,70 @@ class ExportSource:
         return f'{what} {self.path} (kinds {kinds})'
 
 
+class UnfinishedSource(DatastoreSource):
+    """What a run that ended failed or canceled midway did not finish: the
+    Datastore read as any run's, less each entity whose writes its backup
+    shows all in place (before_images.SkipWrittenFn)."""
+
+    label = 'Read what is left'
+
+    def __init__(self, retry_of: str, backup: str):
+        self.retry_of = retry_of
+        self.backup = backup
+
+    def read(self, models: Models, target: target_lib.Target,
+             shard_count: int) -> beam.PTransform:
+        return _SkipWritten(super().read(models, target, shard_count),
+                            self.backup, target)
+
+    def describe(self, target: target_lib.Target) -> dict:
+        return {**super().describe(target), 'retry_of': self.retry_of,
+                'retry': 'unfinished'}
+
+
+class _SkipWritten(beam.PTransform):
+    def __init__(self, read: beam.PTransform, backup: str, target: target_lib.Target):
+        super().__init__()
+        self._read = read
+        self._backup = backup
+        self._target = target
+
+    def expand(self, pbegin):
+        return (pbegin
+                | 'Read Datastore' >> self._read
+                | 'Skip what is written' >> beam.ParDo(
+                    before_images.SkipWrittenFn(self._backup, self._target)))
+
+
+class FailedKeysSource(DatastoreSource):
+    """The entities whose map failed in a run that completed (their keys as
+    that run kept them, before_images.KeepFailedKeys), looked up by key."""
+
+    label = 'Read failed keys'
+
+    def __init__(self, retry_of: str, keys: Sequence[tuple]):
+        self.retry_of = retry_of
+        self.keys = list(keys)
+
+    def read(self, models: Models, target: target_lib.Target,
+             shard_count: int) -> beam.PTransform:
+        return datastore_read.LookUpKeys(self.keys, target)
+
+    def entity_total(self, models: Models, namespace: Optional[str]) -> int:
+        return len(self.keys)
+
+    def describe(self, target: target_lib.Target) -> dict:
+        return {**super().describe(target), 'retry_of': self.retry_of,
+                'retry': 'failed keys', 'keys': len(self.keys)}
+
+    def totals(self, models: Models,
+               target: target_lib.Target) -> dict[str, Optional[int]]:
+        counts = {kind: 0 for kind in _kinds(models)}
+        for _, flat in self.keys:
+            counts[flat[-2]] = counts.get(flat[-2], 0) + 1
+        return counts
+
+
 def for_run(export: Optional[str] = None):
     """The source a run reads: `export` (an export or after state) if given,
     else the Datastore."""
@@ -136,6 +202,9 @@ def text(described: dict) -> str:
     """Where a run read, in one line, from its record's `source`."""
     if not described:
         return '-'
+    if described.get('type') == 'backup':
+        return (f'the backup of run {described.get("revert_of")} at '
+                f'{described.get("path")} ({described.get("writes")} writes)')
     if described.get('type') == 'export':
         counts = ', '.join(f'{kind} {count}' for kind, count in
                            sorted((described.get('entities') or {}).items()))
@@ -143,5 +212,7 @@ def text(described: dict) -> str:
         return (f'export {described.get("path")} (taken {taken}'
                 f'{"; " + counts if counts else ""})')
     namespace = described.get('namespace')
+    retry = (f' ({described["retry"]} of run {described["retry_of"]})'
+             if described.get('retry_of') else '')
     return (f'Datastore of project {described.get("project")}'
-            f'{", namespace " + namespace if namespace else ""}')
+            f'{", namespace " + namespace if namespace else ""}{retry}')

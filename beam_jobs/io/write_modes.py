@@ -1,6 +1,8 @@
 """What becomes of a run's writes: decided once, when the run is planned.
 
-    apply         puts and deletes go to the run's Datastore
+    apply         puts and deletes go to the run's Datastore, each only after
+                  its before-image is stored (io/before_images.py) unless
+                  the run opted out (`--no-backup`)
     dry_run       nothing is written; the output says what would have been
     after_state   a rehearsal: they go to an after state's files, never a Datastore
     report_only   a run over an export: it writes to no Datastore, so they
@@ -21,6 +23,7 @@ import apache_beam as beam
 from beam_jobs import output_format
 from beam_jobs import target as target_lib
 from beam_jobs.export import after_state as after_state_lib
+from beam_jobs.io import before_images
 from beam_jobs.io import datastore_write
 
 APPLY, DRY_RUN, AFTER_STATE, REPORT_ONLY = 'apply', 'dry_run', 'after_state', 'report_only'
@@ -30,11 +33,25 @@ APPLY, DRY_RUN, AFTER_STATE, REPORT_ONLY = 'apply', 'dry_run', 'after_state', 'r
 class WriteMode:
     name: str
     after_state: Optional[str] = None    # the folder, for AFTER_STATE
+    # APPLY: where before-images go (the folder of this run's backup: see
+    # `for_run`); None with --no-backup.
+    backup: Optional[str] = None
 
     @property
     def changes_datastore(self) -> bool:
         """Whether the run's writes reach a Datastore (the gate's question)."""
         return self.name == APPLY
+
+    @property
+    def keeps_before_images(self) -> bool:
+        return self.name == APPLY and bool(self.backup)
+
+    def for_run(self, run_id: str) -> 'WriteMode':
+        """The mode of one run: its backup in a folder of its own under the
+        planned backup location."""
+        if not self.keeps_before_images:
+            return self
+        return dataclasses.replace(self, backup=before_images.run_folder(self.backup, run_id))
 
     def summary(self, op: str, count: int, kind: str) -> str:
         """The output line that sums up the writes of one op and kind."""
@@ -42,6 +59,8 @@ class WriteMode:
 
     def sink(self, target: target_lib.Target) -> Optional[beam.PTransform]:
         """Where the writes go, or None where they are only reported."""
+        if self.name == APPLY and self.backup:
+            return _BackUpThenApply(self.backup, target)
         if self.name == APPLY:
             return datastore_write.ApplyWrites(target.project)
         if self.name == AFTER_STATE:
@@ -59,18 +78,40 @@ class WriteMode:
         if self.name == AFTER_STATE:
             return (f'Only into the after state {self.after_state}: a '
                     'rehearsal writes to no Datastore.')
+        kept = (f' Before each write, the entity as it was is kept under '
+                f'{self.backup} (`beam-jobs revert RUN_ID` puts it back).'
+                if self.backup else ' No before-images are kept (--no-backup): '
+                'it cannot be reverted.')
         return (f'It may put or delete entities of kinds {kinds} (and of any '
-                f'other kind its map writes) in the Datastore of {where}. A dry '
-                'run first shows what it would write.')
+                f'other kind its map writes) in the Datastore of {where}.{kept} '
+                'A dry run first shows what it would write.')
+
+
+class _BackUpThenApply(beam.PTransform):
+    """Writes → before-images stored → the same writes applied: in the
+    graph (and on Dataflow's job page) the backup step comes first."""
+
+    def __init__(self, backup: str, target: target_lib.Target):
+        super().__init__()
+        self._backup = backup
+        self._target = target
+
+    def expand(self, writes):
+        return (writes
+                | 'Keep before-images' >> before_images.KeepBeforeImages(
+                    self._backup, self._target)
+                | 'Apply writes' >> datastore_write.ApplyWrites(self._target.project))
 
 
 def decide(*, reads_export: bool, dry_run: bool,
-           after_state: Optional[str] = None) -> WriteMode:
-    """The one place a run's write mode is decided."""
+           after_state: Optional[str] = None,
+           backup: Optional[str] = None) -> WriteMode:
+    """The one place a run's write mode is decided (`backup`: the location
+    of before-images for a run that applies its writes)."""
     if dry_run:
         return WriteMode(DRY_RUN)
     if after_state:
         return WriteMode(AFTER_STATE, after_state)
     if reads_export:
         return WriteMode(REPORT_ONLY)
-    return WriteMode(APPLY)
+    return WriteMode(APPLY, backup=backup)

@@ -44,13 +44,14 @@ def build_pipeline(plan: RunPlan, run_id: str, records: target_lib.Target,
     beside its record."""
     pipeline = beam.Pipeline(options=plan.pipeline_options)
     data = plan.data_target(records)
-    _ = (
-        pipeline
-        | RunJob(plan.job, plan.params, plan.shard_count, data.project,
-                 data.namespace, with_order=True, source=plan.source,
-                 write_mode=plan.write_mode, queued_msec=queued_msec)
-        | 'Store output' >> StoreOutput(run_id, records)
-    )
+    write_mode = plan.write_mode.for_run(run_id)
+    if plan.steps is not None:     # a revert's own steps (lifecycle/revert.py)
+        steps = plan.steps(data, write_mode)
+    else:
+        steps = RunJob(plan.job, plan.params, plan.shard_count, data.project,
+                       data.namespace, with_order=True, source=plan.source,
+                       write_mode=write_mode, queued_msec=queued_msec)
+    _ = pipeline | steps | 'Store output' >> StoreOutput(run_id, records)
     return pipeline
 
 
@@ -74,7 +75,8 @@ class Backend:
                 params=plan.params, runner=plan.runner, queue_name=queue_name,
                 log_file=str(run_logs.log_path(run_id)),
                 source=plan.source.describe(plan.data_target(store.target)),
-                gate=plan.gate)
+                gate=plan.gate, backup=plan.backup_of(run_id),
+                retry_of=plan.retry_of, revert_of=plan.revert_of)
             try:
                 self.prepare(plan, run_id)
                 pipeline = build_pipeline(plan, run_id, store.target, queued.queued_msec)
@@ -82,7 +84,9 @@ class Backend:
                 run_logs.write_traceback(run_id, error)
                 return ending.end_run(store, run_id, runs.FAILED,
                                       error=failures.describe(error))
-            hook_error = hooks.call(plan.job_name, '_pre_start_hook', run_id)
+            # A revert is not a run of the job's code: the job's hooks stay out.
+            hook_error = (None if plan.revert_of else
+                          hooks.call(plan.job_name, '_pre_start_hook', run_id))
             store.transition(run_id, runs.STARTED,
                              **({'hook_errors': [hook_error]} if hook_error else {}))
             stop_requested: list = []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from beam_jobs import failures
+from beam_jobs.io import before_images
 from beam_jobs.lifecycle import hooks
 from beam_jobs.records import runs
 
@@ -28,20 +30,39 @@ def end_run(store: runs.RunStore, run_id: str, status: str, *,
     InvalidTransitionError if it has already ended. A cancel with no `error`
     says who canceled, else `stop_reason`."""
     hook_errors = []
+    current = store.get(run_id)
+    ending_now = status in runs.ALLOWED.get(current.status, ())
     if status == runs.CANCELED:
-        current = store.get(run_id)
         if fields.get('error') is None:
             fields['error'] = cancel_message(current, stop_reason)
-        if status in runs.ALLOWED.get(current.status, ()):
+        if ending_now and not current.revert_of:
             hook_errors.append(hooks.call(current.job_name, '_pre_cancel_hook',
                                           run_id, fields['error']))
+    if ending_now and (current.backup or {}).get('state') == 'keeping':
+        fields['backup'] = finish_backup(current, status)
     record = store.transition(run_id, status, **fields)
-    hook_errors.append(hooks.after_end(record.job_name, run_id, status,
-                                       record.error or 'Canceled'))
+    if not record.revert_of:
+        hook_errors.append(hooks.after_end(record.job_name, run_id, status,
+                                           record.error or 'Canceled'))
     hook_errors = [error for error in hook_errors if error]
     if hook_errors:
         record = store.update(run_id, hook_errors=record.hook_errors + hook_errors)
     return record
+
+
+def finish_backup(record: runs.RunRecord, status: str) -> dict:
+    """The manifest of a run's before-images, written as it ends (whatever
+    the end: a failed run's writes need undoing most); what its record keeps."""
+    location = record.backup['location']
+    try:
+        manifest = before_images.finish(
+            location, record.run_id, record.job_name,
+            (record.source or {}).get('project'), (record.source or {}).get('namespace'),
+            status)
+    except Exception as error:  # pylint: disable=broad-except
+        return {'location': location, 'state': 'unfinished',
+                'error': f'its manifest could not be written ({failures.describe(error)})'}
+    return manifest.describe()
 
 
 def end_unless_ended(store: runs.RunStore, run_id: str, status: str,

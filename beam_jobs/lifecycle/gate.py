@@ -14,7 +14,9 @@ rehearsal that covers it:
   the principals of that file are the approvers.
 
 Runs that cannot change data are let through: dry runs, and runs over an
-export. Local runs on the emulator are never gated. `--skip-rehearsal --user
+export. A revert (`beam-jobs revert`) needs no rehearsal, since what it writes
+is the before-images a run kept, but it is audited with who and why; a run
+with `--no-backup` is audited saying so. Local runs on the emulator are never gated. `--skip-rehearsal --user
 NAME --reason TEXT` overrides; `require_rehearsal = false` turns the gate off.
 Every decision (approved, skipped, refused, off) is appended to the audit
 trail in the team's shared records (records/audit.py, a hash chain), with the
@@ -52,11 +54,32 @@ class Skip:
     reason: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Revert:
+    """A revert of run `run_id`, asked for by `user` for `reason`."""
+    run_id: str
+    user: str
+    reason: Optional[str]
+
+
 def _flag(name: str, default: bool) -> bool:
     value = config.get(name, default)
     if isinstance(value, str):
         return value.strip().lower() not in ('false', '0', 'no', 'off')
     return bool(value)
+
+
+class _NoBackupAudit:
+    """An audit store whose entries say the run keeps no before-images."""
+
+    def __init__(self, store: audit_lib.AuditStore):
+        self._store = store
+
+    def append(self, job_name: str, decision: str, reason: Optional[str] = None,
+               **fields):
+        said = 'no before-images kept (--no-backup): it cannot be reverted'
+        return self._store.append(job_name, decision,
+                                  reason=f'{reason}; {said}' if reason else said, **fields)
 
 
 def required() -> bool:
@@ -154,16 +177,30 @@ def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float,
 def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool,
           skip: Optional[Skip], rehearsals: Callable[[], RehearsalStore],
           audit: Callable[[], audit_lib.AuditStore], runner: Optional[str] = None,
-          project: Optional[str] = None, namespace: Optional[str] = None) -> dict:
+          project: Optional[str] = None, namespace: Optional[str] = None,
+          revert: Optional[Revert] = None, no_backup: bool = False) -> dict:
     """What the run record keeps about the gate; raises GateError to refuse.
 
     `changes_datastore` is the plan's write mode's answer: only a run whose
-    writes reach a Datastore is gated. Each decision is appended to `audit()`."""
+    writes reach a Datastore is gated. Each decision is appended to `audit()`
+    (saying so when the run keeps no before-images: `no_backup`)."""
     if not is_production(is_dataflow) or not changes_datastore:
         return {}
     name = job_class_lib.job_name(job)
     facts = {'user': identity.machine_user(), 'machine': identity.machine(),
              'runner': runner, 'project': project, 'sign': signatures.sign_decision}
+    if revert is not None:
+        if not revert.reason:
+            raise GateError(f'A revert of a production run is audited with why: '
+                            f'pass --reason TEXT (beam-jobs revert {revert.run_id} '
+                            '--reason "...").')
+        audit().append(name, audit_lib.REVERT, reason=f'revert of run {revert.run_id} '
+                       f'by {revert.user}: {revert.reason}', **facts)
+        return {'gate': 'revert', 'revert_of': revert.run_id, 'by': revert.user,
+                'reason': revert.reason}
+    if no_backup:
+        audit_store = audit
+        audit = lambda: _NoBackupAudit(audit_store())  # noqa: E731
     if not required():
         audit().append(name, audit_lib.OFF, reason='require_rehearsal = false', **facts)
         return {'gate': 'off (require_rehearsal = false)'}

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_jobs import config
 from beam_jobs import emulator
 from beam_jobs import entities
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import options as options_lib
 from beam_jobs import target as target_lib
 from beam_jobs.compile.transforms import DEFAULT_SHARD_COUNT
+from beam_jobs.io import before_images
 from beam_jobs.io import sources
 from beam_jobs.io import write_modes
 from beam_jobs.lifecycle import dataflow_settings
@@ -53,6 +55,11 @@ class RunPlan:
     namespace: Optional[str] = None
     # What the production gate found (gate.py), kept in the record.
     gate: dict = dataclasses.field(default_factory=dict)
+    # The run this one finishes (`--retry-failed`) or takes back (a revert:
+    # lifecycle/revert.py, whose `steps` replace the job's).
+    retry_of: Optional[str] = None
+    revert_of: Optional[str] = None
+    steps: Optional[Callable] = None
 
     @property
     def job_name(self) -> str:
@@ -82,6 +89,17 @@ class RunPlan:
             return target_lib.Target.from_environment(self.flag_project, self.namespace)
         return records
 
+    def backup_of(self, run_id: str) -> dict:
+        """What the record of run `run_id` says of its before-images when
+        it starts (the manifest replaces it when the run ends)."""
+        mode = self.write_mode.for_run(run_id)
+        if mode.keeps_before_images:
+            return {'location': mode.backup, 'state': 'keeping'}
+        if mode.changes_datastore:
+            return {'state': 'off', 'reason': 'run with --no-backup: no '
+                    'before-images were kept, so it cannot be reverted'}
+        return {}
+
     def over(self, source) -> 'RunPlan':
         """The same run over another source (a rehearsal's verify job, over
         the after state its job has just written)."""
@@ -102,6 +120,10 @@ def check_shard_count(shard_count: Optional[int]) -> int:
     return shard_count
 
 
+class NothingLeftError(Exception):
+    """A retry of a run that left nothing to do (not a refusal: exit 0)."""
+
+
 def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
              shard_count: Optional[int] = None,
              pipeline_args: Sequence[str] = (),
@@ -110,11 +132,16 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
              skip_rehearsal: Optional[gate_lib.Skip] = None,
              after_state: Optional[str] = None,
              own_flags: Sequence[str] = (),
-             command: str = 'beam-jobs run') -> RunPlan:
+             command: str = 'beam-jobs run', *,
+             backup_location: Optional[str] = None, no_backup: bool = False,
+             retry_of: Optional[runs.RunRecord] = None) -> RunPlan:
     """Check a run before it exists, and decide what it reads and writes.
 
     `own_flags` are the surface's own flags, offered first when a mistyped
-    one is refused; `after_state` (a rehearsal) sends the writes there.
+    one is refused; `after_state` (a rehearsal) sends the writes there. A
+    run that writes a Datastore keeps before-images under `backup_location`
+    (default: backup_root) unless `no_backup`; `retry_of` (a run's record)
+    makes this run finish that one (retry_source).
     """
     models = job_class_lib.validate(job)
     params = dict(params or {})
@@ -125,23 +152,101 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
     if options_lib.is_dataflow(pipeline_options):
         dataflow_settings.check(pipeline_options)
     namespace = namespace or os.environ.get(target_lib.NAMESPACE_ENV) or None
-    source = sources.for_run(export)
+    if retry_of is not None:
+        if export:
+            raise ValueError('--retry-failed reads what a run left in the Datastore; '
+                             'it does not go with --export.')
+        source = retry_source(retry_of, job, params)
+    else:
+        source = sources.for_run(export)
     source.check(models, namespace)
     total = source.entity_total(models, namespace)
-    if total is not None:
+    if total is not None and source.reads_export:
         options_lib.use_processes_for_export(pipeline_options, pipeline_args, total)
-    write_mode = write_modes.decide(reads_export=source.reads_export,
-                                    dry_run=bool(params.get('dry_run')),
-                                    after_state=after_state)
+    write_mode = write_modes.decide(
+        reads_export=source.reads_export, dry_run=bool(params.get('dry_run')),
+        after_state=after_state, backup=None if no_backup else backup_root(
+            pipeline_options, backup_location))
+    if backup_location and no_backup:
+        raise ValueError('--backup_location and --no-backup contradict each other: '
+                         'pass one of them.')
+    if write_mode.keeps_before_images:
+        before_images.check_writable(write_mode.backup)
     gate = gate_lib.check(
         job, params=params, is_dataflow=options_lib.is_dataflow(pipeline_options),
         changes_datastore=write_mode.changes_datastore, skip=skip_rehearsal,
         rehearsals=lambda: rehearsal_records.RehearsalStore(signoff_target(namespace)),
         audit=lambda: audit_lib.AuditStore(signoff_target(namespace)),
         runner=options_lib.runner_name(pipeline_options),
-        project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace)
+        project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace,
+        no_backup=no_backup)
     return RunPlan(job, tuple(models), params, shard_count, pipeline_options,
-                   source, write_mode, namespace, gate)
+                   source, write_mode, namespace, gate,
+                   retry_of=retry_of.run_id if retry_of is not None else None)
+
+
+BACKUP_SETTING = 'backup_location'
+
+
+def backup_root(pipeline_options: PipelineOptions,
+                location: Optional[str] = None) -> str:
+    """Where runs with these options keep before-images (each run in a
+    folder of its own): `--backup_location`, else the `backup_location`
+    setting, else the data folder here (.beam-jobs/backups) and, on
+    Dataflow, gs://BUCKET/beam-jobs/backups in the temp_location's bucket,
+    where the workers can write."""
+    location = location or config.get(BACKUP_SETTING)
+    on_dataflow = options_lib.is_dataflow(pipeline_options)
+    if not location and on_dataflow:
+        temp = pipeline_options.view_as(GoogleCloudOptions).temp_location or ''
+        location = f'gs://{temp.split("/")[2]}/beam-jobs/backups' if temp.startswith(
+            'gs://') else None
+    if not location:
+        location = str(emulator.home_dir() / 'backups')
+    location = str(location)
+    if '://' not in location:
+        if on_dataflow:
+            raise ValueError(
+                f'A Dataflow run\'s workers write its before-images, so the backup '
+                f'location must be a gs:// path, not {location}: pass '
+                '--backup_location gs://BUCKET/PATH (or set backup_location).')
+        location = os.path.abspath(location)
+    return location
+
+
+def retry_source(original: runs.RunRecord, job: type, params: Mapping[str, Any]):
+    """What a retry of `original` reads: the keys whose map failed (a run
+    that completed), or what it had not written yet (one that failed or was
+    canceled midway). Refuses a retry that would not finish that run."""
+    name = job_class_lib.job_name(job)
+    run_id = original.run_id
+    if original.job_name != name or original.revert_of:
+        raise ValueError(f'Run {run_id} is a {"revert" if original.revert_of else "run"} '
+                         f'of {original.job_name}, not of {name}: retry it with '
+                         f'`beam-jobs run {original.job_name} --retry-failed {run_id}`.')
+    if not original.is_terminal:
+        raise ValueError(f'Run {run_id} is still {original.status}: wait for it to '
+                         f'end, or cancel it (`beam-jobs cancel {run_id}`), then retry.')
+    if original.params.get('dry_run'):
+        raise ValueError(f'Run {run_id} was a dry run and wrote nothing: run the job '
+                         'itself, not a retry.')
+    ours = {k: v for k, v in params.items() if k != 'dry_run'}
+    theirs = {k: v for k, v in original.params.items() if k != 'dry_run'}
+    if ours != theirs:
+        raise ValueError(f'A retry runs with the params of run {run_id} '
+                         f'({theirs or "none"}), not {ours or "none"}: pass the same '
+                         '--param flags.')
+    location = (original.backup or {}).get('location')
+    if not location:
+        raise ValueError(f'Run {run_id} kept no before-images ({(original.backup or {}).get("reason") or "it wrote to no Datastore"}), '
+                         'so what it finished is not known: run the whole job again.')
+    if original.status == runs.COMPLETED:
+        keys = before_images.failed_keys(location)
+        if not keys:
+            raise NothingLeftError(f'Run {run_id} completed with no failed items: '
+                                   'nothing left to retry.')
+        return sources.FailedKeysSource(run_id, keys)
+    return sources.UnfinishedSource(run_id, location)
 
 
 def records_target(pipeline_options: PipelineOptions,

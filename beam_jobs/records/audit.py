@@ -28,6 +28,9 @@ from beam_jobs.records.store import now_msec
 
 DECISION_KIND = 'BeamJobGateDecision'
 APPROVED, SKIPPED, REFUSED, OFF = 'approved', 'skipped', 'refused', 'off'
+# A revert of a production run: its after state is known (the before-images),
+# so it needs no rehearsal; who and why are kept.
+REVERT = 'revert'
 _INDEXED = ('job_name', 'at_msec', 'decision', 'seq')
 HEAD_KIND = 'BeamJobGateDecisionHead'
 _HEAD = 'head'

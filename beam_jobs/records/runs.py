@@ -39,7 +39,7 @@ ALLOWED = {
 RECORD_KIND = 'BeamJobRun'
 # Structured fields, stored as JSON text.
 _JSON_FIELDS = ('params', 'counters', 'source', 'hook_errors', 'progress', 'gate',
-                'stages', 'usage', 'failure_messages')
+                'stages', 'usage', 'failure_messages', 'backup')
 # Large or free-form fields: never queried, so never indexed (and no 1,500
 # byte limit on them).
 _UNINDEXED = (*(f'{name}_json' for name in _JSON_FIELDS), 'error',
@@ -117,6 +117,16 @@ class RunRecord:
     failure_messages: list = dataclasses.field(default_factory=list)
     followed_msec: Optional[int] = None
     follow_error: Optional[str] = None
+    # The before-images of what it wrote (io/before_images.py): while it
+    # runs {'location', 'state': 'keeping'}; once ended, the manifest's
+    # summary ({'location', 'kinds', 'writes', 'files', 'export', 'state':
+    # 'kept'}); {'state': 'off', 'reason'} for a run with --no-backup; empty
+    # for runs that write no Datastore.
+    backup: dict = dataclasses.field(default_factory=dict)
+    # A revert (`beam-jobs revert`) names the run it takes back; a retry
+    # (`run --retry-failed`) the run it finishes.
+    revert_of: Optional[str] = None
+    retry_of: Optional[str] = None
 
     @property
     def is_terminal(self) -> bool:

@@ -251,6 +251,7 @@ function setUpRunPage() {
   const copy = document.getElementById('copy-output');
   if (copy) copy.addEventListener('click', () => copyOutput());
   setUpCancel();
+  setUpBackup();
 }
 
 async function copyOutput() {
@@ -308,6 +309,59 @@ function setUpCancel() {
     }
     window.location.reload();
   });
+}
+
+// A run's backup: a revert starts as a dry run (its page then offers the
+// revert itself, confirmed); a run with failed items is finished by a retry.
+function setUpBackup() {
+  const error = document.getElementById('backup-error');
+  const go = async (url, body, button) => {
+    button.disabled = true;
+    const answer = await api('POST', url, body);
+    if (!answer.ok) {
+      button.disabled = false;
+      showError(error, answer.data.error);
+      return false;
+    }
+    window.location.href = answer.data.url;
+    return true;
+  };
+  const dryRun = document.getElementById('revert-dry-run');
+  if (dryRun) {
+    dryRun.addEventListener('click', () => go(
+      `/api/runs/${encodeURIComponent(dryRun.dataset.revert)}/revert`, {dry_run: true}, dryRun));
+  }
+  const retry = document.getElementById('retry-failed');
+  if (retry) {
+    retry.addEventListener('click', () => go('/api/runs', {
+      job: retry.dataset.job, params: withoutDryRun(JSON.parse(retry.dataset.params)),
+      retry_failed: retry.dataset.retry}, retry));
+  }
+  const confirmButton = document.getElementById('revert-confirm-button');
+  const dialog = document.getElementById('confirm-revert');
+  if (!confirmButton || !dialog) return;
+  confirmButton.addEventListener('click', () => dialog.showModal());
+  document.getElementById('confirm-revert-button').addEventListener('click', async (event) => {
+    event.preventDefault();
+    const button = event.target;
+    button.disabled = true;
+    const answer = await api('POST',
+      `/api/runs/${encodeURIComponent(confirmButton.dataset.revert)}/revert`, {
+        reason: document.getElementById('revert-reason').value.trim() || null,
+        force: document.getElementById('revert-force').checked});
+    if (!answer.ok) {
+      button.disabled = false;
+      showError(dialog.querySelector('.form-error'), answer.data.error);
+      return;
+    }
+    window.location.href = answer.data.url;
+  });
+}
+
+function withoutDryRun(params) {
+  const copy = {...params};
+  delete copy.dry_run;
+  return copy;
 }
 
 // Rehearsals: approve a passed one.
