@@ -42,3 +42,14 @@ def ago(msec: Optional[int], now_msec: Optional[int] = None) -> str:
         if seconds >= size:
             return f'{int(seconds // size)} {unit}'
     return f'{int(seconds)} s'
+
+
+def until(msec: Optional[int], now_msec: Optional[int] = None) -> str:
+    """Time left until `msec`: `12 d (2026-12-30 10:00)`, `expired 3 d ago`;
+    `-` when unknown."""
+    if not msec:
+        return '-'
+    now_msec = now_msec if now_msec is not None else int(time.time() * 1000)
+    if msec <= now_msec:
+        return f'expired {ago(msec, now_msec)} ago'
+    return f'{ago(now_msec, msec)} ({when(msec)[:16]})'

@@ -171,7 +171,7 @@ def test_failed_items_come_first_and_everything_shows_as_text(client, store,
     page = client.get(f'/runs/{run_id}').text
     assert '&lt;img src=x onerror=alert(1)&gt;' in page and evil not in page
     assert '&lt;script&gt;x&lt;/script&gt;' in page and '<script>x' not in page
-    assert 'Errors (1)' in page
+    assert 'Failed items and error lines (1)' in page
 
 
 def test_the_truncation_marker_is_visible(client, store, datastore_target):
@@ -612,3 +612,34 @@ def test_a_run_with_failed_items_is_retried_from_its_page_over_those_items(
     retry = helpers.wait_for(store, retry_id, runs.TERMINAL)
     assert retry.retry_of == run_id
     assert retry.counters['entities_read.NoteModel'] == 2   # only the two that failed
+
+
+def test_the_release_plan_lists_jobs_in_order_with_the_gates_verdict(client, datastore_target):
+    from beam_jobs.records import requests as request_records
+    requests = request_records.RequestStore(datastore_target)
+    requests.create('TopicTagMigrationJob', follows=['NoteAuditJob'])
+    requests.create('NoteAuditJob')
+    requests.create('NoSuchJobHere')
+    plan = client.get('/api/plan').json()
+    assert [job['job_name'] for job in plan['jobs']] == [
+        'NoteAuditJob', 'TopicTagMigrationJob', 'NoSuchJobHere']
+    by_name = {job['job_name']: job for job in plan['jobs']}
+    assert by_name['NoteAuditJob']['state'] == 'unrehearsed'
+    assert by_name['NoteAuditJob']['next_step'] == 'beam-jobs rehearse NoteAuditJob --export PATH'
+    assert by_name['TopicTagMigrationJob']['follows'] == ['NoteAuditJob']
+    assert by_name['NoSuchJobHere']['state'] == 'unknown'
+    page = client.get('/plan').text
+    assert 'Release plan' in page and 'Not rehearsed' in page and 'Code not here' in page
+
+
+def test_unknown_pages_are_styled_and_a_request_has_its_own_address(client, datastore_target):
+    from beam_jobs.records import requests as request_records
+    for path in ('/no/such/page', '/requests/request-Nope-1-1'):
+        page = client.get(path)
+        assert page.status_code == 404
+        assert '<link rel="stylesheet" href="/static/console.css">' in page.text, path
+    assert client.get('/api/no-such').json()['error'].startswith('There is no page')
+    request = request_records.RequestStore(datastore_target).create('NoteAuditJob')
+    found = client.get(f'/requests/{request.request_id}', follow_redirects=False)
+    assert found.status_code == 303 and found.headers['location'] == \
+        f'/requests#{request.request_id}'

@@ -75,7 +75,7 @@ def test_cli_record_console_and_page_agree(audited, capsys):
         assert output['error_lines'] == [FINDING]
         page = client.get(f'/runs/{run_id}').text
         assert 'Completed, 1 error line' in page and 'has-failures' in page
-        assert 'Errors (1)' in page
+        assert 'Failed items and error lines (1)' in page
         assert f'<div class="line line-error">{FINDING.replace(chr(39), "&#39;")}</div>' in page
 
 

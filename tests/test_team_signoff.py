@@ -20,9 +20,10 @@ import pytest
 
 from beam_jobs import cli, emulator, testing
 from beam_jobs.export import write_export
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import launcher, planning
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_records
+from beam_jobs.records import runs
 from beam_jobs.records import requests as request_records
 from beam_jobs.target import Target
 from pipelines import sample_data
@@ -114,6 +115,7 @@ def test_the_guides_process_across_three_machines(capsys, team, stub, gcs, tmp_p
     code, out, _ = _cli(capsys, 'rehearse', REPAIR, '--export', export)
     assert code == 0
     repaired = re.search(r'^After state: (\S+)$', out, re.M).group(1)
+    repair_rehearsal = re.match(r'Rehearsal ID: (\S+)', out).group(1)
     code, out, err = _cli(capsys, 'rehearse', '--request', request_id, '--export', repaired)
     assert code == 0, out + err
     rehearsal_id = re.match(r'Rehearsal ID: (\S+)', out).group(1)
@@ -130,13 +132,41 @@ def test_the_guides_process_across_three_machines(capsys, team, stub, gcs, tmp_p
     team('sean')
     code, out, _ = _cli(capsys, 'approve', rehearsal_id, '--note', 'validation clean')
     assert code == 0 and 'approved by sean' in out
+    code, _, err = _cli(capsys, 'approve', rehearsal_id)
+    assert code == cli.EXIT_USAGE and f'sean already approved rehearsal {rehearsal_id}' in err
     code, out, _ = _cli(capsys, 'requests')
     assert 'approved by sean' in out
 
-    # The release machine sees the team's rehearsals and submits to Dataflow.
+    # The release machine sees the team's rehearsals. The migration was
+    # rehearsed after the repair's writes: the gate waits for the repair.
     team('rel')
     code, out, _ = _cli(capsys, 'rehearsals')
     assert rehearsal_id in out and re.search(rf'{rehearsal_id}\s+passed\s+sean', out)
+    code, out, _ = _cli(capsys, 'plan', '--project', testing.TEST_PROJECT)
+    assert re.search(rf'^1\s+{REPAIR}\s+unapproved\s', out, re.M), out
+    assert re.search(rf'^2\s+{MIGRATION}\s+waits for\s.*\s{REPAIR}\s+run {REPAIR} first',
+                     out, re.M), out
+    code, _, err = _cli(capsys, 'run', MIGRATION, *_dataflow(stub))
+    assert code == cli.EXIT_USAGE
+    assert (f'{MIGRATION} may not run in production yet: its rehearsal {rehearsal_id} ran '
+            f'after the writes of jobs that have not run there: {REPAIR} (it has no '
+            'approved rehearsal of its own, and has not run)') in err
+    team('sean')
+    assert _cli(capsys, 'approve', repair_rehearsal)[0] == 0
+    team('rel')
+    code, _, err = _cli(capsys, 'run', MIGRATION, *_dataflow(stub))
+    assert code == cli.EXIT_USAGE
+    assert f'{REPAIR} (no completed run against {testing.TEST_PROJECT} since its approval' in err
+    code, out, err = _cli(capsys, 'run', REPAIR, *_dataflow(stub))
+    assert code == 0, err
+    repair_run = re.search(r'^Run (\S+)$', out, re.M).group(1)
+    stub.set_state(list(stub.jobs)[-1], 'JOB_STATE_DONE')
+    # Whoever follows it next (here the release machine) sees it completed.
+    shared_runs = runs.RunStore(planning.signoff_target())
+    assert launcher.current(shared_runs, repair_run).status == runs.COMPLETED
+    code, out, _ = _cli(capsys, 'plan', '--project', testing.TEST_PROJECT)
+    assert re.search(rf'^1\s+{REPAIR}\s+ran \({repair_run}\)', out, re.M), out
+    assert re.search(rf'^2\s+{MIGRATION}\s+may run\s', out, re.M), out
     code, out, err = _cli(capsys, 'run', MIGRATION, *_dataflow(stub))
     assert code == 0, err
     assert 'Submitted to Dataflow' in out
@@ -149,12 +179,12 @@ def test_the_guides_process_across_three_machines(capsys, team, stub, gcs, tmp_p
     code, _, err = _cli(capsys, 'run', MIGRATION, '--skip-rehearsal', '--user', 'rel',
                         '--reason', 'hotfix INC-42', *_dataflow(stub))
     assert code == 0, err
-    assert len(stub.jobs) == 2
+    assert len(stub.jobs) == 3
 
     # The audit lists every decision, newest first, with who and where.
     code, out, _ = _cli(capsys, 'audit', '--job', MIGRATION)
     decisions = [line.split()[3] for line in out.splitlines()[1:]]
-    assert decisions == ['skipped', 'refused', 'approved']
+    assert decisions == ['skipped', 'refused', 'approved', 'refused', 'refused']
     assert re.search(rf'approved\s+rel\s+DataflowRunner {testing.TEST_PROJECT}\s+'
                      rf'{rehearsal_id} \(approved by sean\)', out)
     assert 'skipped by rel: hotfix INC-42' in out

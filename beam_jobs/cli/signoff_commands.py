@@ -1,18 +1,22 @@
-"""`beam-jobs request | requests | approve | reject | withdraw | audit`: the
+"""`beam-jobs request | requests | approve | reject | withdraw | audit | plan`: the
 team's sign-off, on the records every machine reads (the shared records when
 `records_project` is set). Who acts is this machine's user."""
 
 from __future__ import annotations
 
+import os
 import sys
 
+from beam_jobs import config
 from beam_jobs import identity
 from beam_jobs import readable
+from beam_jobs import target as target_lib
 from beam_jobs.cli import common
 from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import requests as request_records
+from beam_jobs.rehearsal import release_plan
 from beam_jobs.rehearsal import signoff
 
 
@@ -30,7 +34,22 @@ def add_parsers(commands, parent) -> None:
     request.add_argument('--note', default=None, help='what the admin should know')
     request.add_argument('--link', default=None, metavar='URL',
                          help='the pull request or ticket')
+    request.add_argument('--follows', nargs='+', default=[], metavar='JOB',
+                         help='jobs that must have run in production first (the '
+                         'gate refuses this one until they have)')
     request.set_defaults(handler=cmd_request)
+
+    plan = commands.add_parser(
+        'plan', parents=[parent], help='the release plan: jobs in order, the gate\'s verdict now',
+        description='Every job with a request or a passed rehearsal, each after the '
+        'jobs it follows, with what the production gate would decide now against '
+        'PROJECT: may run, or why not (unrehearsed, unapproved, not covered, waits '
+        'for a job before it), until when its approval holds, and what to do next.')
+    plan.add_argument('--project', default=None,
+                      help='the production project (default: the `project` setting)')
+    plan.add_argument('--target-namespace', dest='target_namespace', default=None,
+                      metavar='NS', help='the namespace of production data, if not the default')
+    plan.set_defaults(handler=cmd_plan)
 
     listed = commands.add_parser('requests', parents=[parent],
                                  help='rehearsal requests, oldest first, with their state')
@@ -91,7 +110,8 @@ def cmd_request(args) -> int:
     record = signoff.request(
         _target(args), registry.get(args.job),
         verify=[registry.get(name) for name in args.verify], expect_file=args.expect,
-        params=common.parse_params(args.param), note=args.note, link=args.link)
+        params=common.parse_params(args.param), note=args.note, link=args.link,
+        follows=[registry.get(name).__name__ for name in args.follows])
     print(f'Request ID: {record.request_id}')
     print(f'{record.job_name} is waiting to be rehearsed; the admin runs `beam-jobs '
           f'rehearse --request {record.request_id} --export PATH`.')
@@ -129,8 +149,37 @@ def cmd_reject(args) -> int:
 
 def cmd_withdraw(args) -> int:
     record = signoff.withdraw(_target(args), args.rehearsal_id, _me(), args.reason)
-    print(f'The approval of rehearsal {record.rehearsal_id} is withdrawn: '
+    newest = max(a['withdrawn']['at_msec'] for a in record.approvals if a.get('withdrawn'))
+    which = ', '.join(f'by {a["user"]} (given {readable.when(a["at_msec"])})'
+                      for a in record.approvals
+                      if (a.get('withdrawn') or {}).get('at_msec') == newest)
+    print(f'Withdrawn: the approval {which} of rehearsal {record.rehearsal_id}; '
           f'{record.job_name} may no longer run in production on it.', file=sys.stdout)
+    return common.EXIT_OK
+
+
+def cmd_plan(args) -> int:
+    project = args.project or config.get('project')
+    # Where a production run from here would read and write (as `run` decides).
+    namespace = (args.target_namespace or args.namespace
+                 or os.environ.get(target_lib.NAMESPACE_ENV) or None)
+    plan = release_plan.build(_target(args), common.registry(args).get,
+                              planning.production_runs_of(project, namespace),
+                              project, namespace)
+    print(f'The release plan for production {project or "(any project)"}'
+          f'{", namespace " + namespace if namespace else ""}, '
+          'as the gate decides now:')
+    common.print_table(
+        ('#', 'JOB', 'GATE NOW', 'APPROVAL HOLDS', 'FOLLOWS', 'NEXT'),
+        [(str(p.order), p.job_name,
+          f'ran ({p.ran["run_id"]})' if p.ran else p.verdict.state,
+          readable.until(p.verdict.expires_msec) if p.verdict.may_run or p.ran else '-',
+          ', '.join(p.follows) or '-', '-' if p.ran else p.verdict.next_step)
+         for p in plan],
+        '(nothing to release: no requests, no passed rehearsals)')
+    for planned in plan:
+        if not planned.verdict.may_run and not planned.ran:
+            print(f'  {planned.order}. {planned.verdict.sentence}')
     return common.EXIT_OK
 
 

@@ -71,7 +71,9 @@ def create_app(console: service.Console, *, token: Optional[str] = None,
         Route('/rehearsals', pages.rehearsals),
         Route('/rehearsals/{rehearsal_id}', pages.rehearsal),
         Route('/requests', pages.requests),
+        Route('/requests/{request_id}', pages.request),
         Route('/audit', pages.audit),
+        Route('/plan', pages.plan),
         Route(security.LOGIN_PATH, pages.login, methods=['GET', 'POST']),
         Route('/api/jobs', api.jobs),
         Route('/api/runs', api.runs),
@@ -91,12 +93,13 @@ def create_app(console: service.Console, *, token: Optional[str] = None,
         Route('/api/requests/{request_id}', api.request),
         Route('/api/requests/{request_id}/reject', api.reject, methods=['POST']),
         Route('/api/audit', api.audit),
+        Route('/api/plan', api.plan_of_release),
         Mount('/static', StaticFiles(directory=str(HERE / 'static')), name='static'),
     ]
     middleware = [Middleware(security.Guard, access=access,
                              loopback_only=loopback_only and not access.needs_token,
                              unauthorized_page=pages.unauthorized)]
-    handlers = {service.ConsoleError: _console_error,
+    handlers = {service.ConsoleError: _console_error, 404: _not_found,
                 api_exceptions.GoogleAPICallError: _datastore_error,
                 api_exceptions.RetryError: _datastore_error}
     return Starlette(routes=routes, middleware=middleware,
@@ -118,6 +121,11 @@ async def _console_error(request: Request, error: service.ConsoleError) -> Respo
     return _error_response(request, error.status, str(error))
 
 
+async def _not_found(request: Request, unused_error: Exception) -> Response:
+    return _error_response(request, 404, f'There is no page at {request.url.path}: '
+                           'see the runs, rehearsals, requests or the release plan.')
+
+
 async def _datastore_error(request: Request, error: Exception) -> Response:
     return _error_response(request, 503, 'The Datastore did not answer: '
                            f'{failures.describe(error)}')
@@ -126,7 +134,7 @@ async def _datastore_error(request: Request, error: Exception) -> Response:
 def _render(request: Request, name: str, context: dict[str, Any],
             status: int = 200) -> Response:
     context = {'csrf_token': security.csrf_token(request),
-               'signed_in': security.signed_in(request), **context}
+               'signed_in': security.signed_in(request), 'legend': views.LEGEND, **context}
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
 
 
@@ -186,6 +194,16 @@ class _Pages:
             'page': 'requests', 'requests': self.console.requests(),
             'may_sign': self.console.may_sign(security.signed_in(request))})
 
+    def request(self, request: Request) -> Response:
+        """A request's row on the requests page (an unknown one: not found)."""
+        request_id = request.path_params['request_id']
+        self.console.request(request_id)
+        return RedirectResponse(f'/requests#{request_id}', status_code=303)
+
+    def plan(self, request: Request) -> Response:
+        return _render(request, 'plan.html', {
+            'page': 'plan', **self.console.release_plan(request.query_params.get('project'))})
+
     def audit(self, request: Request) -> Response:
         return _render(request, 'audit.html', {
             'page': 'audit', 'decisions': self.console.audit(request.query_params.get('job'))})
@@ -194,7 +212,8 @@ class _Pages:
         target = _local_path(request.query_params.get('next'))
         if request.method == 'GET':
             return _render(request, 'login.html', {'next': target, 'message': None,
-                                                   'needs_token': self.access.needs_token})
+                                                   'needs_token': self.access.needs_token,
+                                                   'names_people': self.access.names_people})
         form = await request.form()
         target = _local_path(form.get('next'))
         if not security.same_token(form.get('csrf_token'),
@@ -217,7 +236,7 @@ class _Pages:
     async def unauthorized(self, request: Request) -> Response:
         return _render(request, 'login.html', {
             'next': _local_path(request.url.path), 'needs_token': True,
-            'message': None}, 401)
+            'names_people': self.access.names_people, 'message': None}, 401)
 
 
 def _local_path(path: Any) -> str:
@@ -312,6 +331,9 @@ class _Api:
                                         request.path_params['request_id'], body,
                                         security.signed_in(request))
         return JSONResponse(found)
+
+    def plan_of_release(self, request: Request) -> Response:
+        return JSONResponse(self.console.release_plan(request.query_params.get('project')))
 
     def audit(self, request: Request) -> Response:
         return JSONResponse({'decisions': self.console.audit(

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+from beam_jobs import config
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import options as options_lib
 from beam_jobs import registry as registry_lib
@@ -26,12 +27,14 @@ from beam_jobs.console import views
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.lifecycle import launcher
+from beam_jobs.lifecycle import planning
 from beam_jobs.lifecycle import revert as revert_lib
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
 from beam_jobs.records import requests as request_records
 from beam_jobs.records import runs
 from beam_jobs.rehearsal import rehearse as rehearse_lib
+from beam_jobs.rehearsal import release_plan
 from beam_jobs.rehearsal import signoff
 
 RUNS_SHOWN = 50
@@ -363,6 +366,19 @@ class Console:
         note = self._text(body, 'note', required=True)
         return views.request_view(self._sign(self._from_console(signoff.reject), user,
                                              request_id, note))
+
+    def release_plan(self, project: Optional[str] = None) -> dict[str, Any]:
+        """The jobs to run in production, in order, with the gate's verdict
+        now against `project` (default: the configured Dataflow project)."""
+        project = project or (self.destination().get('project')
+                              if self.destination().get('type') == 'dataflow' else None) \
+            or config.get('project')
+        namespace = self.store.target.namespace
+        planned = release_plan.build(self.signoff_target, self.registry.get,
+                                     planning.production_runs_of(project, namespace),
+                                     project, namespace)
+        return {'project': project, 'namespace': namespace,
+                'jobs': [views.planned_view(p) for p in planned]}
 
     def audit(self, job: Optional[str] = None, limit: Any = RUNS_SHOWN) -> list[dict[str, Any]]:
         return [views.decision_view(d) for d in audit_lib.AuditStore(

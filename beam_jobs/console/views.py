@@ -91,6 +91,16 @@ def _percent(done: int, total: Optional[int]) -> Optional[float]:
     return round(min(100.0, 100.0 * done / total), 1)
 
 
+# The two words every page uses the same way (the legend under the tables).
+LEGEND = {
+    'failed_item': 'an entity (or a reduce key) whose map or reduce raised; '
+                   'the framework writes an ERROR line for each, and it was '
+                   'not processed.',
+    'error_line': 'a line the job itself reported as an error (its own '
+                  'failure output, e.g. ["FAILED", …]); the item was processed.',
+}
+
+
 def run_view(record: runs.RunRecord) -> dict[str, Any]:
     view = dataclasses.asdict(record)
     view.update(
@@ -213,3 +223,24 @@ def decision_view(decision: audit_lib.GateDecision) -> dict[str, Any]:
     view = dataclasses.asdict(decision)
     view.update(at_text=readable.when(decision.at_msec))
     return view
+
+
+PLAN_STATES = {
+    'may run': 'May run now', 'ran': 'Ran', 'waits for': 'Waits for a job before it',
+    'unapproved': 'Not approved', 'unrehearsed': 'Not rehearsed',
+    'not covered': 'Approval does not cover it', 'unknown': 'Code not here',
+}
+
+
+def planned_view(planned) -> dict[str, Any]:
+    """A job of the release plan (rehearsal/release_plan.py), for its page."""
+    verdict = planned.verdict
+    return {
+        'order': planned.order, 'job_name': planned.job_name, 'follows': planned.follows,
+        'state': planned.state, 'label': PLAN_STATES.get(planned.state, planned.state),
+        'may_run': verdict.may_run, 'sentence': verdict.sentence, 'reasons': verdict.reasons,
+        'rehearsal_id': verdict.rehearsal_id, 'approved_by': verdict.approved_by,
+        'request_id': planned.request_id, 'next_step': verdict.next_step,
+        'expires_text': readable.until(verdict.expires_msec),
+        'ran': planned.ran, 'ran_text': readable.when((planned.ran or {}).get('finished_msec')),
+    }

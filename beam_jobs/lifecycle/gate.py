@@ -11,7 +11,13 @@ rehearsal that covers it:
 - with `approvers` set, an approval by one of them stands (not withdrawn);
 - with `allowed_signers` set, that approval is signed by the approver's key
   over this job, these params and this target (approval_signatures.py), and
-  the principals of that file are the approvers.
+  the principals of that file are the approvers;
+- the jobs it follows (the release plan's order: a rehearsal over another
+  rehearsal's after state, or a request's `--follows`) have each completed a
+  run against this target since their own approval.
+
+`evaluate` gives that verdict now, with why and what to do next, without
+recording it: `check` acts on it, `beam-jobs plan` and the console show it.
 
 Runs that cannot change data are let through: dry runs, and runs over an
 export. A revert (`beam-jobs revert`) needs no rehearsal, since what it writes
@@ -178,12 +184,14 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
           skip: Optional[Skip], rehearsals: Callable[[], RehearsalStore],
           audit: Callable[[], audit_lib.AuditStore], runner: Optional[str] = None,
           project: Optional[str] = None, namespace: Optional[str] = None,
-          revert: Optional[Revert] = None, no_backup: bool = False) -> dict:
+          revert: Optional[Revert] = None, no_backup: bool = False,
+          runs_of: Optional[Callable[[str], list]] = None) -> dict:
     """What the run record keeps about the gate; raises GateError to refuse.
 
     `changes_datastore` is the plan's write mode's answer: only a run whose
     writes reach a Datastore is gated. Each decision is appended to `audit()`
-    (saying so when the run keeps no before-images: `no_backup`)."""
+    (saying so when the run keeps no before-images: `no_backup`). With
+    `runs_of` (see `evaluate`), a job that follows others waits for them."""
     if not is_production(is_dataflow) or not changes_datastore:
         return {}
     name = job_class_lib.job_name(job)
@@ -211,31 +219,159 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
         audit().append(name, audit_lib.SKIPPED, reason=f'skipped by {skip.user}: '
                        f'{skip.reason}', **facts)
         return {'gate': 'skipped', 'skipped_by': skip.user, 'reason': skip.reason}
+    verdict = evaluate(job, params, rehearsals(), runs_of, project, namespace)
+    if verdict.may_run:
+        audit().append(name, audit_lib.APPROVED, rehearsal_id=verdict.rehearsal_id,
+                       approved_by=verdict.approved_by, **facts)
+        return {'gate': 'approved', 'rehearsal_id': verdict.rehearsal_id,
+                'approved_by': verdict.approved_by}
+    audit().append(name, audit_lib.REFUSED, reason=verdict.sentence, **facts)
+    raise GateError(verdict.sentence)
+
+
+@dataclasses.dataclass
+class Verdict:
+    """What the gate decides for a job now, and why: the one answer `check`,
+    `beam-jobs plan` and the console's release plan all give."""
+
+    job_name: str
+    may_run: bool
+    sentence: str                        # the refusal, or what lets it run
+    state: str                           # may run | unrehearsed | unapproved |
+                                         # not covered | waits for
+    rehearsal_id: Optional[str] = None
+    approved_by: list = dataclasses.field(default_factory=list)
+    reasons: list = dataclasses.field(default_factory=list)
+    # When the approving rehearsal's export gets too old (msec), if known.
+    expires_msec: Optional[int] = None
+    follows: list = dataclasses.field(default_factory=list)
+    next_step: str = ''
+
+
+def _expires_msec(record: RehearsalRecord, oldest: float) -> Optional[int]:
+    age = export_age_days(record.export)
+    if age is None:
+        return None
+    now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+    return int((now + (oldest - age) * 86400) * 1000)
+
+
+def approved_at(record: RehearsalRecord) -> Optional[int]:
+    """When its first standing approval was given (None: none stands)."""
+    times = [approval.get('at_msec') or 0 for approval in record.standing_approvals]
+    return min(times) if times else None
+
+
+def counts_as_run(record, job_name: str, since_msec: int, project: Optional[str],
+                  namespace: Optional[str]) -> bool:
+    """Whether a run record is a production run of the job since
+    `since_msec`: completed, wrote (not a dry run, not a revert, not over an
+    export), against this target."""
+    source = record.source or {}
+    where = record.dataflow_project or source.get('project')
+    return (record.job_name == job_name and record.status == 'completed'
+            and not record.params.get('dry_run') and not record.revert_of
+            and source.get('type') != 'export'
+            and (project is None or where == project)
+            and (source.get('namespace') or None) == (namespace or None)
+            and (record.finished_msec or 0) >= since_msec)
+
+
+def _has_run(job_name: str, runs: list, since_msec: int, project: Optional[str],
+             namespace: Optional[str]) -> bool:
+    return any(counts_as_run(record, job_name, since_msec, project, namespace)
+               for record in runs)
+
+
+def _waits_for(record: RehearsalRecord, rehearsals: RehearsalStore,
+               runs_of: Optional[Callable[[str], list]], project: Optional[str],
+               namespace: Optional[str]) -> list[str]:
+    """The jobs this rehearsal follows that have not run in production since
+    their approval, each as a phrase naming why."""
+    if runs_of is None:
+        return []
+    waiting = []
+    for item in record.follows:
+        job_name = item['job']
+        followed = None
+        if item.get('rehearsal_id'):
+            try:
+                followed = rehearsals.get(item['rehearsal_id'])
+            except LookupError:
+                followed = None
+        if followed is None or not followed.is_approved:
+            approved = rehearsals.approved_of(job_name)
+            followed = approved[0] if approved else None
+        if followed is None:
+            waiting.append(f'{job_name} (it has no approved rehearsal of its own, and '
+                           'has not run)')
+            continue
+        since = approved_at(followed) or followed.created_msec
+        if not _has_run(job_name, runs_of(job_name), since, project, namespace):
+            where = f' against {project}' if project else ''
+            waiting.append(f'{job_name} (no completed run{where} since its approval '
+                           f'of {_date(since)})')
+    return waiting
+
+
+def _date(msec: int) -> str:
+    return datetime.datetime.fromtimestamp(msec / 1000, datetime.timezone.utc).strftime(
+        '%Y-%m-%d %H:%M UTC')
+
+
+def evaluate(job: type, params: dict, rehearsals: RehearsalStore,
+             runs_of: Optional[Callable[[str], list]] = None,
+             project: Optional[str] = None, namespace: Optional[str] = None) -> Verdict:
+    """What the gate decides now for a production run of `job` with
+    `params` against `project` (and `namespace`), without recording it.
+
+    `runs_of(job_name)` lists run records (newest first) where production
+    runs are recorded, so that a job that follows others waits for them."""
+    name = job_class_lib.job_name(job)
     fingerprint = code_version.fingerprint(job, params)
     names, oldest = approvers(), max_age_days()
-    approved = [record for record in rehearsals().approved_of(name)
+    approved = [record for record in rehearsals.approved_of(name)
                 if _standing(record, names)]
-    for record in approved:
-        if not _why_not(record, fingerprint, oldest, names, project, namespace):
-            users = [approval['user'] for approval in
-                     _counting(record, names, project, namespace)[0]]
-            audit().append(name, audit_lib.APPROVED, rehearsal_id=record.rehearsal_id,
-                           approved_by=users, **facts)
-            return {'gate': 'approved', 'rehearsal_id': record.rehearsal_id,
-                    'approved_by': users}
     how = (f'rehearse it (`beam-jobs rehearse {name} --export PATH`, over a fresh '
            f'export), have the rehearsal approved (`beam-jobs approve ID`'
            f'{" --project " + str(project) if signatures.signed_mode() else ""}'
            f'{" by one of " + ", ".join(names) if names else ""}), or override with '
            '--skip-rehearsal --user NAME --reason TEXT')
+    for record in approved:
+        if _why_not(record, fingerprint, oldest, names, project, namespace):
+            continue
+        users = [approval['user'] for approval in
+                 _counting(record, names, project, namespace)[0]]
+        expires = _expires_msec(record, oldest)
+        waiting = _waits_for(record, rehearsals, runs_of, project, namespace)
+        if waiting:
+            first = waiting[0].split(' ', 1)[0]
+            return Verdict(
+                name, False, f'{name} may not run in production yet: its rehearsal '
+                f'{record.rehearsal_id} ran after the writes of jobs that have not run '
+                f'there: {"; ".join(waiting)}. Run them first, in order, then {name}; or '
+                'override with --skip-rehearsal --user NAME --reason TEXT.',
+                'waits for', record.rehearsal_id, users, waiting, expires,
+                record.followed_jobs, f'run {first} first')
+        return Verdict(name, True, f'{name} may run: rehearsal {record.rehearsal_id}, '
+                       f'approved by {", ".join(users)}.', 'may run', record.rehearsal_id,
+                       users, [], expires, record.followed_jobs,
+                       f'beam-jobs run {name} (before the approval expires)')
     if approved:
         newest = approved[0]
         why = _why_not(newest, fingerprint, oldest, names, project, namespace)
-        sentence = (f'{name} may not run in production: its newest approved '
-                    f'rehearsal, {newest.rehearsal_id}, does not cover this run '
-                    f'({"; ".join(why)}). To go on, {how}.')
-    else:
-        sentence = (f'{name} has no approved rehearsal, so it may not run in '
-                    f'production: {how}.')
-    audit().append(name, audit_lib.REFUSED, reason=sentence, **facts)
-    raise GateError(sentence)
+        return Verdict(name, False, f'{name} may not run in production: its newest '
+                       f'approved rehearsal, {newest.rehearsal_id}, does not cover this '
+                       f'run ({"; ".join(why)}). To go on, {how}.', 'not covered',
+                       newest.rehearsal_id, reasons=why, follows=newest.followed_jobs,
+                       next_step='rehearse it again over a fresh export, and approve it')
+    rehearsed = [r for r in rehearsals.recent(20, name) if r.verdict == 'passed']
+    if rehearsed:
+        return Verdict(name, False, f'{name} has no approved rehearsal, so it may not '
+                       f'run in production: {how}.', 'unapproved', rehearsed[0].rehearsal_id,
+                       reasons=[f'rehearsal {rehearsed[0].rehearsal_id} passed but is not '
+                                'approved'], follows=rehearsed[0].followed_jobs,
+                       next_step=f'an approver approves {rehearsed[0].rehearsal_id}')
+    return Verdict(name, False, f'{name} has no approved rehearsal, so it may not run in '
+                   f'production: {how}.', 'unrehearsed', reasons=['not rehearsed'],
+                   next_step=f'beam-jobs rehearse {name} --export PATH')

@@ -179,7 +179,7 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         audit=lambda: audit_lib.AuditStore(signoff_target(namespace)),
         runner=options_lib.runner_name(pipeline_options),
         project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace,
-        no_backup=no_backup)
+        no_backup=no_backup, runs_of=production_runs(pipeline_options, namespace))
     return RunPlan(job, tuple(models), params, shard_count, pipeline_options,
                    source, write_mode, namespace, gate,
                    retry_of=retry_of.run_id if retry_of is not None else None)
@@ -266,6 +266,30 @@ def records_target(pipeline_options: PipelineOptions,
         project = pipeline_options.view_as(GoogleCloudOptions).project
         return target_lib.Target.from_environment(project, namespace)
     return local_records_target(namespace)
+
+
+def production_runs(pipeline_options: PipelineOptions,
+                    namespace: Optional[str] = None) -> Callable[[str], list]:
+    """`runs_of(job_name)`: the newest runs of a job where runs with these
+    options are recorded (the gate's question: has the job it follows run?)."""
+    def runs_of(job_name: str) -> list:
+        return runs.RunStore(records_target(pipeline_options, namespace)).recent(
+            RUNS_LOOKED_AT, job_name)
+    return runs_of
+
+
+RUNS_LOOKED_AT = 200
+
+
+def production_runs_of(project: Optional[str],
+                       namespace: Optional[str] = None) -> Callable[[str], list]:
+    """`runs_of(job_name)` where Dataflow runs against `project` are recorded
+    (the team's shared records, else that project's Datastore)."""
+    def runs_of(job_name: str) -> list:
+        where = target_lib.shared_records() or target_lib.Target.from_environment(
+            project, namespace)
+        return runs.RunStore(where).recent(RUNS_LOOKED_AT, job_name)
+    return runs_of
 
 
 def local_records_target(namespace: Optional[str] = None) -> target_lib.Target:

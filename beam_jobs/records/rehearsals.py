@@ -12,6 +12,7 @@ approved; an approval is what the production gate (gate.py) looks for.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from typing import Any, Optional
 
@@ -83,6 +84,14 @@ class RehearsalRecord(store_lib.BodyRecord):
     resume: dict = dataclasses.field(default_factory=dict)
     # {'by', 'at_msec'} once someone canceled it.
     canceled: dict = dataclasses.field(default_factory=dict)
+    # The jobs whose writes it was rehearsed after, oldest first: those of the
+    # after states it read ({'job', 'rehearsal_id'}), and those its request
+    # names ({'job'}). The gate lets it run only once they have run.
+    follows: list = dataclasses.field(default_factory=list)
+
+    @property
+    def followed_jobs(self) -> list[str]:
+        return list(dict.fromkeys(item['job'] for item in self.follows if item.get('job')))
 
     @property
     def source_sha256(self) -> Optional[str]:
@@ -122,6 +131,11 @@ class RehearsalRecord(store_lib.BodyRecord):
 
     def indexed_extras(self) -> dict:
         return {'source_sha256': self.source_sha256}
+
+
+def _when(msec: int) -> str:
+    return datetime.datetime.fromtimestamp(msec / 1000, datetime.timezone.utc).strftime(
+        '%Y-%m-%d %H:%M UTC')
 
 
 class RehearsalStore(store_lib.EntityStore):
@@ -167,6 +181,13 @@ class RehearsalStore(store_lib.EntityStore):
             raise ApprovalError('An approval needs the approver\'s name.')
 
         def approve_it(record: RehearsalRecord) -> None:
+            mine = [approval for approval in record.standing_approvals
+                    if approval['user'] == user.strip()]
+            if mine:
+                raise ApprovalError(
+                    f'{user.strip()} already approved rehearsal {rehearsal_id} (at '
+                    f'{_when(mine[0]["at_msec"])}): one approval per person counts; '
+                    'withdraw it first to approve again.')
             if record.verdict != PASSED:
                 raise ApprovalError(
                     f'Rehearsal {rehearsal_id} {record.verdict}'

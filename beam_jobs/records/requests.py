@@ -52,6 +52,9 @@ class RequestRecord(store_lib.BodyRecord):
     approved_by: list = dataclasses.field(default_factory=list)
     # {'by', 'note', 'at_msec'} once an approver rejected it.
     rejected: dict = dataclasses.field(default_factory=dict)
+    # The jobs that must have run in production before this one (the
+    # release plan's order; the gate checks it), oldest first.
+    follows: list = dataclasses.field(default_factory=list)
 
     @property
     def verdict(self) -> Optional[str]:

@@ -127,6 +127,8 @@ class RunRecord:
     # (`run --retry-failed`) the run it finishes.
     revert_of: Optional[str] = None
     retry_of: Optional[str] = None
+    # The rehearsal it is a run of (its job's, or a verify job's).
+    rehearsal_id: Optional[str] = None
 
     @property
     def is_terminal(self) -> bool:

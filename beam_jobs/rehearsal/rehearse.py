@@ -70,6 +70,8 @@ class RehearsalPlan:
     pipeline_args: list
     namespace: Optional[str]
     request_id: Optional[str] = None
+    # The jobs it must follow in production (`follows` of its record).
+    follows: list = dataclasses.field(default_factory=list)
 
     @property
     def after_dir(self) -> str:
@@ -138,9 +140,33 @@ def plan(job: type, export: str, params: Optional[Mapping[str, Any]] = None,
         expect_text = expect_lib.read(expect_file)
     if expect_text is not None:
         expect_lib.parse_text(expect_text, expect_file or 'the request')
+    follows = followed(job_plan.source, rehearsal_store=lambda: record_lib.RehearsalStore(
+        planning.signoff_target(namespace)))
+    follows += [{'job': name} for name in (request.follows if request else [])
+                if name not in {item['job'] for item in follows}]
     return RehearsalPlan(rehearsal_id, job, export, job_plan, verify_plans, expect_text,
                          expect_file, list(pipeline_args), namespace,
-                         request.request_id if request else None)
+                         request.request_id if request else None, follows)
+
+
+def followed(source, rehearsal_store: Callable[[], record_lib.RehearsalStore]) -> list[dict]:
+    """The jobs whose writes a rehearsal over an after state reads, oldest
+    first: each after state of the chain names its job and run; the rehearsal
+    that run belongs to is looked up among that job's rehearsals."""
+    layer = getattr(source, 'after', None)
+    chain = []
+    while layer is not None:
+        chain.insert(0, layer)
+        layer = (after_state_lib.read(layer.base)
+                 if after_state_lib.is_after_state(layer.base) else None)
+    follows = []
+    for state in chain:
+        if not state.job_name:
+            continue
+        found = next((r.rehearsal_id for r in rehearsal_store().recent(50, state.job_name)
+                      if r.run_id == state.run_id), None)
+        follows.append({'job': state.job_name, 'rehearsal_id': found})
+    return follows
 
 
 # Starting.
@@ -175,7 +201,8 @@ def rehearse(rehearsal: RehearsalPlan, run_store: runs.RunStore,
         export=job_plan.source.describe(run_store.target),
         params=job_plan.params, shard_count=job_plan.shard_count,
         coordinator_notes=getattr(rehearsal.job, 'COORDINATOR_NOTES', None),
-        request_id=rehearsal.request_id, rehearsed_by=identity.machine_user(),
+        request_id=rehearsal.request_id, follows=rehearsal.follows,
+        rehearsed_by=identity.machine_user(),
         machine=identity.machine(),
         runner=job_plan.runner if job_plan.is_dataflow else None,
         resume={'verify': [p.job_name for p in rehearsal.verify_plans],
@@ -189,6 +216,7 @@ def rehearse(rehearsal: RehearsalPlan, run_store: runs.RunStore,
     known = {p.job_name: p.job for p in rehearsal.verify_plans}
     context = Context(store, run_store, known.__getitem__, say, listeners)
     run = run_store.create(job_plan.job_name)
+    run_store.update(run.run_id, rehearsal_id=record.rehearsal_id)   # linked both ways
     store.change(record.rehearsal_id, lambda r: setattr(r, 'run_id', run.run_id))
     try:
         _start(context, job_plan, run.run_id)
@@ -394,6 +422,7 @@ def _start_verify(context: Context, record: record_lib.RehearsalRecord,
              'error_lines': 0, 'reason': f'Verify job {name} did not run: {why_not}.'}))
         return
     run = context.runs.create(name)
+    context.runs.update(run.run_id, rehearsal_id=record.rehearsal_id)
     if not _change(context, record.rehearsal_id, unclaimed, lambda r: r.verify.append(
             {'job': name, 'run_id': run.run_id, 'status': None, 'passed': None,
              'error_lines': 0, 'reason': None})):

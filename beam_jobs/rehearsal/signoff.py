@@ -53,7 +53,8 @@ def check_approver(user: str, what: str) -> Optional[list[str]]:
 def request(target: Target, job: type, *, verify: Sequence[type] = (),
             expect_file: Optional[str] = None, params: Optional[Mapping[str, Any]] = None,
             note: Optional[str] = None, link: Optional[str] = None,
-            user: Optional[str] = None) -> request_records.RequestRecord:
+            user: Optional[str] = None,
+            follows: Sequence[str] = ()) -> request_records.RequestRecord:
     """Record what an author asks to have rehearsed. The expected output file
     is read now and travels in the request (checked as a rehearsal will)."""
     job_class_lib.validate(job)
@@ -69,7 +70,8 @@ def request(target: Target, job: type, *, verify: Sequence[type] = (),
     return request_records.RequestStore(target).create(
         job_class_lib.job_name(job), requested_by=user or identity.machine_user(),
         machine=identity.machine(), verify=[job_class_lib.job_name(v) for v in verify],
-        expect=expect, params=params, note=note, link=link)
+        expect=expect, params=params, note=note, link=link,
+        follows=[name for name in follows if name])
 
 
 def rehearsed(target: Target, record: rehearsal_records.RehearsalRecord) -> None:
