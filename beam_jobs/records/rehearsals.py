@@ -83,6 +83,9 @@ class RehearsalRecord(store_lib.BodyRecord):
     resume: dict = dataclasses.field(default_factory=dict)
     # {'by', 'at_msec'} once someone canceled it.
     canceled: dict = dataclasses.field(default_factory=dict)
+    # What the job's run measured, for estimates of larger runs
+    # (lifecycle/estimate.py): {'run_id', 'runner', 'cpu_seconds', 'entities'}.
+    measured: dict = dataclasses.field(default_factory=dict)
 
     @property
     def source_sha256(self) -> Optional[str]:

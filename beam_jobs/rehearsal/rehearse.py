@@ -40,6 +40,7 @@ from beam_jobs import output_format
 from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.lifecycle import code_version
 from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import rehearsals as record_lib
@@ -358,8 +359,11 @@ def _job_ended(context: Context, record: record_lib.RehearsalRecord,
         reasons.append(f'The job\'s run reported {len(unexpected)} error line(s) the '
                        f'expected output does not name, the first: {unexpected[0][:300]}')
 
+    measured = estimate_lib.measured_by_run(run) or {}
+
     def record_it(r):
         r.durations['job'] = run.seconds
+        r.measured = measured     # what estimates of larger runs scale from
         r.writes, r.after_state = writes, after_state
         r.failed_items = failed_items
         r.reasons.extend(reasons)
