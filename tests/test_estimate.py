@@ -100,6 +100,8 @@ def test_estimate_after_a_rehearsal_scales_what_it_measured(
     assert measured['run_id'] == record.run_id and measured['entities'] == 30
     run = runs.RunStore(datastore_target).get(record.run_id)
     assert measured['cpu_seconds'] == run.usage['cpu_seconds'] > 0
+    assert (f"- CPU of the job's run: {measured['cpu_seconds']:.1f} s for 30 entities"
+            in out)   # the report says what estimates scale from
 
     code, out, err = _cli(capsys, 'estimate', MIGRATION, '--export', large,
                           '--region', 'us-central1', '--max_num_workers', '3')

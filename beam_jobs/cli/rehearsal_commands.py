@@ -95,7 +95,6 @@ def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
                                 own_flags=args.own_flags, request=request,
                                 expect_text=expect_text)
     store = planning.record_store(planned.job_plan)
-    run_commands.print_estimate(planned.job_plan)
     bar = TerminalBar()
     try:
         record = rehearse_lib.rehearse(

@@ -141,16 +141,6 @@ def add_guardrail_flags(command) -> None:
                          'job may start up to hours later')
 
 
-def print_estimate(plan: planning.RunPlan) -> None:
-    """What a Dataflow run will cost and take, and what caps it: printed
-    before anything is submitted."""
-    if not plan.is_dataflow:
-        return
-    for line in estimate.lines(plan.estimate):
-        print(line)
-    print(f'Guardrails: {plan.guardrails}', flush=True)
-
-
 def run_params(args) -> dict:
     params = common.parse_params(args.param)
     if args.dry_run:
@@ -205,7 +195,8 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
             raise common.UsageError(f'Run {args.run_id} is not a new run of {job.__name__}.')
     run_id = args.run_id or store.create(job.__name__).run_id
     print(f'Run {run_id}', flush=True)
-    print_estimate(plan)
+    if plan.is_dataflow:
+        print('\n'.join(estimate.before_submitting(plan.estimate, plan.budget)), flush=True)
     bar = TerminalBar()
     try:
         record = launcher.start(plan, store, run_id, listeners=[bar],

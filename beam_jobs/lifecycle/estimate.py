@@ -209,6 +209,12 @@ def lines(kept: dict) -> list[str]:
     return out
 
 
+def before_submitting(kept: dict, budget: dict) -> list[str]:
+    """What a Dataflow run will cost and take, and what caps it: said
+    before anything is submitted (run, rehearse)."""
+    return [*lines(kept), f'Guardrails: {guardrails_text(budget)}']
+
+
 def beside_actuals(kept: Optional[dict], usage: Optional[dict]) -> Optional[str]:
     """The estimate next to what the run reported: `vCPU hours 0.0123 estimated,
     0.0150 reported (+22%); cost $0.0008 estimated, $0.0010 reported`."""
