@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Optional, Sequence
+
+from bench import measure
 
 PROJECT = 'beam-jobs-local'
 NAMESPACE = 'bench-estimates'
@@ -50,16 +50,13 @@ def _measured(env: dict, out: str) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--small', type=int, default=10000)
-    parser.add_argument('--large', type=int, default=100000)
-    args = parser.parse_args(argv)
-    from beam_jobs import emulator
-    from pipelines import sample_data
-    work = tempfile.mkdtemp(prefix='bench-estimates-')
-    running = emulator.start(project=PROJECT)
     began = time.perf_counter()
-    try:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--small', type=int, default=10000, help='entities rehearsed')
+    parser.add_argument('--large', type=int, default=100000, help='entities estimated')
+    args = parser.parse_args(argv)
+    from pipelines import sample_data
+    with measure.own_emulator(PROJECT, 'bench-estimates-') as (running, work):
         env = dict(os.environ, **running.env(), DATASTORE_NAMESPACE=NAMESPACE,
                    BEAM_JOBS_HOME=os.path.join(work, 'home'), PYTHONWARNINGS='ignore')
         os.environ.update(running.env())
@@ -74,9 +71,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(estimate, flush=True)
         large = _measured(env, _cli(env, 'rehearse', JOB, '--export', exports[args.large]))
         print(f'rehearsal at {args.large}: {large}', flush=True)
-    finally:
-        running.stop()
-        shutil.rmtree(work, ignore_errors=True)
     vcpu_hours = float(re.search(r'about (\S+) vCPU hours', estimate).group(1))
     cpu = vcpu_hours * 3600
     print(f'\n(python -m bench.estimates --small {args.small} --large {args.large}: '
