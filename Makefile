@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python -m bench.exports --sizes $(N),$(EXPORT_N) --huge $(HUGE)
 	$(BIN)/python -m bench.shapes --shapes-n $(N)
 	$(BIN)/python -m bench.backups --entities $(BACKUP_N)
+	$(BIN)/python -m bench.estimates --small 10000 --large $(EXPORT_N)
 
 stop: install
 	$(BIN)/beam-jobs emulator stop

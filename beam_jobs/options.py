@@ -57,6 +57,9 @@ DATAFLOW_RUNNERS = frozenset({'DataflowRunner', 'TestDataflowRunner'})
 DATAFLOW_SETTINGS = ('project', 'region', 'temp_location', 'staging_location',
                      'service_account_email', 'machine_type',
                      'max_num_workers', 'setup_file')
+# A guardrail on by default: a mistake on Dataflow stays this small unless
+# the `max_num_workers` setting (or the flag) says otherwise.
+DEFAULT_SETTINGS = {'max_num_workers': 20}
 
 
 def _given(args: Sequence[str], flag: str) -> bool:
@@ -160,7 +163,7 @@ def dataflow_settings() -> list[str]:
     root = config.project_dir()
     settings = []
     for name in DATAFLOW_SETTINGS:
-        value = config.get(name)
+        value = config.get(name, DEFAULT_SETTINGS.get(name))
         if name == 'setup_file' and value:
             value = (root or pathlib.Path.cwd()) / value
         if value not in (None, ''):

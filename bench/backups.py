@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from typing import Optional, Sequence
 
@@ -76,12 +74,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--entities', type=int, default=20000)
     parser.add_argument('--rounds', type=int, default=3)
     args = parser.parse_args(argv)
-    from beam_jobs import emulator
     from pipelines import sample_data
-    work = tempfile.mkdtemp(prefix='bench-backups-')
-    running = emulator.start(project=PROJECT)
     began = time.perf_counter()
-    try:
+    with measure.own_emulator(PROJECT, 'bench-backups-') as (running, work):
         export = sample_data.export(args.entities, os.path.join(work, 'export'), PROJECT,
                                     namespace=NAMESPACE)
         env = dict(os.environ, **running.env(), DATASTORE_NAMESPACE=NAMESPACE,
@@ -94,9 +89,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f'round {number + 1}: ' + ', '.join(
                 f'{name} {rounds[-1][name]["seconds"]:.1f} s'
                 for name in ('no_backup', 'backup', 'revert')), flush=True)
-    finally:
-        running.stop()
-        shutil.rmtree(work, ignore_errors=True)
     rows = {name: _median(rounds, name) for name in ('no_backup', 'backup', 'revert')}
     print(f'\n(python -m bench.backups --entities {args.entities} --rounds {args.rounds}: '
           f'{time.perf_counter() - began:.0f} s in all; {rounds[0]["writes"]} writes a run)\n')

@@ -9,12 +9,15 @@ time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 _PAGE = os.sysconf('SC_PAGE_SIZE')
 _TICKS = os.sysconf('SC_CLK_TCK')
@@ -117,3 +120,17 @@ def _children_cpu() -> float:
     """CPU of every child reaped so far, their own waited-for children included."""
     times = os.times()
     return times.children_user + times.children_system
+
+
+@contextlib.contextmanager
+def own_emulator(project: str, prefix: str) -> Iterator[tuple]:
+    """An in-memory emulator and a scratch folder for one benchmark, both
+    gone afterwards: `(running emulator, folder)`."""
+    from beam_jobs import emulator
+    work = tempfile.mkdtemp(prefix=prefix)
+    running = emulator.start(project=project)
+    try:
+        yield running, work
+    finally:
+        running.stop()
+        shutil.rmtree(work, ignore_errors=True)

@@ -485,3 +485,59 @@ def test_each_approval_shows_its_signer_and_a_verification_badge(
     assert page.evaluate('navigator.clipboard.readText()') == (
         f'beam-jobs approve {forged.rehearsal_id} --project PROJECT')
     _screenshot(page, 'signed-approvals')
+
+
+def test_the_estimate_on_the_start_form_and_the_budget_on_a_run_page(
+        page, console_url, datastore_target, store, tmp_path, monkeypatch):
+    """Starting a Dataflow run, the confirmation shows what it will cost (the
+    rehearsal's measured CPU, scaled to the export) and its guardrails; a
+    Dataflow run's page shows its estimate and, while it goes, the budget left."""
+    from beam_jobs.export import write_export
+    from beam_jobs.lifecycle import estimate
+    expect = _expect()
+    for name, value in {'RUNNER': 'DataflowRunner', 'PROJECT': testing.TEST_PROJECT,
+                        'REGION': 'us-central1', 'BUCKET': 'estimates',
+                        'REQUIRE_REHEARSAL': 'false', 'MAX_COST_USD': '5',
+                        'DATAFLOW_ARGS': '--no_auth'}.items():
+        monkeypatch.setenv(f'BEAM_JOBS_{name}', value)
+    with testing.ndb_context(datastore_target):
+        export = write_export(fx.notes(12), str(tmp_path / 'notes'),
+                              project=datastore_target.project)
+    # A rehearsal measured 6 CPU seconds for 3 notes: 2 s a note, 24 s for 12.
+    rehearsal_record.RehearsalStore(datastore_target).create(
+        'TopicCountJob', verdict='passed',
+        measured={'run_id': 'r', 'runner': 'FnApiRunner', 'cpu_seconds': 6.0, 'entities': 3})
+    page.goto(console_url + '/')
+    job = page.locator('#job-TopicCountJob')
+    job.locator('summary', has_text='Start a run').click()
+    job.locator('.export').fill(export)
+    job.locator('.review').click()
+    dialog = page.locator('#confirm-start')
+    expect(dialog.locator('[data-confirm="destination"]')).to_contain_text('Dataflow')
+    expect(dialog.locator('[data-confirm="estimate"]')).to_have_text(
+        f'about {24 / 3600:.4g} vCPU hours, 1.2 s with 20 worker(s), '
+        + estimate.usd_text(24 / 3600 * (0.056 + 3.75 * 0.003557)))
+    expect(dialog.locator('[data-confirm="estimate_assumptions"]')).to_contain_text(
+        '12 entities; CPU per entity from rehearsal')
+    expect(dialog.locator('[data-confirm="guardrails"]')).to_have_text(
+        'at most 20 workers (max_num_workers); canceled once its reported resources '
+        'cost more than $5.00 (max_cost_usd)')
+    _screenshot(page, 'start-confirmation-dataflow')
+
+    # A run on Dataflow that reported $1.25 of its $5.00 so far.
+    kept = estimate.estimate('TopicCountJob', 12, estimate.Measurement(6.0, 3, 'rehearsal x'),
+                             20, 'us-central1').as_record()
+    run_id = store.create('TopicCountJob').run_id
+    store.transition(run_id, runs.QUEUED, runner='DataflowRunner', estimate=kept,
+                     budget={'max_num_workers': 20, 'flexrs': True, 'max_cost_usd': 5.0,
+                             'rates': None})
+    store.transition(run_id, runs.STARTED, usage={'vcpu_seconds': 30.0, 'cost_usd': 1.25})
+    page.goto(f'{console_url}/runs/{run_id}')
+    cost = page.locator('#cost')
+    expect(cost.locator('[data-field="estimate"]')).to_contain_text(
+        f'about {24 / 3600:.4g} vCPU hours')
+    expect(cost.locator('[data-field="beside_actuals"]')).to_contain_text(
+        f'vCPU hours {24 / 3600:.4f} estimated, {30 / 3600:.4f} reported (+25%)')
+    expect(cost.locator('[data-field="guardrails"]')).to_contain_text('FlexRS')
+    expect(page.locator('#budget-left')).to_have_text(
+        'Budget left: $3.75 of $5.00 left ($1.25 spent, at list rates)')

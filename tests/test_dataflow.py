@@ -16,6 +16,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.internal import pickler
 from apache_beam.portability.api import beam_runner_api_pb2
+from google.cloud.dataflow_v1beta3 import FlexResourceSchedulingGoal
 
 from beam_jobs import cli, jobs, options, testing
 from beam_jobs.lifecycle import dataflow, dataflow_settings
@@ -89,11 +90,15 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
     [create] = stub.requests_of('POST')
     assert f'/projects/{testing.TEST_PROJECT}/locations/{REGION}/jobs' in create.path
     assert create.body['name'] == dataflow_settings.job_name_for(run_id)
-    assert create.body['labels'] == {'job': 'interactionauditoneoffjob'}
+    assert create.body['labels'] == {
+        'job': 'interactionauditoneoffjob', 'beam-jobs-job': 'interactionauditoneoffjob',
+        'beam-jobs-run': dataflow_settings.job_name_for(run_id),
+        'beam-jobs-approved-by': 'none'}   # the gate is off here
     environment = create.body['environment']
     [pool] = environment['workerPools']
     assert pool['machineType'] == 'n1-standard-2'
     assert pool['autoscalingSettings']['maxNumWorkers'] == 5
+    assert not environment.get('flexResourceSchedulingGoal')   # FlexRS only when asked
     assert environment['serviceAccountEmail'].startswith('runner@')
     assert {p['name'] for p in pool['packages']} >= {'workflow.tar.gz'}
 
@@ -350,6 +355,55 @@ def test_the_gate_lets_an_approved_rehearsal_through(capsys, datastore_target, s
     assert record.gate == {'gate': 'approved', 'rehearsal_id': passed.rehearsal_id,
                            'approved_by': ['sean']}
     assert failed.rehearsal_id != passed.rehearsal_id
+
+
+def test_guardrails_on_by_default_reach_the_service_and_the_summary(
+        capsys, datastore_target, stub, gcs, temp_location, gate_on):
+    rehearsals = RehearsalStore(datastore_target)
+    rehearsed = {'code_version': code_version.of(JOB, {}),
+                 'export': {'timestamp': time.strftime('%Y-%m-%dT%H:%M:%S_000', time.gmtime())}}
+    passed = rehearsals.create(JOB.__name__, verdict='passed', **rehearsed)
+    rehearsals.approve(passed.rehearsal_id, 'Sean O.', 'looks right')
+    code, out, err = _run_on_stub(capsys, stub, temp_location, '--flexrs',
+                                  '--max-cost-usd', '2.5')
+    assert code == 0, err
+    run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
+    [create] = stub.requests_of('POST')
+    environment = create.body['environment']
+    # No --max_num_workers given: the setting's default caps it.
+    assert environment['workerPools'][0]['autoscalingSettings']['maxNumWorkers'] == 20
+    # REST carries the enum as its number: Beam's --flexrs_goal=COST_OPTIMIZED.
+    assert FlexResourceSchedulingGoal(environment['flexResourceSchedulingGoal']).name == \
+        'FLEXRS_COST_OPTIMIZED'
+    labels = create.body['labels']
+    assert labels['beam-jobs-approved-by'] == 'sean-o-'
+    assert labels['beam-jobs-run'] == dataflow_settings.job_name_for(run_id)
+    assert all(re.fullmatch(r'[a-z0-9_-]{0,63}', value) for value in labels.values())
+    # Said before it was submitted: the estimate (no measurement: a warning,
+    # no figure) and the guardrails; and kept on the record.
+    head = out.split('Submitted to Dataflow')[0]
+    assert 'Estimate for InteractionAuditOneOffJob: no figure' in head
+    assert 'WARNING: No rehearsal or run of InteractionAuditOneOffJob recorded its CPU' in head
+    assert ('Guardrails: at most 20 workers (max_num_workers); canceled once its reported '
+            'resources cost more than $2.50 (max_cost_usd); FlexRS (COST_OPTIMIZED): '
+            'Dataflow may start it up to hours later') in head
+    record = _store(datastore_target).get(run_id)
+    assert record.budget['max_cost_usd'] == 2.5 and record.budget['flexrs']
+    assert record.budget['rates']['vcpu_hour'] == 0.056
+    assert record.estimate['workers'] == 20 and record.estimate['vcpu_hours'] is None
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--max-cost-usd', '0'], 'max_cost_usd must be a positive number'),
+    (['--max-cost-usd', 'lots'], 'max_cost_usd must be a positive number'),
+    (['--max_num_workers=0'], 'max_num_workers must be a positive number'),
+])
+def test_a_guardrail_that_caps_nothing_is_refused(capsys, datastore_target, stub,
+                                                  temp_location, flags, message):
+    code, out, err = _run_on_stub(capsys, stub, temp_location, *flags)
+    assert code == cli.EXIT_USAGE and out == '' and err.count('\n') == 1
+    assert message in err
+    assert stub.requests == [] and _store(datastore_target).recent() == []
 
 
 def test_the_gate_override_is_recorded_and_a_team_may_turn_it_off(

@@ -140,7 +140,8 @@ def test_a_watched_run_to_completed(capsys, monkeypatch, datastore_target, stub,
     assert 'usage: 3 worker(s) at most, 2.00 vCPU hours, 22 min 30 s elapsed' in out
     record = store.get(run_id)
     assert not record.counters_attempted and record.counters[READ] == 12
-    assert record.usage == {'workers': 3, 'vcpu_seconds': 7200.0, 'elapsed_seconds': 1350.0}
+    assert record.usage == {'workers': 3, 'vcpu_seconds': 7200.0, 'elapsed_seconds': 1350.0,
+                            'cost_usd': pytest.approx(2 * 0.056)}   # vCPU alone reported
     assert (record.output_line_count, record.error_count) == (1, 0)
     with console_helpers.client(datastore_target) as client:
         page = client.get(f'/runs/{run_id}').text
@@ -236,3 +237,50 @@ def test_an_api_error_is_shown_and_the_last_figures_kept(datastore_target, stub,
     stub.fail_with = None
     record = launcher.current(store, run_id)
     assert record.follow_error is None and record.counters[READ] == 9
+
+
+def _spending(vcpu_hours):
+    """A running job that reported `vcpu_hours` (and n1-standard-1 memory)."""
+    return Snapshot('JOB_STATE_RUNNING', _running(4, 4) + [
+        service_metric('TotalVcpuTime', vcpu_hours * 3600),
+        service_metric('TotalMemoryUsage', vcpu_hours * 3600 * 3840),
+        service_metric('TotalShuffleDataProcessed', 2 * 1024 ** 3)])
+
+
+def test_a_run_past_its_budget_is_canceled_and_ends_failed_naming_it(
+        capsys, monkeypatch, datastore_target, stub, gcs, export):
+    code, out, err = _submit(capsys, stub, gcs, export, '--max-cost-usd', '0.5')
+    assert code == 0, err
+    run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
+    store = runs.RunStore(datastore_target)
+    job_id = store.get(run_id).dataflow_job_id
+    stub.play(job_id, [_spending(1), _spending(10)])
+
+    # Under budget: it goes on, and says what is left.
+    assert cli.main(['status', run_id]) == 0
+    shown = capsys.readouterr().out
+    record = store.get(run_id)
+    first = 0.056 + 3.75 * 0.003557 + 2 * 0.011     # europe-west1 list rates
+    assert record.status == runs.STARTED
+    assert record.usage['cost_usd'] == pytest.approx(first, abs=1e-6)
+    assert f'budget left: ${0.5 - first:.2f} of $0.50 left' in shown
+    monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '60')   # the page shows that look
+    with console_helpers.client(datastore_target) as client:
+        assert client.get(f'/api/runs/{run_id}').json()['budget_left_text'].startswith(
+            f'${0.5 - first:.2f} of $0.50 left')
+    monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '0')
+    assert not stub.requests_of('PUT')
+
+    # Past it: the watch cancels the job and ends the record failed, saying why.
+    assert cli.main(['status', run_id, '--watch', '--every', '0']) == cli.EXIT_FAILED
+    out, err = capsys.readouterr()
+    [cancel] = stub.requests_of('PUT')
+    assert cancel.path.split('?')[0].endswith(f'/jobs/{job_id}')
+    assert stub.jobs[job_id]['currentState'] == 'JOB_STATE_CANCELLED'
+    record = store.get(run_id)
+    assert record.status == runs.FAILED
+    assert record.error.startswith(
+        'Canceled by beam-jobs: the cost of the resources the Dataflow job reported '
+        f'(${10 * first - 9 * 2 * 0.011:.2f} at list rates) passed its budget, '
+        'max_cost_usd = $0.50.')
+    assert f'!!! RUN FAILED: {record.error}' in err

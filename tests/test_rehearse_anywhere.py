@@ -132,6 +132,11 @@ def test_a_rehearsal_on_dataflow_runs_the_job_then_the_verify_job_there(
     record = _rehearsal(datastore_target, out)
     assert record.verdict == 'passed', record.reasons
     assert record.runner == 'DataflowRunner'
+    # Before its job was submitted: the estimate (nothing measured yet) and
+    # the guardrails, after the Rehearsal ID line scripts read first.
+    said = out.split(f'{MIGRATION}: submitted to Dataflow')[0]
+    assert f'Estimate for {MIGRATION}: no figure' in said
+    assert 'Guardrails: at most 20 workers (max_num_workers)' in said
     bucket = temp_location.split('/')[2]
     assert record.after_state == f'gs://{bucket}/rehearsals/{record.rehearsal_id}/after'
     assert 'after_state.json' in _blobs(gcs, record.after_state)

@@ -22,6 +22,7 @@ from beam_jobs import job_class
 from beam_jobs import registry as registry_lib
 from beam_jobs.cli import common
 from beam_jobs.cli import emulator_commands
+from beam_jobs.cli import estimate_commands
 from beam_jobs.cli import rehearsal_commands
 from beam_jobs.cli import revert_commands
 from beam_jobs.cli import run_commands
@@ -54,6 +55,7 @@ def _parser() -> common.Parser:
     revert_commands.add_parsers(commands, parent)
     emulator_commands.add_parsers(commands, parent)
     rehearsal_commands.add_parsers(commands, parent)
+    estimate_commands.add_parsers(commands, parent)
     signoff_commands.add_parsers(commands, parent)
     serve_commands.add_parsers(commands, parent)
     return parser

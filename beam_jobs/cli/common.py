@@ -12,6 +12,7 @@ from beam_jobs import counters as counters_lib
 from beam_jobs import readable
 from beam_jobs import registry as registry_lib
 from beam_jobs.compat import argparse as argparse_compat
+from beam_jobs.lifecycle import estimate
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import runs
 
@@ -142,6 +143,17 @@ def backup_line(record: runs.RunRecord) -> Optional[str]:
     undo = f'; undo: beam-jobs revert {record.run_id} --dry-run'
     return (f'before-images of {backup.get("writes", 0)} writes at {location}'
             f'{" (" + kinds + ")" if kinds else ""}{undo}')
+
+
+def cost_lines(record: runs.RunRecord) -> list[tuple[str, str]]:
+    """A Dataflow run's estimate beside what it reported, its guardrails
+    and, while it goes, the budget left: `(name, text)` pairs."""
+    found = [('estimate', estimate.figures_text(record.estimate)),
+             ('vs actual', estimate.beside_actuals(record.estimate, record.usage)),
+             ('guardrails', estimate.guardrails_text(record.budget)),
+             ('budget left', None if record.is_terminal
+              else estimate.budget_left_text(record.budget, record.usage))]
+    return [(name, text) for name, text in found if text]
 
 
 def retry_hint(record: runs.RunRecord) -> Optional[str]:

@@ -15,6 +15,7 @@ from beam_jobs.cli import watch
 from beam_jobs.cli.progress_bar import TerminalBar
 from beam_jobs.io import sources
 from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import estimate
 from beam_jobs.lifecycle import gate
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
@@ -63,6 +64,7 @@ def add_parsers(commands, parent) -> None:
                      'failed in it (a run that completed) or that it had not '
                      'written yet (a run that failed or was canceled midway)')
     add_backup_flags(run)
+    add_guardrail_flags(run)
     # The console creates the record (so it can answer with its id at once)
     # and starts this command in a process of its own to run it.
     run.add_argument('--run-id', dest='run_id', default=None, help=argparse.SUPPRESS)
@@ -125,6 +127,20 @@ def add_backup_flags(command) -> None:
                          'recorded, and audited in production)')
 
 
+def add_guardrail_flags(command) -> None:
+    """What keeps a Dataflow run's cost bounded, beside the worker cap
+    (Beam's --max_num_workers, default the max_num_workers setting, 20)."""
+    command.add_argument('--max-cost-usd', '--max_cost_usd', dest='max_cost_usd',
+                         default=None, metavar='USD',
+                         help='on Dataflow: cancel the run (ended failed) once the '
+                         'resources it reports cost more than this at list rates '
+                         '(default: the max_cost_usd setting; none)')
+    command.add_argument('--flexrs', action='store_true',
+                         help='on Dataflow: FlexRS (Beam\'s --flexrs_goal='
+                         'COST_OPTIMIZED), cheaper for work that can wait: the '
+                         'job may start up to hours later')
+
+
 def run_params(args) -> dict:
     params = common.parse_params(args.param)
     if args.dry_run:
@@ -161,7 +177,8 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
                                  namespace=args.namespace, skip_rehearsal=skip,
                                  own_flags=args.own_flags,
                                  backup_location=args.backup_location,
-                                 no_backup=args.no_backup, retry_of=retry_of)
+                                 no_backup=args.no_backup, retry_of=retry_of,
+                                 max_cost_usd=args.max_cost_usd, flexrs=args.flexrs)
     except planning.NothingLeftError as nothing:
         if args.run_id:
             _refuse_record(args, str(nothing))
@@ -178,6 +195,8 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
             raise common.UsageError(f'Run {args.run_id} is not a new run of {job.__name__}.')
     run_id = args.run_id or store.create(job.__name__).run_id
     print(f'Run {run_id}', flush=True)
+    if plan.is_dataflow:
+        print('\n'.join(estimate.before_submitting(plan.estimate, plan.budget)), flush=True)
     bar = TerminalBar()
     try:
         record = launcher.start(plan, store, run_id, listeners=[bar],
@@ -212,6 +231,8 @@ def _report_end(store: runs.RunStore, record: runs.RunRecord,
     for hook_error in record.hook_errors:
         print(f'!!! A lifecycle hook raised: {hook_error}', file=sys.stderr)
     print(f'Summary: {common.summary(record)}')
+    for name, line in common.cost_lines(record):
+        print(f'{name}: {line}')
     backup = common.backup_line(record)
     if backup:
         print(f'Backup: {backup}')
@@ -250,7 +271,7 @@ def cmd_status(args) -> int:
     record = launcher.current(store, args.run_id)
     if args.watch and not record.is_terminal:
         record = watch.follow_to_end(store, record, every=args.every)
-    elif args.every is not None:
+    elif args.every is not None and not args.watch:
         raise common.UsageError('--every goes with --watch.')
     _print_status(record)
     if args.watch:
@@ -282,6 +303,7 @@ def _print_status(record: runs.RunRecord) -> None:
                 ('progress', watch.progress_line(record)),
                 ('stages', watch.stages_line(record)),
                 ('usage', watch.usage_line(record)),
+                *common.cost_lines(record),
                 ('canceled by', record.canceled_by),
                 ('error', record.error), ('log', None if record.dataflow_job_id
                                           else record.log_file),

@@ -25,6 +25,7 @@ from beam_jobs import target as target_lib
 from beam_jobs.console import launch
 from beam_jobs.console import views
 from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
@@ -185,11 +186,16 @@ class Console:
         warnings = [f'A run of {request.job_name} is already '
                     f'{views.STATUS_LABELS[r.status].lower()}: {r.run_id}.'
                     for r in launcher.unfinished(self.store, request.job_name)]
+        # A Dataflow run's estimate and guardrails, as `run` prints them.
+        warnings += plan.estimate.get('warnings') or []
         return {'job': request.job_name, 'params': request.params,
                 'shard_count': plan.shard_count,
                 'dry_run': request.dry_run, 'export': request.export,
                 'destination': goes, 'reads': plan.source.reads_text(kinds, where),
                 'writes': plan.write_mode.describe(kinds, where),
+                'estimate': estimate_lib.figures_text(plan.estimate),
+                'estimate_assumptions': plan.estimate.get('assumptions'),
+                'guardrails': plan.guardrails,
                 'warnings': warnings}
 
     def start(self, body: Any) -> runs.RunRecord:

@@ -18,6 +18,7 @@ from beam_jobs import readable
 from beam_jobs.io import sources
 from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.lifecycle import dataflow_watch
+from beam_jobs.lifecycle import estimate
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
 from beam_jobs.records import requests as request_records
@@ -118,11 +119,27 @@ def run_view(record: runs.RunRecord) -> dict[str, Any]:
         progress_view=progress_view(record.progress) if not record.is_terminal else None,
         stages_text=dataflow_watch.stages_text(record.stages),
         usage_text=dataflow_watch.usage_text(record.usage),
+        cost_view=cost_view(record),
+        budget_left_text=(None if record.is_terminal
+                          else estimate.budget_left_text(record.budget, record.usage)),
         failure_texts=[dataflow_watch.failure_text(f) for f in record.failure_messages],
         url=f'/runs/{record.run_id}',
         backup_view=backup_view(record),
     )
     return view
+
+
+def cost_view(record: runs.RunRecord) -> Optional[dict[str, Any]]:
+    """A Dataflow run's estimate (made before it was submitted), beside what
+    it reported, and its guardrails; None for a run that had none."""
+    if not record.estimate and not record.budget:
+        return None
+    kept = record.estimate or {}
+    return {'estimate': estimate.figures_text(kept),
+            'assumptions': kept.get('assumptions'),
+            'warnings': kept.get('warnings') or [],
+            'beside_actuals': estimate.beside_actuals(kept, record.usage),
+            'guardrails': estimate.guardrails_text(record.budget)}
 
 
 def backup_view(record: runs.RunRecord) -> Optional[dict[str, Any]]:

@@ -76,7 +76,8 @@ class Backend:
                 log_file=str(run_logs.log_path(run_id)),
                 source=plan.source.describe(plan.data_target(store.target)),
                 gate=plan.gate, backup=plan.backup_of(run_id),
-                retry_of=plan.retry_of, revert_of=plan.revert_of)
+                retry_of=plan.retry_of, revert_of=plan.revert_of,
+                estimate=plan.estimate, budget=plan.budget)
             try:
                 self.prepare(plan, run_id)
                 pipeline = build_pipeline(plan, run_id, store.target, queued.queued_msec)

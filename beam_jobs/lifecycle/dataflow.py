@@ -33,6 +33,7 @@ from beam_jobs.lifecycle import backend as backend_lib
 from beam_jobs.lifecycle import dataflow_api
 from beam_jobs.lifecycle import dataflow_watch
 from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle.dataflow_settings import (  # noqa: F401  (the backend's words)
     CONSOLE_URL, NO_CREDENTIALS, DataflowError, check, name_job, reason_of)
 from beam_jobs.records import runs
@@ -138,6 +139,10 @@ def refresh(store: runs.RunStore, record: runs.RunRecord,
         fields = _watched(claimed, metrics, stages, committed=ended)
         if ended:
             fields.update(_ended(store, claimed, job, metrics, budget))
+        over = None if ended else estimate_lib.over_budget(claimed.budget, fields['usage'])
+        if over:
+            # Past its budget: stopped now, not when someone notices.
+            dataflow_api.cancel(claimed, budget.left())
     except _SERVICE_ERRORS as error:
         text = reason_of(error) if isinstance(error, api_exceptions.GoogleAPICallError) \
             else str(error)
@@ -146,6 +151,9 @@ def refresh(store: runs.RunStore, record: runs.RunRecord,
         return store.update(record.run_id, follow_error=(
             f'Dataflow did not answer ({text}) at '
             f'{time.strftime("%H:%M:%S")}: these figures are the last it gave.'))
+    if over:
+        return ending.end_unless_ended(store, record.run_id, runs.FAILED,
+                                       error=over, **fields)
     if not ended:
         return store.update(record.run_id, **fields)
     status = _ENDS[job.state][0]
@@ -161,6 +169,17 @@ def _stages(record: runs.RunRecord, budget: _Budget) -> Optional[list]:
         return None
 
 
+def _usage(record: runs.RunRecord, metrics: list) -> dict:
+    """The resources the job reported so far, priced at the rates its
+    budget (or its estimate) was made with."""
+    used = dataflow_watch.resources(metrics)
+    rates = (record.budget or {}).get('rates')
+    cost = estimate_lib.cost_of(used, rates) if rates else None
+    if cost is not None:
+        used['cost_usd'] = round(cost, 6)
+    return used
+
+
 def _kinds(record: runs.RunRecord) -> list[str]:
     return list((record.progress or {}).get('total') or {})
 
@@ -172,7 +191,7 @@ def _watched(record: runs.RunRecord, metrics: list, stages: Optional[list],
     totals = (record.progress or {}).get('total') or {}
     fields = {'counters': counted, 'counters_attempted': not committed,
               'progress': dataflow_watch.progress(counted, totals),
-              'follow_error': None}
+              'usage': _usage(record, metrics), 'follow_error': None}
     if stages is not None:
         fields['stages'] = stages
     return fields
@@ -191,7 +210,7 @@ def _ended(store: runs.RunStore, record: runs.RunRecord, job: dataflow_api.Job,
     elapsed = ((job.state_msec - job.start_msec) / 1000
                if job.state_msec and job.start_msec else None)
     fields['usage'] = {'workers': workers, 'elapsed_seconds': elapsed,
-                       'vcpu_seconds': dataflow_watch.vcpu_seconds(metrics)}
+                       'vcpu_seconds': None, **_usage(record, metrics)}
     if template:
         fields['error'] = template.format(url=record.console_url)
     if status == runs.FAILED:
@@ -235,7 +254,8 @@ class DataflowBackend(backend_lib.Backend):
     """Runs submitted to Dataflow and followed from their records."""
 
     def prepare(self, plan, run_id: str) -> None:
-        name_job(plan.pipeline_options, run_id, job_class_lib.job_name(plan.job))
+        name_job(plan.pipeline_options, run_id, job_class_lib.job_name(plan.job),
+                 plan.gate)
 
     def launch(self, plan, store: runs.RunStore, run_id: str,
                pipeline: beam.Pipeline, listeners: Sequence[progress.Listener],

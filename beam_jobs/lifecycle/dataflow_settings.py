@@ -9,6 +9,7 @@ backend (dataflow.py), which submits and follows.
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -47,6 +48,7 @@ def job_name_for(run_id: str) -> str:
 
 
 def label_value(text: str) -> str:
+    """A GCP label value: lowercase letters, digits, `_` and `-`, at most 63."""
     return re.sub('[^a-z0-9_-]+', '-', text.lower())[:MAX_NAME_CHARS]
 
 
@@ -93,13 +95,30 @@ def check_credentials(pipeline_options: PipelineOptions) -> None:
         raise DataflowError(NO_CREDENTIALS.format(what='a Dataflow run')) from None
 
 
+def approver_label(gate: dict) -> str:
+    """Who let the run through the production gate, as a label value:
+    the approvers of its rehearsal, `skipped-by-NAME`, or `none` (a run the
+    gate does not stop, or a gate turned off)."""
+    if gate.get('approved_by'):
+        return label_value('-'.join(gate['approved_by'])) or 'none'
+    if gate.get('skipped_by'):
+        return label_value(f'skipped-by-{gate["skipped_by"]}')
+    return 'none'
+
+
 def name_job(pipeline_options: PipelineOptions, run_id: str,
-             job_name: str) -> None:
-    """Name the Dataflow job after the run and label it with the job."""
+             job_name: str, gate: Optional[dict] = None) -> None:
+    """Name the Dataflow job after the run, and label it so billing finds
+    it: the job, the run and who approved it (`job=` too, as labelled before
+    these). A label the user set on the command line wins."""
     cloud = pipeline_options.view_as(GoogleCloudOptions)
     if not cloud.job_name:
         cloud.job_name = job_name_for(run_id)
     labels = list(cloud.labels or [])
-    if not any(label.startswith('job=') for label in labels):
-        labels.append(f'job={label_value(job_name)}')
+    ours = {'job': label_value(job_name), 'beam-jobs-job': label_value(job_name),
+            'beam-jobs-run': job_name_for(run_id),   # keeps the unique tail
+            'beam-jobs-approved-by': approver_label(gate or {})}
+    for key, value in ours.items():
+        if not any(label.startswith(f'{key}=') for label in labels):
+            labels.append(f'{key}={value}')
     cloud.labels = labels

@@ -9,8 +9,10 @@
 - **The cause of a failure**: the job's first error messages, each cut to what
   a person needs: the exception line, the step it ran in, and the item when
   the framework's failure line names one.
-- **Cost and size**: vCPU time (`TotalVcpuTime`), the most workers the
-  autoscaler ran (from its messages), the elapsed time.
+- **Cost and size**: the resources it reports while it runs (vCPU time
+  `TotalVcpuTime`, memory `TotalMemoryUsage`, shuffle
+  `TotalShuffleDataProcessed`), then the most workers the autoscaler ran
+  (from its messages) and the elapsed time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from beam_jobs.lifecycle import dataflow_api
 
 USER_ORIGIN = 'user'
 SERVICE_METRIC_VCPU_TIME = 'TotalVcpuTime'
+# The service's resource metrics and how the record keeps each: vCPU
+# seconds; memory in MB-seconds, kept as GB-seconds; shuffle in bytes, as GB.
+_RESOURCES = {SERVICE_METRIC_VCPU_TIME: ('vcpu_seconds', 1.0),
+              'TotalMemoryUsage': ('memory_gb_seconds', 1 / 1024),
+              'TotalShuffleDataProcessed': ('shuffle_gb', 1 / 1024 ** 3)}
 MAX_FAILURE_MESSAGES = 3
 _STEP = re.compile(r"\[while running '([^']+)'\]")
 _EXCEPTION = re.compile(r'^(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt)\b.*', re.M)
@@ -57,11 +64,16 @@ def progress(counted: dict, totals: dict) -> dict:
             'total': dict(totals), 'updated_msec': int(time.time() * 1000)}
 
 
-def vcpu_seconds(metrics: Iterable[dataflow_api.Metric]) -> Optional[float]:
+def resources(metrics: Iterable[dataflow_api.Metric]) -> dict:
+    """What the job reported using so far: `{'vcpu_seconds',
+    'memory_gb_seconds', 'shuffle_gb'}`, each only once reported."""
+    found = {}
     for metric in metrics:
-        if metric.name == SERVICE_METRIC_VCPU_TIME and isinstance(metric.scalar, (int, float)):
-            return float(metric.scalar)
-    return None
+        if metric.name in _RESOURCES and metric.origin != USER_ORIGIN and isinstance(
+                metric.scalar, (int, float)) and not isinstance(metric.scalar, bool):
+            name, scale = _RESOURCES[metric.name]
+            found[name] = round(float(metric.scalar) * scale, 6)
+    return found
 
 
 def most_workers(messages: Iterable[dataflow_api.Message]) -> Optional[int]:
@@ -140,6 +152,14 @@ def usage_text(usage: Optional[dict]) -> Optional[str]:
         parts.append(f'{usage["vcpu_seconds"] / 3600:.2f} vCPU hours')
     if usage.get('elapsed_seconds') is not None:
         parts.append(f'{readable.duration(usage["elapsed_seconds"])} elapsed')
+    if usage.get('memory_gb_seconds') is not None:
+        parts.append(f'{usage["memory_gb_seconds"] / 3600:.2f} GB-hours of memory')
+    if usage.get('shuffle_gb') is not None:
+        parts.append(f'{usage["shuffle_gb"]:.2f} GB shuffled')
+    if usage.get('cost_usd') is not None:
+        parts.append(f'${usage["cost_usd"]:.4f} at list rates')
+    if usage.get('cpu_seconds') is not None:
+        parts.append(f'{usage["cpu_seconds"]:.1f} s of CPU here')
     return ', '.join(parts) or None
 
 

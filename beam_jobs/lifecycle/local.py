@@ -45,8 +45,10 @@ class LocalBackend(Backend):
                stop_requested: list) -> runs.RunRecord:
         with stops.DatastoreWatch(target_lib.emulator_host(), stop_requested), \
                 _progress(plan, store, run_id, listeners) as reporter:
+            used = _Usage()
             result = pipeline.run()
             state = result.wait_until_finish()
+            usage = used.so_far()
         if state != PipelineState.DONE:
             return self.end(store, run_id, runs.FAILED,
                             error=f'The pipeline ended in state {state}.')
@@ -54,7 +56,7 @@ class LocalBackend(Backend):
         return self.end(store, run_id, runs.COMPLETED,
                         counters=counters_lib.from_beam_metrics(
                             result, plan.job_name, plan.kinds),
-                        progress=reporter.final(),
+                        progress=reporter.final(), usage=usage,
                         **(counts.as_record_fields() if counts else {}))
 
     def end(self, store: runs.RunStore, run_id: str, status: str,
@@ -103,6 +105,25 @@ class LocalBackend(Backend):
         return ending.end_unless_ended(store, record.run_id, runs.CANCELED,
                                        canceled_by=user_id,
                                        error=f'Canceled by {user_id or "an operator"}.')
+
+
+class _Usage:
+    """CPU and time a local run used: this process's CPU and that of its
+    worker processes (`multi_processing`), not the emulator's (on Dataflow
+    the Datastore's work is not billed as worker vCPU). What a rehearsal's
+    estimate of a larger run is scaled from (lifecycle/estimate.py)."""
+
+    def __init__(self):
+        self._cpu, self._wall = self._cpu_now(), time.monotonic()
+
+    @staticmethod
+    def _cpu_now() -> float:
+        times = os.times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def so_far(self) -> dict:
+        return {'cpu_seconds': round(self._cpu_now() - self._cpu, 3),
+                'elapsed_seconds': round(time.monotonic() - self._wall, 3)}
 
 
 def _progress(plan: RunPlan, store: runs.RunStore, run_id: str,

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import WorkerOptions
 
 from beam_jobs import config
 from beam_jobs import emulator
@@ -30,7 +31,9 @@ from beam_jobs.io import before_images
 from beam_jobs.io import sources
 from beam_jobs.io import write_modes
 from beam_jobs.lifecycle import dataflow_settings
+from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle import gate as gate_lib
+from beam_jobs.lifecycle import prices
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
@@ -60,6 +63,11 @@ class RunPlan:
     retry_of: Optional[str] = None
     revert_of: Optional[str] = None
     steps: Optional[Callable] = None
+    # A Dataflow run's estimate (lifecycle/estimate.py, as its record keeps
+    # it) and guardrails ({'max_num_workers', 'flexrs', 'max_cost_usd',
+    # 'rates'}); empty for local runs.
+    estimate: dict = dataclasses.field(default_factory=dict)
+    budget: dict = dataclasses.field(default_factory=dict)
 
     @property
     def job_name(self) -> str:
@@ -76,6 +84,11 @@ class RunPlan:
     @property
     def runner(self) -> str:
         return options_lib.runner_name(self.pipeline_options)
+
+    @property
+    def guardrails(self) -> Optional[str]:
+        """What keeps a Dataflow run small, as the summary states it."""
+        return estimate_lib.guardrails_text(self.budget)
 
     @property
     def flag_project(self) -> Optional[str]:
@@ -134,14 +147,17 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
              own_flags: Sequence[str] = (),
              command: str = 'beam-jobs run', *,
              backup_location: Optional[str] = None, no_backup: bool = False,
-             retry_of: Optional[runs.RunRecord] = None) -> RunPlan:
+             retry_of: Optional[runs.RunRecord] = None,
+             max_cost_usd: Optional[Any] = None, flexrs: bool = False) -> RunPlan:
     """Check a run before it exists, and decide what it reads and writes.
 
     `own_flags` are the surface's own flags, offered first when a mistyped
     one is refused; `after_state` (a rehearsal) sends the writes there. A
     run that writes a Datastore keeps before-images under `backup_location`
     (default: backup_root) unless `no_backup`; `retry_of` (a run's record)
-    makes this run finish that one (retry_source).
+    makes this run finish that one (retry_source). A Dataflow run gets its
+    guardrails (a worker cap, a budget: `max_cost_usd` or the setting,
+    FlexRS with `flexrs`) and an estimate (estimate_for).
     """
     models = job_class_lib.validate(job)
     params = dict(params or {})
@@ -149,9 +165,14 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
     job_class_lib.check_params(params)
     shard_count = check_shard_count(shard_count)
     pipeline_options = options_lib.pipeline_options(pipeline_args, own_flags, command)
+    budget = {}
     if options_lib.is_dataflow(pipeline_options):
         dataflow_settings.check(pipeline_options)
-    namespace = namespace or os.environ.get(target_lib.NAMESPACE_ENV) or None
+        budget = guardrails(pipeline_options, max_cost_usd, flexrs)
+    elif flexrs or max_cost_usd is not None:
+        raise ValueError('--flexrs and --max-cost-usd are for runs on Dataflow: add '
+                         '--runner=DataflowRunner, or leave them out.')
+    namespace = run_namespace(namespace)
     if retry_of is not None:
         if export:
             raise ValueError('--retry-failed reads what a run left in the Datastore; '
@@ -180,9 +201,75 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         runner=options_lib.runner_name(pipeline_options),
         project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace,
         no_backup=no_backup, runs_of=production_runs(pipeline_options, namespace))
+    estimate = (estimate_for(job, models, source, pipeline_options, namespace).as_record()
+                if options_lib.is_dataflow(pipeline_options) else {})
     return RunPlan(job, tuple(models), params, shard_count, pipeline_options,
                    source, write_mode, namespace, gate,
-                   retry_of=retry_of.run_id if retry_of is not None else None)
+                   retry_of=retry_of.run_id if retry_of is not None else None,
+                   estimate=estimate, budget=budget)
+
+
+def run_namespace(namespace: Optional[str] = None) -> Optional[str]:
+    """The namespace a run reads: the one given, else DATASTORE_NAMESPACE."""
+    return namespace or os.environ.get(target_lib.NAMESPACE_ENV) or None
+
+
+def guardrails(pipeline_options: PipelineOptions, max_cost_usd: Optional[Any] = None,
+               flexrs: bool = False) -> dict:
+    """Check a Dataflow run's worker cap and budget, set FlexRS if asked;
+    what its record keeps of them (`budget`: {'max_num_workers', 'flexrs',
+    'max_cost_usd' (None: no budget), 'rates'}). The cap and the prices come
+    from the flags or the settings (options.DEFAULT_SETTINGS: 20 workers)."""
+    workers = pipeline_options.view_as(WorkerOptions)
+    workers.max_num_workers = int(estimate_lib.positive(
+        'max_num_workers', workers.max_num_workers))
+    if flexrs:
+        # Beam's own option: Dataflow schedules the job when capacity is
+        # spare, at a discount, starting it up to hours later.
+        pipeline_options.view_as(GoogleCloudOptions).flexrs_goal = 'COST_OPTIMIZED'
+    if max_cost_usd is None:
+        max_cost_usd = config.get(estimate_lib.BUDGET_SETTING)
+    limit = (None if max_cost_usd in (None, '')
+             else estimate_lib.positive('max_cost_usd', max_cost_usd))
+    region = pipeline_options.view_as(GoogleCloudOptions).region
+    rates = prices.rates_for(region, vcpu_price())
+    if rates is None and limit is not None:
+        raise estimate_lib.GuardrailError(
+            f'A budget needs a price, and the price table has none for region '
+            f'{region}: set {estimate_lib.VCPU_PRICE_SETTING} (USD per vCPU-hour).')
+    return {'max_num_workers': workers.max_num_workers, 'flexrs': flexrs,
+            'max_cost_usd': limit, 'rates': rates.as_dict() if rates else None}
+
+
+def vcpu_price() -> Optional[float]:
+    """The `vcpu_hour_usd` setting, when a team overrides the price table."""
+    value = config.get(estimate_lib.VCPU_PRICE_SETTING)
+    return None if value in (None, '') else estimate_lib.positive(
+        estimate_lib.VCPU_PRICE_SETTING, value)
+
+
+def estimate_for(job: type, models: Sequence, source, pipeline_options: PipelineOptions,
+                 namespace: Optional[str] = None) -> estimate_lib.Estimate:
+    """What running `job` over `source` on Dataflow with these options would
+    take and cost: the entities the source holds (an export's metadata, the
+    Datastore's `__Stat_Kind__`), scaled by the CPU per entity the job's last
+    rehearsal measured (or its last run that did)."""
+    name = job_class_lib.job_name(job)
+    if source.reads_export:
+        entities = source.entity_total(models, namespace)
+    else:
+        cloud = pipeline_options.view_as(GoogleCloudOptions)
+        counts = source.totals(models, target_lib.Target.from_environment(
+            cloud.project, namespace)).values()
+        entities = None if None in counts else sum(counts)
+    records = signoff_target(namespace)
+    measurement = estimate_lib.last_measurement(
+        name, rehearsal_records.RehearsalStore(records), runs.RunStore(records))
+    workers = pipeline_options.view_as(WorkerOptions)
+    return estimate_lib.estimate(
+        name, entities, measurement, workers.max_num_workers,
+        pipeline_options.view_as(GoogleCloudOptions).region,
+        workers.machine_type, vcpu_price())
 
 
 BACKUP_SETTING = 'backup_location'

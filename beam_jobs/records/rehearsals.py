@@ -92,6 +92,9 @@ class RehearsalRecord(store_lib.BodyRecord):
     @property
     def followed_jobs(self) -> list[str]:
         return list(dict.fromkeys(item['job'] for item in self.follows if item.get('job')))
+    # What the job's run measured, for estimates of larger runs
+    # (lifecycle/estimate.py): {'run_id', 'runner', 'cpu_seconds', 'entities'}.
+    measured: dict = dataclasses.field(default_factory=dict)
 
     @property
     def source_sha256(self) -> Optional[str]:

@@ -39,7 +39,7 @@ ALLOWED = {
 RECORD_KIND = 'BeamJobRun'
 # Structured fields, stored as JSON text.
 _JSON_FIELDS = ('params', 'counters', 'source', 'hook_errors', 'progress', 'gate',
-                'stages', 'usage', 'failure_messages', 'backup')
+                'stages', 'usage', 'failure_messages', 'backup', 'estimate', 'budget')
 # Large or free-form fields: never queried, so never indexed (and no 1,500
 # byte limit on them).
 _UNINDEXED = (*(f'{name}_json' for name in _JSON_FIELDS), 'error',
@@ -107,8 +107,10 @@ class RunRecord:
     gate: dict = dataclasses.field(default_factory=dict)
     # A Dataflow run, as its backend last saw it (lifecycle/dataflow.py):
     # counters are the attempted values while it runs, committed once it
-    # ended; its stages; its cost and size once ended ({'workers',
-    # 'vcpu_seconds', 'elapsed_seconds'}); the first error messages of a
+    # ended; its stages; its cost and size ({'vcpu_seconds',
+    # 'memory_gb_seconds', 'shuffle_gb', 'cost_usd'} as reported while it
+    # runs, with 'workers' and 'elapsed_seconds' once ended; a local run's
+    # {'cpu_seconds', 'elapsed_seconds'}, what its process used); the first error messages of a
     # failed job, trimmed ([{'exception', 'step', 'item', 'at_msec'}]); when
     # it was last asked, and the error the service gave then, if it did.
     counters_attempted: bool = False
@@ -129,6 +131,14 @@ class RunRecord:
     retry_of: Optional[str] = None
     # The rehearsal it is a run of (its job's, or a verify job's).
     rehearsal_id: Optional[str] = None
+    # A Dataflow run's estimate, made before it was submitted
+    # (lifecycle/estimate.py: entities, CPU per entity and who measured it,
+    # vCPU hours, wall time, price, assumptions, warnings), and its
+    # guardrails ({'max_num_workers', 'flexrs', 'max_cost_usd' or None,
+    # 'rates'}: the watch cancels it once the cost of its reported
+    # resources, at those rates, passes max_cost_usd).
+    estimate: dict = dataclasses.field(default_factory=dict)
+    budget: dict = dataclasses.field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:

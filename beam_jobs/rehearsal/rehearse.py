@@ -40,6 +40,7 @@ from beam_jobs import output_format
 from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.lifecycle import code_version
 from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import rehearsals as record_lib
@@ -213,6 +214,9 @@ def rehearse(rehearsal: RehearsalPlan, run_store: runs.RunStore,
                 'base': job_plan.source.path,
                 'after_dir': rehearsal.after_dir})
     say(f'Rehearsal ID: {record.rehearsal_id}')
+    if job_plan.is_dataflow:
+        for line in estimate_lib.before_submitting(job_plan.estimate, job_plan.budget):
+            say(line)
     known = {p.job_name: p.job for p in rehearsal.verify_plans}
     context = Context(store, run_store, known.__getitem__, say, listeners)
     run = run_store.create(job_plan.job_name)
@@ -386,8 +390,14 @@ def _job_ended(context: Context, record: record_lib.RehearsalRecord,
         reasons.append(f'The job\'s run reported {len(unexpected)} error line(s) the '
                        f'expected output does not name, the first: {unexpected[0][:300]}')
 
+    measured = estimate_lib.measured_by_run(run) or {}
+    if run.estimate:    # on Dataflow: what was estimated, beside what it used
+        measured.update(estimate=estimate_lib.figures_text(run.estimate),
+                        beside_actuals=estimate_lib.beside_actuals(run.estimate, run.usage))
+
     def record_it(r):
         r.durations['job'] = run.seconds
+        r.measured = measured     # what estimates of larger runs scale from
         r.writes, r.after_state = writes, after_state
         r.failed_items = failed_items
         r.reasons.extend(reasons)

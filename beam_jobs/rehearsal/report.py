@@ -22,6 +22,22 @@ def _listed(lines: list, bullet: str = '- ') -> list[str]:
     return shown
 
 
+def _measured(measured: dict) -> list[str]:
+    """What the job's run measured (larger runs are estimated from it), and
+    on Dataflow its estimate beside what it used."""
+    lines = []
+    if measured.get('cpu_seconds'):
+        per = measured['cpu_seconds'] / measured['entities'] * 1000
+        lines.append(f'- CPU of the job\'s run: {measured["cpu_seconds"]:.1f} s for '
+                     f'{measured["entities"]:,} entities ({per:.3f} ms each; '
+                     '`beam-jobs estimate` scales larger runs from it)')
+    if measured.get('estimate'):
+        lines.append(f'- Estimated before it was submitted: {measured["estimate"]}')
+    if measured.get('beside_actuals'):
+        lines.append(f'- Estimate vs actual: {measured["beside_actuals"]}')
+    return lines
+
+
 def markdown(record: RehearsalRecord) -> str:
     version = record.code_version
     export = record.export
@@ -83,7 +99,8 @@ def markdown(record: RehearsalRecord) -> str:
               f'- job: {durations.get("job")} s',
               *(f'- verify {name}: {seconds} s'
                 for name, seconds in (durations.get('verify') or {}).items()),
-              f'- whole rehearsal: {durations.get("total")} s']
+              f'- whole rehearsal: {durations.get("total")} s',
+              *_measured(record.measured or {})]
     if record.coordinator_notes:
         lines += ['', '## Notes for the release coordinator', '',
                   record.coordinator_notes.strip()]

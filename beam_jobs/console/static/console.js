@@ -131,9 +131,15 @@ function fillConfirmation(dialog, plan) {
   const fields = {
     job: plan.job, destination: plan.destination, reads: plan.reads, writes: plan.writes,
     params: JSON.stringify(plan.params), shard_count: plan.shard_count,
+    estimate: plan.estimate || '', estimate_assumptions: plan.estimate_assumptions || '',
+    guardrails: plan.guardrails || '',
   };
   for (const [name, value] of Object.entries(fields)) {
     dialog.querySelector('[data-confirm="' + name + '"]').textContent = value;
+  }
+  // A Dataflow run's estimate and guardrails; a local run has neither.
+  for (const name of ['estimate', 'guardrails']) {
+    dialog.querySelectorAll('[data-when="' + name + '"]').forEach((row) => { row.hidden = !plan[name]; });
   }
   const warnings = dialog.querySelector('[data-confirm="warnings"]');
   warnings.replaceChildren(...plan.warnings.map((text) => el('li', text)));
@@ -229,7 +235,8 @@ function setUpRunPage() {
         if (field) field.textContent = run[name] === null ? '-' : run[name];
       }
       renderProgress(run.progress_view);
-      for (const [id, name] of [['stages', 'stages_text'], ['follow-error', 'follow_error']]) {
+      for (const [id, name] of [['stages', 'stages_text'], ['follow-error', 'follow_error'],
+        ['budget-left', 'budget_left_text']]) {
         const box = document.getElementById(id);
         if (!box) continue;
         box.hidden = !run[name];
