@@ -12,10 +12,12 @@ A missing browser fails these tests; it never skips them (`make test`
 installs it: see the Makefile's `browser` step).
 """
 
+import atexit
 import json
 import os
 import pathlib
 import re
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -34,6 +36,9 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-
                  '--disable-sync']
 SCREENSHOTS = pathlib.Path(os.environ.get('BEAM_JOBS_SCREENSHOTS')
                            or tempfile.mkdtemp(prefix='beam-jobs-screenshots-'))
+if not os.environ.get('BEAM_JOBS_SCREENSHOTS'):
+    # Taken only so the pages are drawn whole; nothing is left in /tmp.
+    atexit.register(shutil.rmtree, SCREENSHOTS, True)
 LONG = 60_000   # ms: a run in its own process, on two shared cores
 
 
@@ -541,3 +546,90 @@ def test_the_estimate_on_the_start_form_and_the_budget_on_a_run_page(
     expect(cost.locator('[data-field="guardrails"]')).to_contain_text('FlexRS')
     expect(page.locator('#budget-left')).to_have_text(
         'Budget left: $3.75 of $5.00 left ($1.25 spent, at list rates)')
+
+
+def test_the_release_plan_follows_repair_then_migration_and_lists_read_at_1280(
+        browser, datastore_target, tmp_path, monkeypatch):
+    """Repair → migration (rehearsed over the repair's after state) →
+    approvals, on the plan page: the migration waits until the repair has
+    run. Then every list page, with 60-character ids, fits 1,280 px."""
+    import datetime
+    import hashlib
+
+    from beam_jobs import console as console_lib
+    from beam_jobs.lifecycle import code_version
+    from beam_jobs.records import requests as request_records
+    expect = _expect()
+    monkeypatch.setenv('BEAM_JOBS_APPROVERS', 'sean')
+    repair, migration = fx.TopicCountJob, fx.TopicTagMigrationJob
+    rehearsals = rehearsal_record.RehearsalStore(datastore_target)
+    taken = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S_1')
+
+    def rehearsed(job, **fields):
+        return rehearsals.create(
+            job.__name__, verdict='passed', rehearsed_by='ada',
+            code_version=code_version.of(job, {}), export={'timestamp': taken},
+            reasons=['the job completed with no failed item'], **fields)
+    repaired = rehearsed(repair, after_state='/after/repair')
+    migrated = rehearsed(migration, follows=[{'job': repair.__name__,
+                                              'rehearsal_id': repaired.rehearsal_id}])
+    users_file = tmp_path / 'users'
+    users_file.write_text(f'sean: {hashlib.sha256(b"tok-sean").hexdigest()}\n')
+    store = runs.RunStore(datastore_target)
+
+    def verdicts(page, url):
+        page.goto(url + '/plan')
+        return [(row.get_attribute('data-job'), row.locator('[data-field=state]').inner_text())
+                for row in page.locator('tr.planned').all()]
+
+    with helpers.served(datastore_target, users=console_lib.read_users(str(users_file)),
+                        loopback_only=False) as url:
+        opened, page = _signed_in(browser, url, 'tok-sean', '/plan')
+        try:
+            assert verdicts(page, url) == [(repair.__name__, 'Not approved'),
+                                           (migration.__name__, 'Not approved')]
+            # The migration approved first: it waits for the repair.
+            for record in (migrated, repaired):
+                page.goto(url + '/rehearsals')
+                report = page.locator(f'[data-rehearsal-id="{record.rehearsal_id}"]')
+                report.locator('button', has_text='Approve').click()
+                expect(report.locator('.approved-by-you')).to_be_visible(timeout=10_000)
+                expect(report.locator('.approve-form')).to_have_count(0)
+                if record is migrated:
+                    assert verdicts(page, url)[1] == (migration.__name__,
+                                                      'Waits for a job before it')
+                    expect(page.locator(f'tr[data-job="{migration.__name__}"]')
+                           ).to_contain_text(f'run {repair.__name__} first')
+            assert verdicts(page, url) == [(repair.__name__, 'May run now'),
+                                           (migration.__name__, 'Waits for a job before it')]
+            _screenshot(page, 'release-plan')
+            # A second approval by the same person is refused.
+            again = opened.request.post(
+                f'{url}/api/rehearsals/{migrated.rehearsal_id}/approve', data={},
+                headers={'Origin': url, 'Sec-Fetch-Site': 'same-origin',
+                         'X-CSRF-Token': next(c['value'] for c in opened.cookies()
+                                              if c['name'] == 'beam_jobs_csrf')})
+            assert again.status == 409 and 'sean already approved' in again.json()['error']
+
+            # The repair runs in production (its record completes): the migration may run.
+            ran = store.create(repair.__name__)
+            for status in (runs.QUEUED, runs.STARTED):
+                store.transition(ran.run_id, status)
+            store.transition(ran.run_id, runs.COMPLETED, source={
+                'type': 'datastore', 'project': datastore_target.project,
+                'namespace': datastore_target.namespace})
+            assert verdicts(page, url) == [(repair.__name__, 'Ran'),
+                                           (migration.__name__, 'May run now')]
+
+            # Long ids everywhere: no list page overflows 1,280 px.
+            long_job = 'ExplorationStatesSchemaVersionFortyTwoMigrationJ'   # id: 69 chars
+            store.create(long_job)
+            rehearsals.create(long_job, verdict='failed', reasons=['x' * 200])
+            request_records.RequestStore(datastore_target).create(
+                long_job, verify=[long_job], note='n' * 300, params={'p': 'v' * 120})
+            for path in ('/', '/runs', '/rehearsals', '/requests', '/audit', '/plan'):
+                page.goto(url + path)
+                width = page.evaluate('document.documentElement.scrollWidth')
+                assert width <= 1280, f'{path} is {width} px wide'
+        finally:
+            opened.close()

@@ -284,6 +284,13 @@ async function copyText(text) {
 // Signed approvals are made where the approver's key is: the page offers
 // the command, and this copies it.
 function setUpCopyCommands() {
+  // A shortened id: the whole of it is on hover, and this copies it.
+  document.querySelectorAll('.copy-id').forEach((button) => {
+    button.addEventListener('click', async () => {
+      await copyText(button.dataset.copy);
+      button.textContent = 'Copied';
+    });
+  });
   document.querySelectorAll('.copy-command').forEach((button) => {
     button.addEventListener('click', async () => {
       await copyText(button.parentElement.querySelector('.approve-command').textContent);
