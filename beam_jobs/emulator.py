@@ -32,7 +32,9 @@ import sys
 import time
 from typing import Callable, Iterator, Optional
 
+from beam_jobs import config
 from beam_jobs import data_folder
+from beam_jobs import target as target_lib
 from beam_jobs.emulator_process import (  # noqa: F401  (the public face)
     DEFAULT_PROJECT, EMULATOR_HOST_ENV, PROJECT_ENV, Emulator, EmulatorError,
     free_port, is_serving, logged_reason, start)
@@ -123,9 +125,22 @@ def _has_users() -> bool:
         return False
 
 
+EMULATOR_SETTING = 'emulator'
+
+
+def wants_firestore() -> bool:
+    """Whether the project's emulator is the Firestore emulator in Datastore
+    mode: the `emulator = "firestore"` setting, or a named database in use
+    (target.run_database), which only that emulator keeps apart."""
+    return (str(config.get(EMULATOR_SETTING) or '').lower() == 'firestore'
+            or target_lib.run_database() is not None)
+
+
 def _running_or_start(kept: bool, port: Optional[int],
-                      announce: Callable[[str], None]) -> tuple[_State, bool]:
-    """The folder's emulator, started if none runs. Call under `_exclusive`."""
+                      announce: Callable[[str], None],
+                      firestore: bool = False) -> tuple[_State, bool]:
+    """The folder's emulator, started if none runs (with `firestore`, the
+    Firestore emulator in Datastore mode). Call under `_exclusive`."""
     folder = data_dir()
     repaired = data_folder.repair_index(folder)
     if repaired:
@@ -139,8 +154,11 @@ def _running_or_start(kept: bool, port: Optional[int],
         emulator_process.stop_group(state.emulator.process_group)
     _State.clear()
     data_folder.prune_logs(folder)
-    running = start(data_dir=folder, port=port,
-                    project=os.environ.get(PROJECT_ENV, DEFAULT_PROJECT))
+    project = os.environ.get(PROJECT_ENV, DEFAULT_PROJECT)
+    if firestore or wants_firestore():
+        running = emulator_process.start_firestore(port=port, project=project)
+    else:
+        running = start(data_dir=folder, port=port, project=project)
     state = _State(running, kept)
     state.write()
     return state, True
@@ -157,11 +175,18 @@ def attach(announce: Callable[[str], None] = _to_stderr) -> Emulator:
     _attached.update(emulator=state.emulator, users=users)
     atexit.register(detach)
     if started:
-        announce(f'Started a Datastore emulator on {state.emulator.host} (data in '
-                 f'{state.emulator.data_dir}); it stops when the last command '
-                 'using it ends. Run `beam-jobs emulator start` to keep one '
+        announce(f'Started {started_text(state.emulator)}; it stops when the last '
+                 'command using it ends. Run `beam-jobs emulator start` to keep one '
                  'running.')
     return state.emulator
+
+
+def started_text(running: Emulator) -> str:
+    """`a Datastore emulator on HOST (data in FOLDER)`, as announcements say it."""
+    if running.firestore:
+        return (f'the Firestore emulator in Datastore mode on {running.host} (named '
+                'databases; data in memory only, lost when it stops)')
+    return f'a Datastore emulator on {running.host} (data in {running.data_dir})'
 
 
 def detach() -> None:
@@ -195,10 +220,17 @@ def ensure_environment(announce: Callable[[str], None] = _to_stderr) -> None:
 # `beam-jobs emulator start|stop|status|reset`
 
 def start_managed(port: Optional[int] = None,
-                  announce: Callable[[str], None] = _to_stderr) -> Emulator:
-    """Start (or keep) the project's emulator until `emulator stop`."""
+                  announce: Callable[[str], None] = _to_stderr,
+                  firestore: bool = False) -> Emulator:
+    """Start (or keep) the project's emulator until `emulator stop`
+    (`firestore`: the Firestore emulator in Datastore mode)."""
     with _exclusive():
-        state, _ = _running_or_start(True, port, announce)
+        state, _ = _running_or_start(True, port, announce, firestore)
+        if firestore and not state.emulator.firestore:
+            raise EmulatorError(
+                f'The project\'s Datastore emulator already runs on '
+                f'{state.emulator.host}: stop it (`beam-jobs emulator stop`), then '
+                'start the Firestore one.')
         if not state.kept:
             state.kept = True
             state.write()

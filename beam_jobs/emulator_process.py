@@ -32,6 +32,13 @@ DEFAULT_PROJECT = 'beam-jobs-local'
 START_TIMEOUT_SECS = 60.0
 _LAUNCHER_RELATIVE = pathlib.Path(
     'platform', 'cloud-datastore-emulator', 'cloud_datastore_emulator')
+# The Firestore emulator, run in Datastore mode: the local emulator that keeps
+# named databases apart (the Datastore emulator ignores database ids in
+# queries). It keeps data in memory only and serves no `__kind__` or
+# `__namespace__` queries and no `__scatter__` keys (so a read is one range a
+# kind there).
+_FIRESTORE_LAUNCHER_RELATIVE = pathlib.Path(
+    'platform', 'cloud-firestore-emulator', 'cloud_firestore_emulator')
 # What the emulator logs when it cannot read its data folder's store. It then
 # goes on with an EMPTY store and writes that back over the file when data
 # changes, so a start that logs this must never be used.
@@ -55,6 +62,9 @@ class Emulator:
     log_file: Optional[str] = None
     # A temporary folder made for an in-memory emulator: removed on stop.
     scratch_dir: Optional[str] = None
+    # The Firestore emulator in Datastore mode (named databases), not the
+    # Datastore emulator.
+    firestore: bool = False
 
     def env(self) -> dict[str, str]:
         """The variables the Datastore clients read to talk to this emulator."""
@@ -73,8 +83,9 @@ class Emulator:
             shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
 
-def find_launcher() -> pathlib.Path:
-    """Locate the SDK's `cloud_datastore_emulator` script, or say what to install."""
+def find_launcher(relative: pathlib.Path = _LAUNCHER_RELATIVE) -> pathlib.Path:
+    """Locate the SDK's `cloud_datastore_emulator` script (or another of its
+    emulators), or say what to install."""
     candidates = []
     if os.environ.get('CLOUDSDK_ROOT_DIR'):
         candidates.append(pathlib.Path(os.environ['CLOUDSDK_ROOT_DIR']))
@@ -84,9 +95,14 @@ def find_launcher() -> pathlib.Path:
     candidates += [pathlib.Path('/usr/lib/google-cloud-sdk'),
                    pathlib.Path.home() / 'google-cloud-sdk']
     for sdk_root in candidates:
-        launcher = sdk_root / _LAUNCHER_RELATIVE
+        launcher = sdk_root / relative
         if launcher.exists():
             return launcher
+    if relative == _FIRESTORE_LAUNCHER_RELATIVE:
+        raise EmulatorError(
+            'The Cloud Firestore emulator (which serves named databases in Datastore '
+            'mode) was not found: `gcloud components install cloud-firestore-emulator` '
+            '(or the Debian package `google-cloud-cli-firestore-emulator`).')
     raise EmulatorError(
         'The Cloud Datastore emulator was not found: install the Google Cloud '
         'CLI and its emulator (`gcloud components install '
@@ -140,8 +156,11 @@ def logged_reason(log_file: Optional[str]) -> Optional[str]:
 
 
 def start(data_dir: Optional[os.PathLike] = None, port: Optional[int] = None,
-          project: str = DEFAULT_PROJECT) -> Emulator:
+          project: str = DEFAULT_PROJECT, firestore: bool = False) -> Emulator:
     """Start an emulator in its own process group and wait until it serves.
+
+    `firestore`: the Firestore emulator in Datastore mode instead (named
+    databases; in memory only: start_firestore).
 
     With `data_dir` the data is kept on disk there (and survives a restart);
     without it the data lives in memory only, as tests want (the emulator
@@ -154,10 +173,7 @@ def start(data_dir: Optional[os.PathLike] = None, port: Optional[int] = None,
     _check_java()
     port = port or free_port()
     host = f'localhost:{port}'
-    if is_serving(host):
-        raise EmulatorError(
-            f'Port {port} already has an emulator on it: stop it or pick '
-            'another port.')
+    _check_port_free(host, port)
     scratch = None
     if data_dir is None:
         work_dir = scratch = pathlib.Path(tempfile.mkdtemp(prefix='beam-jobs-emulator-'))
@@ -181,15 +197,7 @@ def start(data_dir: Optional[os.PathLike] = None, port: Optional[int] = None,
                         data_dir=str(work_dir) if data_dir else None,
                         log_file=str(log_path),
                         scratch_dir=str(scratch) if scratch else None)
-    deadline = time.monotonic() + START_TIMEOUT_SECS
-    while not is_serving(host):
-        if process.poll() is not None or time.monotonic() > deadline:
-            tail = log_path.read_text(errors='replace')[-2000:]
-            emulator.stop()
-            raise EmulatorError(
-                f'The Datastore emulator did not start on {host} (log: '
-                f'{log_path}):\n{tail}')
-        time.sleep(0.1)
+    _wait_until_serving(emulator, process, log_path)
     if data_dir is not None and LOAD_FAILURE in log_path.read_text(errors='replace'):
         # Stopped before anything is written, so the damaged file stays
         # as it was for whoever wants to look at it.
@@ -200,6 +208,50 @@ def start(data_dir: Optional[os.PathLike] = None, port: Optional[int] = None,
             '`beam-jobs emulator reset` to move that data aside and start '
             'clean, or restore the folder from a copy.')
     return emulator
+
+
+def start_firestore(port: Optional[int] = None,
+                    project: str = DEFAULT_PROJECT) -> Emulator:
+    """Start the Firestore emulator in Datastore mode (memory only), in its
+    own process group, and wait until it serves."""
+    launcher = find_launcher(_FIRESTORE_LAUNCHER_RELATIVE)
+    _check_java()
+    port = port or free_port()
+    host = f'localhost:{port}'
+    _check_port_free(host, port)
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix='beam-jobs-firestore-'))
+    log_path = scratch / f'emulator-{port}.log'
+    with open(log_path, 'wb') as log:
+        process = subprocess.Popen(
+            [str(launcher), 'start', '--host=localhost', f'--port={port}',
+             '--database-mode=datastore-mode'],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=scratch)
+    emulator = Emulator(host=host, project=project, process_group=process.pid,
+                        log_file=str(log_path), scratch_dir=str(scratch),
+                        firestore=True)
+    _wait_until_serving(emulator, process, log_path)
+    return emulator
+
+
+def _check_port_free(host: str, port: int) -> None:
+    if is_serving(host):
+        raise EmulatorError(
+            f'Port {port} already has an emulator on it: stop it or pick '
+            'another port.')
+
+
+def _wait_until_serving(emulator: Emulator, process: subprocess.Popen,
+                        log_path: pathlib.Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECS
+    while not is_serving(emulator.host):
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log_path.read_text(errors='replace')[-2000:]
+            emulator.stop()
+            raise EmulatorError(
+                f'The {"Firestore" if emulator.firestore else "Datastore"} emulator '
+                f'did not start on {emulator.host} (log: {log_path}):\n{tail}')
+        time.sleep(0.1)
 
 
 def stop_group(group: int, grace_secs: float = 15.0) -> None:

@@ -90,3 +90,13 @@ def to_beam_key(key: ndb.Key) -> beam_types.Key:
     if not isinstance(key, ndb.Key):
         raise TypeError(f'Delete takes an ndb.Key or a model, not {key!r}.')
     return beam_types.Key.from_client_key(ndb_compat.client_key_of(key))
+
+
+def namespace_of(element) -> str:
+    """The namespace of what a map step gets ('' the default one): an entity
+    protobuf (a Datastore read), a Beam entity (an export) or a model."""
+    if isinstance(element, (EntityPb, lean_models.ENTITY_PB)):
+        return element.key.partition_id.namespace_id
+    if isinstance(element, beam_types.Entity):
+        return element.key.namespace or ''
+    return element.key.namespace() or ''

@@ -125,6 +125,16 @@ class NdbContext:
                 self._ndb_client(), legacy_data=True)
         return context
 
+    @staticmethod
+    def use_namespace(namespace: Optional[str]) -> None:
+        """Inside `run`: models made without a namespace go to `namespace`
+        (None: the default one) until the context is left, as App Engine's
+        namespace_manager had it. The context made current shares the event
+        loop and cache of the one it replaces."""
+        current = ndb_compat.current_context()
+        if current is not None:
+            ndb_compat.make_current(current.new(namespace=namespace or None))
+
     def drop_context(self) -> None:
         self._local.context = None
         self._local.variables = None

@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import Optional
 
+from google.api_core import exceptions as api_exceptions
 from google.auth import credentials as auth_credentials
 from google.cloud import datastore
 
@@ -13,23 +14,30 @@ from beam_jobs import config
 from beam_jobs.compat import datastore_client
 
 NAMESPACE_ENV = 'DATASTORE_NAMESPACE'
+DATABASE_ENV = 'DATASTORE_DATABASE'
+DATABASE_SETTING = 'database'
 EMULATOR_HOST_ENV = 'DATASTORE_EMULATOR_HOST'
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A Datastore project and namespace; `emulator_host` when it is an
-    emulator other than the one DATASTORE_EMULATOR_HOST names (the team's
-    shared records, tried out on an emulator)."""
+    """A Datastore project, namespace and database (None: the project's
+    `(default)` database, as Firestore in Datastore mode names it);
+    `emulator_host` when it is an emulator other than the one
+    DATASTORE_EMULATOR_HOST names (the team's shared records, tried out on an
+    emulator)."""
 
     project: str
     namespace: Optional[str] = None
     emulator_host: Optional[str] = None
+    database: Optional[str] = None
 
     @classmethod
     def from_environment(cls, project: Optional[str] = None,
-                         namespace: Optional[str] = None) -> 'Target':
-        """Flags win; then the emulator's variables; then Google's defaults."""
+                         namespace: Optional[str] = None,
+                         database: Optional[str] = None) -> 'Target':
+        """Flags win; then the emulator's variables (and the `database`
+        setting); then Google's defaults."""
         project = (project or os.environ.get('DATASTORE_PROJECT_ID')
                    or os.environ.get('GOOGLE_CLOUD_PROJECT'))
         if not project:
@@ -37,13 +45,33 @@ class Target:
                 'No Datastore project is set: pass --project, or set '
                 'DATASTORE_PROJECT_ID (or DATASTORE_EMULATOR_HOST to use the '
                 'local emulator).')
-        return cls(project, namespace or os.environ.get(NAMESPACE_ENV) or None)
+        return cls(project, namespace or os.environ.get(NAMESPACE_ENV) or None,
+                   database=run_database(database))
 
     def describe(self) -> str:
-        """`project P` or `project P, namespace N`, as sentences name it."""
+        """`project P` or `project P, database D, namespace N`, as sentences
+        name it."""
         return (f'project {self.project}'
+                + (f', database {self.database}' if self.database else '')
                 + (f', namespace {self.namespace}' if self.namespace else '')
                 + (f' (the emulator at {self.emulator_host})' if self.emulator_host else ''))
+
+
+def run_database(database: Optional[str] = None) -> Optional[str]:
+    """The database a command uses: the one given (`--database`), else
+    DATASTORE_DATABASE, else the `database` setting; None (or `(default)`)
+    is the project's default database."""
+    database = (database or os.environ.get(DATABASE_ENV)
+                or config.get(DATABASE_SETTING) or None)
+    return None if database in (None, '', DEFAULT_DATABASE) else str(database)
+
+
+DEFAULT_DATABASE = '(default)'
+
+
+def database_name(database: Optional[str]) -> str:
+    """How people and records name a database: `(default)` for None."""
+    return database or DEFAULT_DATABASE
 
 
 def emulator_host() -> Optional[str]:
@@ -64,16 +92,56 @@ def client(target: Target) -> datastore.Client:
     of large entities is far over gRPC's default 4 MiB.
     """
     host = target.emulator_host or emulator_host()
+    if target.database and host:
+        _check_keeps_databases(host, target)
     if target.emulator_host and not emulator_host():
         # An emulator takes no credentials; without DATASTORE_EMULATOR_HOST
         # the client would look for real ones.
         made = datastore.Client(project=target.project, namespace=target.namespace,
+                                database=target.database,
                                 credentials=auth_credentials.AnonymousCredentials())
     else:
-        made = datastore.Client(project=target.project, namespace=target.namespace)
+        made = datastore.Client(project=target.project, namespace=target.namespace,
+                                database=target.database)
     if host:
         datastore_client.use_uncapped_channel(made, host)
     return made
+
+
+# Emulators found to keep databases apart (True) or not (False), by host.
+_KEEPS_DATABASES: dict = {}
+FIRESTORE_EMULATOR_START = ('gcloud emulators firestore start '
+                            '--database-mode=datastore-mode --host-port=localhost:PORT')
+
+
+def _check_keeps_databases(host: str, target: Target) -> None:
+    """Refuse a named database on an emulator that does not keep databases
+    apart. The Cloud Datastore emulator takes a database id and ignores it in
+    queries (a query of one database returns another's entities), so a run
+    there would read and write the wrong data; the Firestore emulator in
+    Datastore mode keeps them apart. It is told by what it refuses: kind
+    queries (`__kind__`), which the Datastore emulator serves."""
+    keeps = _KEEPS_DATABASES.get(host)
+    if keeps is None:
+        probe = datastore.Client(project=target.project,
+                                 credentials=auth_credentials.AnonymousCredentials())
+        datastore_client.use_uncapped_channel(probe, host)
+        query = probe.query(kind='__kind__')
+        query.keys_only()
+        try:
+            list(query.fetch(limit=1, retry=None, timeout=10))
+            keeps = False
+        except api_exceptions.InvalidArgument as error:
+            keeps = 'Datastore Mode emulator' in str(error)
+        _KEEPS_DATABASES[host] = keeps
+    if not keeps:
+        raise ValueError(
+            f'Database {target.database} was asked for, but the emulator at {host} '
+            'is the Cloud Datastore emulator, which does not keep databases apart '
+            '(a query in one returns the entities of another): start the Firestore '
+            f'emulator in Datastore mode (`{FIRESTORE_EMULATOR_START}`, or '
+            '`beam-jobs emulator start --firestore`) and point DATASTORE_EMULATOR_HOST '
+            'at it, or leave --database out.')
 
 
 SHARED_PROJECT_SETTING = 'records_project'

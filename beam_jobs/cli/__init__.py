@@ -68,13 +68,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings('ignore', module='google.cloud.datastore.query')
     try:
         args, extra = _parser().parse_known_args(argv)
-        if getattr(args, 'takes_pipeline_flags', False):
-            return args.handler(args, extra)
-        if extra:
+        if not getattr(args, 'takes_pipeline_flags', False) and extra:
             raise common.UsageError(
                 f'`beam-jobs {args.command}` does not take '
                 f'{" ".join(extra)} (see `beam-jobs {args.command} --help`).')
-        return args.handler(args)
+        with common.database_of(args):
+            if getattr(args, 'takes_pipeline_flags', False):
+                return args.handler(args, extra)
+            return args.handler(args)
     except _BAD_INPUT as error:
         print(f'beam-jobs: {error}', file=sys.stderr)
         return common.EXIT_USAGE

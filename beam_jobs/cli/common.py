@@ -4,14 +4,18 @@ the run records, and how a record is shown."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from typing import Optional, Sequence
+import os
+from typing import Iterator, Optional, Sequence
 
 from beam_jobs import config
 from beam_jobs import counters as counters_lib
 from beam_jobs import readable
 from beam_jobs import registry as registry_lib
+from beam_jobs import target as target_lib
 from beam_jobs.compat import argparse as argparse_compat
+from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.lifecycle import estimate
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import runs
@@ -53,7 +57,30 @@ def global_options(suppress: bool = False) -> argparse.ArgumentParser:
     parent.add_argument('--namespace', default=default,
                         help='Datastore namespace for data and run records '
                         '(default: DATASTORE_NAMESPACE)')
+    parent.add_argument('--database', default=default,
+                        help='Firestore in Datastore mode database for data and '
+                        'run records (default: DATASTORE_DATABASE, or [tool.beam-jobs] '
+                        'database; otherwise the project\'s (default) database)')
     return parent
+
+
+@contextlib.contextmanager
+def database_of(args) -> Iterator[None]:
+    """`--database` for the length of one command: every Datastore the
+    command reaches (target.run_database) is in that database."""
+    database = getattr(args, 'database', None)
+    if not database:
+        yield
+        return
+    saved = os.environ.get(target_lib.DATABASE_ENV)
+    os.environ[target_lib.DATABASE_ENV] = database
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(target_lib.DATABASE_ENV, None)
+        else:
+            os.environ[target_lib.DATABASE_ENV] = saved
 
 
 def own_flags(parser: argparse.ArgumentParser) -> list[str]:
@@ -117,6 +144,10 @@ def summary(record: runs.RunRecord) -> str:
     items; 4.1 s` (and `; N error line(s)` when the job reported any)."""
     reads = ', '.join(f'{kind} {value}' for kind, value in
                       counters_lib.entities_read(record.counters).items()) or 'nothing'
+    spaces = namespaces_lib.read_counts(record.counters)
+    if spaces:
+        reads += ' (' + ', '.join(f'namespace {space} {value}'
+                                  for space, value in sorted(spaces.items())) + ')'
     errors = (f'{_plural(record.error_line_count, "error line", "error lines")}; '
               if record.error_line_count else '')
     return (f'{record.status}: read {reads}; '

@@ -9,6 +9,7 @@ from beam_jobs import target as target_lib
 from beam_jobs import emulator
 from beam_jobs import export as export_lib
 from beam_jobs.cli import common
+from beam_jobs.io import namespaces as namespaces_lib
 
 # The framework's own kinds (records of runs, rehearsals and the like) all
 # start with this: they are not data a job maps over.
@@ -28,6 +29,11 @@ def add_parsers(commands, parent) -> None:
                      help='import: the export to load (its '
                      '.overall_export_metadata, or the folder holding it)')
     emu.add_argument('--port', type=int, default=None)
+    emu.add_argument('--firestore', action='store_true',
+                     help='start: the Firestore emulator in Datastore mode, which '
+                     'keeps named databases (--database) apart; in memory only '
+                     '(default with the `emulator = "firestore"` setting, or when '
+                     'a database is named)')
     emu.set_defaults(handler=cmd_emulator)
 
     export = commands.add_parser(
@@ -39,6 +45,10 @@ def add_parsers(commands, parent) -> None:
         'reads. Without --kinds, every kind but beam-jobs\' own run records.')
     export.add_argument('dest')
     export.add_argument('--kinds', nargs='+', metavar='KIND', default=None)
+    export.add_argument('--namespaces', default=None, metavar='A,B,C|all',
+                        help='export each of these namespaces (`(default)` the '
+                        'default one), or every one (`all`), into one export; '
+                        'default: the --namespace one')
     export.set_defaults(handler=cmd_export)
 
 
@@ -76,9 +86,16 @@ def cmd_export(args) -> int:
     if not kinds:
         raise common.UsageError('The emulator holds no data to export (only '
                                 'beam-jobs\' run records): load some first.')
+    namespace = target.namespace or ''
+    if args.namespaces:
+        if args.namespace:
+            raise common.UsageError('--namespaces exports several namespaces and '
+                                    '--namespace one: pass one of them.')
+        namespace = namespaces_lib.parse(args.namespaces)
+        namespace = None if namespace == [namespaces_lib.ALL] else namespace
     path = export_lib.export_from_emulator(
         os.environ[emulator.EMULATOR_HOST_ENV], target.project, args.dest,
-        kinds=kinds, namespace=target.namespace or '')
+        kinds=kinds, namespace=namespace)
     info = export_lib.read_export_info(path)
     counts = ', '.join(f'{s.kind} {s.num_entities}' for s in info.entity_sets)
     print(f'Exported {counts or "nothing"}.')
@@ -96,11 +113,18 @@ def _data_kinds(target: target_lib.Target) -> list[str]:
 
 
 def _start(args) -> int:
-    running = emulator.start_managed(args.port)
-    print(f'Emulator running on {running.host} (data in {running.data_dir}).')
+    running = emulator.start_managed(args.port, firestore=args.firestore)
+    print(f'Emulator running on {running.host} ({_holding(running)}).')
     print(f'export DATASTORE_EMULATOR_HOST={running.host} '
           f'DATASTORE_PROJECT_ID={running.project}')
     return common.EXIT_OK
+
+
+def _holding(running) -> str:
+    if running.firestore:
+        return ('the Firestore emulator in Datastore mode: named databases, data '
+                'in memory only')
+    return f'data in {running.data_dir}'
 
 
 def _stop(args) -> int:
@@ -117,8 +141,7 @@ def _stop(args) -> int:
 
 def _status(args) -> int:
     running = emulator.read_managed()
-    print(f'Running on {running.host} (data in {running.data_dir}).'
-          if running else 'Not running.')
+    print(f'Running on {running.host} ({_holding(running)}).' if running else 'Not running.')
     problems = emulator.health()
     if not problems:
         print(f'Data folder {emulator.data_dir()}: healthy.')

@@ -13,6 +13,7 @@ from beam_jobs import registry as registry_lib
 from beam_jobs.cli import common
 from beam_jobs.cli import watch
 from beam_jobs.cli.progress_bar import TerminalBar
+from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.io import sources
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate
@@ -43,6 +44,11 @@ def add_parsers(commands, parent) -> None:
                      '.overall_export_metadata, or the folder holding it; '
                      'local or gs://) instead of the Datastore; the run then '
                      'writes to no Datastore')
+    run.add_argument('--namespaces', default=None, metavar='A,B,C|all',
+                     help='read each of these namespaces (`(default)` names the '
+                     'default one), or every one (`all`), in this one run; writes '
+                     'go back to each entity\'s own namespace, and the summary '
+                     'counts each (not with --namespace)')
     run.add_argument('--preview', type=int, default=None, metavar='CHARS',
                      help='print at most CHARS of each output line (the '
                      'stored output stays whole: see `beam-jobs output`)')
@@ -178,7 +184,8 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
                                  own_flags=args.own_flags,
                                  backup_location=args.backup_location,
                                  no_backup=args.no_backup, retry_of=retry_of,
-                                 max_cost_usd=args.max_cost_usd, flexrs=args.flexrs)
+                                 max_cost_usd=args.max_cost_usd, flexrs=args.flexrs,
+                                 namespaces=namespaces_lib.parse(args.namespaces))
     except planning.NothingLeftError as nothing:
         if args.run_id:
             _refuse_record(args, str(nothing))

@@ -70,9 +70,11 @@ class _MapFn(beam.DoFn):
 
     def __init__(self, job: type, params: Mapping[str, Any],
                  target: target_lib.Target, batched: bool = True,
-                 packed: bool = False, keeps_backup: bool = False):
+                 packed: bool = False, keeps_backup: bool = False,
+                 per_namespace: bool = False):
         super().__init__()
         self._keeps_backup = keeps_backup
+        self._per_namespace = per_namespace
         self._job = job
         self._params = dict(params)
         self._target = target
@@ -128,8 +130,16 @@ class _MapFn(beam.DoFn):
         class_kinds = self._class_kinds
         count_read = progress.count
         map_calls = pairs = 0
+        namespace_now = _UNSET
         with self._params_scope:
             for element in elements:
+                if self._per_namespace:
+                    # A run over several namespaces: what the map makes goes
+                    # to the namespace of the entity it maps.
+                    namespace = entities.namespace_of(element)
+                    if namespace != namespace_now:
+                        self._ndb.use_namespace(namespace)
+                        namespace_now = namespace
                 kind = class_kinds.get(type(element))
                 build = None
                 if kind is None:
@@ -211,6 +221,9 @@ class _MapFn(beam.DoFn):
         if self._keeps_backup:
             write = _with_before(write, element)
         return beam.pvalue.TaggedOutput(WRITES_TAG, write)
+
+
+_UNSET = object()
 
 
 def _with_before(write: tuple, element) -> tuple:
@@ -401,12 +414,14 @@ class JobSteps(beam.PTransform):
     """
 
     def __init__(self, job: type, params: Mapping[str, Any],
-                 target: target_lib.Target, write_mode: write_modes.WriteMode):
+                 target: target_lib.Target, write_mode: write_modes.WriteMode,
+                 per_namespace: bool = False):
         super().__init__()
         self._job = job
         self._params = params
         self._target = target
         self._write_mode = write_mode
+        self._per_namespace = per_namespace
 
     def _shuffle(self) -> beam.PTransform:
         """GroupByKey (of packed pairs); or, for a job with `combine`, a
@@ -421,7 +436,7 @@ class JobSteps(beam.PTransform):
         keeps_backup = self._write_mode.keeps_before_images
         mapped = items | 'Map' >> beam.ParDo(
             _MapFn(self._job, self._params, self._target, batched, packed,
-                   keeps_backup)).with_outputs(
+                   keeps_backup, self._per_namespace)).with_outputs(
                 ERRORS_TAG, WRITES_TAG, FAILED_TAG, main='pairs')
         reduced = (
             mapped.pairs

@@ -8,8 +8,9 @@ read, for tests that feed models in with `beam.Create`. Both go through
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions
@@ -18,6 +19,7 @@ from beam_jobs import job_class as job_class_lib
 from beam_jobs import target as target_lib
 from beam_jobs.compile import steps
 from beam_jobs.io import before_images
+from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.io import sources
 from beam_jobs.io import write_modes
 
@@ -83,7 +85,9 @@ class RunJob(beam.PTransform):
                  namespace: Optional[str] = None, with_order: bool = False,
                  export: Optional[str] = None, after_state: Optional[str] = None,
                  *, source=None, write_mode: Optional[write_modes.WriteMode] = None,
-                 queued_msec: Optional[int] = None):
+                 queued_msec: Optional[int] = None,
+                 namespaces: Optional[Sequence[str]] = None,
+                 database: Optional[str] = None):
         super().__init__(label=_label('RunJob', job))
         self._models = job_class_lib.validate(job)
         self._job = job
@@ -95,7 +99,9 @@ class RunJob(beam.PTransform):
             raise ValueError(
                 f'shard_count must be a positive number, not {shard_count!r}.')
         self._project = project
-        self._namespace = namespace
+        self._namespace = None if namespaces else namespace
+        self._namespaces = tuple(namespaces) if namespaces else None
+        self._database = database
         self._source = source or sources.for_run(export)
         self._write_mode = write_mode or write_modes.decide(
             reads_export=self._source.reads_export,
@@ -104,17 +110,20 @@ class RunJob(beam.PTransform):
     def _target(self, pipeline) -> target_lib.Target:
         flag_project = pipeline.options.view_as(GoogleCloudOptions).project
         return target_lib.Target.from_environment(
-            self._project or flag_project, self._namespace)
+            self._project or flag_project, self._namespace, self._database)
 
     def expand(self, pbegin):
         target = self._target(pbegin.pipeline)
-        step_outputs = (
-            pbegin
-            | self._source.label >> self._source.read(self._models, target,
-                                                      self._shard_count)
-            | 'Steps' >> steps.JobSteps(self._job, self._params, target,
-                                        self._write_mode)
-        )
+        if self._namespaces:    # each entity keeps its own namespace
+            target = dataclasses.replace(target, namespace=None)
+        entities = pbegin | self._source.label >> self._source.read(
+            self._models, target, self._shard_count, self._namespaces)
+        if self._namespaces:
+            entities = entities | 'Count by namespace' >> beam.ParDo(
+                namespaces_lib.CountByNamespace())
+        step_outputs = entities | 'Steps' >> steps.JobSteps(
+            self._job, self._params, target, self._write_mode,
+            per_namespace=bool(self._namespaces))
         sink = self._write_mode.sink(target)
         if sink is not None:
             _ = step_outputs['writes'] | 'Write' >> sink

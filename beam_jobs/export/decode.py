@@ -21,7 +21,7 @@ C parser (see protos.py) and walked once; the common cases come first.
 from __future__ import annotations
 
 import datetime
-from typing import Collection, Optional
+from typing import Collection, Optional, Union
 
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from google.cloud import datastore
@@ -71,16 +71,18 @@ class EntityDecoder:
     """Decodes records into entities of `project`, keeping only some.
 
     `kinds`: the kinds to keep (None: all). `namespace`: the one namespace
-    to keep, '' for the default one (None: all). Key values inside
+    to keep, '' for the default one, or a collection of them (a run over
+    several namespaces); None keeps all. Key values inside
     properties are mapped to `project` too: an export read into a run
     belongs to the run's project, as after an import.
     """
 
     def __init__(self, project: str, kinds: Optional[Collection[str]] = None,
-                 namespace: Optional[str] = None):
+                 namespace: Union[None, str, Collection[str]] = None):
         self._project = project
         self._kinds = frozenset(kinds) if kinds is not None else None
-        self._namespace = namespace
+        self._namespaces = (None if namespace is None else frozenset(
+            [namespace] if isinstance(namespace, str) else namespace))
 
     def decode(self, record: bytes) -> Optional[beam_types.Entity]:
         """The record's entity, or None if its kind or namespace is not kept."""
@@ -91,7 +93,7 @@ class EntityDecoder:
                 not elements or elements[-1].type not in self._kinds):
             return None
         namespace = key.name_space
-        if self._namespace is not None and namespace != self._namespace:
+        if self._namespaces is not None and namespace not in self._namespaces:
             return None
         path = _flat_path(elements)
         values, excluded, meanings = {}, [], {}

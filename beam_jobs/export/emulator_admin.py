@@ -18,7 +18,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence, Union
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -64,11 +64,11 @@ def _post(host: str, project: str, method: str, body: dict) -> dict:
 
 def export_from_emulator(host: str, project: str, dest: str,
                          kinds: Optional[Iterable[str]] = None,
-                         namespace: Optional[str] = None) -> str:
+                         namespace: Union[None, str, Sequence[str]] = None) -> str:
     """Exports the emulator's data to the new folder `dest`.
 
     `kinds` None exports every kind. `namespace` None exports every
-    namespace; '' only the default one. Returns the path of the
+    namespace; '' only the default one; a list, each of those. Returns the path of the
     `.overall_export_metadata` of the export that holds everything asked
     for. `dest` must not exist yet (the emulator refuses otherwise).
     """
@@ -80,7 +80,8 @@ def export_from_emulator(host: str, project: str, dest: str,
     if kinds is not None:
         entity_filter['kinds'] = list(kinds)
     if namespace is not None:
-        entity_filter['namespace_ids'] = [namespace]
+        entity_filter['namespace_ids'] = (
+            [namespace] if isinstance(namespace, str) else list(namespace))
     if entity_filter:
         body['entity_filter'] = entity_filter
     _post(host, project, 'export', body)

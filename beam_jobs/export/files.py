@@ -95,18 +95,27 @@ class ReadFiles(beam.PTransform):
 
 class Selection:
     """The folders and data files of an export that hold `kinds` in
-    `namespace` ('' or None: the default one), and the project keys go to
+    `namespace` ('' or None: the default one; a tuple: each of those), and
+    the project keys go to
     (None: the export's own, its app id without an `s~`/`e~` prefix).
     Raises ExportError, naming what the export holds, for a kind it lacks."""
 
     def __init__(self, path: str, kinds: Iterable[str], project: Optional[str],
                  namespace: Optional[str]):
         self.info = metadata.read_export_info(path)
-        self.namespace = namespace or ''
+        # Several namespaces (a tuple) are kept as a set the decoder filters on.
+        self.namespace = (frozenset(n or '' for n in namespace)
+                          if isinstance(namespace, (tuple, list, frozenset))
+                          else namespace or '')
+        spaces = sorted(self.namespace) if isinstance(self.namespace, frozenset) \
+            else [self.namespace]
         # Each folder is read once, for every kind wanted from it.
         folders = collections.defaultdict(list)
         for kind in dict.fromkeys(kinds):
-            folders[self.info.entity_set(kind, self.namespace).folder].append(kind)
+            for space in spaces:
+                folder = self.info.entity_set(kind, space).folder
+                if kind not in folders[folder]:
+                    folders[folder].append(kind)
         # An empty set may have no data file at all: nothing to read there.
         self.folders = {folder: wanted for folder, wanted in folders.items()
                         if metadata.data_files(folder)}

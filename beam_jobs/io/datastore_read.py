@@ -67,11 +67,12 @@ _ENTITY_PB = entity_types.Entity
 
 @dataclasses.dataclass(frozen=True)
 class KindQuery:
-    """Every entity of one kind in one namespace of a project."""
+    """Every entity of one kind in one namespace of a project's database."""
 
     kind: str
     project: str
     namespace: Optional[str] = None
+    database: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +87,8 @@ class KeyRange:
 
 
 def _client(query: KindQuery) -> datastore.Client:
-    return target_lib.client(target_lib.Target(query.project, query.namespace or None))
+    return target_lib.client(target_lib.Target(query.project, query.namespace or None,
+                                               database=query.database))
 
 
 def _key_order(key: datastore.Key) -> list:
@@ -265,7 +267,8 @@ class _Prefetch:
                     key_range = self._todo.get_nowait()
                 except queue.Empty:
                     break
-                where = (key_range.query.project, key_range.query.namespace)
+                where = (key_range.query.project, key_range.query.namespace,
+                         key_range.query.database)
                 client = clients.get(where)
                 if client is None:
                     client = clients[where] = _client(key_range.query)
@@ -318,9 +321,11 @@ class _SplitFn(beam.DoFn):
 
 
 class ReadKinds(beam.PTransform):
-    """pbegin → every entity of `kinds` in `target`, as entity protobufs.
+    """pbegin → every entity of `kinds` in `target`, as entity protobufs
+    (with `namespaces`, in each of those namespaces of its database instead
+    of the target's one: one read over all of them, its splits across all).
 
-    Each kind is split into `num_splits` key ranges (sampling at most
+    Each kind (in each namespace) is split into `num_splits` key ranges (sampling at most
     `max_scatter_keys` scatter keys, if given; on the emulator one page of
     them); every range of every kind is read by the one `Read` step (see
     the module docstring).
@@ -328,14 +333,17 @@ class ReadKinds(beam.PTransform):
 
     def __init__(self, kinds: Sequence[str], target: target_lib.Target,
                  num_splits: int, max_scatter_keys: Optional[int] = None,
-                 readers: int = READERS, buffered: Optional[int] = None):
+                 readers: int = READERS, buffered: Optional[int] = None,
+                 namespaces: Optional[Sequence[str]] = None):
         super().__init__()
         if not kinds:
             raise ValueError('ReadKinds needs at least one kind to read.')
         if num_splits < 1:
             raise ValueError(f'num_splits must be a positive number, not {num_splits!r}.')
-        self._queries = [KindQuery(kind, target.project, target.namespace)
-                         for kind in kinds]
+        spaces = [target.namespace] if namespaces is None else [
+            namespace or None for namespace in namespaces]
+        self._queries = [KindQuery(kind, target.project, namespace, target.database)
+                         for namespace in spaces for kind in kinds]
         self._num_splits = num_splits
         if max_scatter_keys is None and target_lib.is_emulator():
             max_scatter_keys = EMULATOR_SCATTER_KEYS
@@ -344,7 +352,11 @@ class ReadKinds(beam.PTransform):
         self._buffered = BUFFERED_PAGES if buffered is None else buffered
 
     def display_data(self):
-        return {'kinds': ', '.join(query.kind for query in self._queries),
+        first = self._queries[0]
+        return {'kinds': ', '.join(dict.fromkeys(query.kind for query in self._queries)),
+                'namespaces': ', '.join(dict.fromkeys(query.namespace or '(default)'
+                                                      for query in self._queries)),
+                'database': target_lib.database_name(first.database),
                 'num_splits': self._num_splits}
 
     def expand(self, pbegin):

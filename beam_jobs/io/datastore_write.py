@@ -7,6 +7,10 @@ at most 4 MiB, and Beam's sink batches up to 9 MB (the real service takes 10
 MiB), so a migration of large entities failed there. Each batch is one commit
 of the Datastore client, through Beam's public DoFn API: nothing of Beam's
 sink's internals is replaced.
+
+A named database (Firestore in Datastore mode) is written the same way in
+production too: Beam's Python sinks have no database id (apache/beam#31988),
+so there the commits are the client's, in batches of the real service's size.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from beam_jobs import target as target_lib
 # Datastore's 500 mutations: an entity counts at least this much.
 EMULATOR_MAX_BATCH_BYTES = 2_500_000
 MIN_ENTITY_WEIGHT = EMULATOR_MAX_BATCH_BYTES // 500
+# The real service takes commits of up to 10 MiB: Beam's sink stays under 9 MB.
+SERVICE_MAX_BATCH_BYTES = 9_000_000
 _RETRIED = (api_exceptions.Aborted, api_exceptions.ServiceUnavailable,
             api_exceptions.DeadlineExceeded, api_exceptions.InternalServerError)
 ATTEMPTS = 5
@@ -52,18 +58,32 @@ class PutInBatchesFn(beam.DoFn):
     def setup(self):
         self._client = target_lib.client(self._target)
 
+    def display_data(self):
+        return {'project': self._target.project,
+                'database': target_lib.database_name(self._target.database)}
+
     def start_bundle(self):
         self._batch, self._deletes, self._bytes = [], [], 0
 
     def process(self, entity):
         if not isinstance(entity, datastore.Entity):
             entity = entity.to_client_entity()     # a Beam entity
+        if entity.key.database != self._target.database:
+            entity.key = self._in_database(entity.key)
         self._add(entity, max(MIN_ENTITY_WEIGHT, _encoded_size(entity)))
 
     def delete(self, key) -> None:
         if not isinstance(key, datastore.Key):
             key = key.to_client_key()               # a Beam key
+        if key.database != self._target.database:
+            key = self._in_database(key)
         self._add(key, MIN_ENTITY_WEIGHT)
+
+    def _in_database(self, key: datastore.Key) -> datastore.Key:
+        # Beam's entities and ndb's keys know no database: the run's is the
+        # one every write goes to (the client refuses a key of another).
+        return datastore.Key(*key.flat_path, project=key.project,
+                             namespace=key.namespace, database=self._target.database)
 
     def _add(self, item, size: int) -> None:
         if (self._batch or self._deletes) and self._bytes + size > self._max_bytes:
@@ -90,6 +110,16 @@ class PutInBatchesFn(beam.DoFn):
                 if attempt == ATTEMPTS - 1:
                     raise
                 time.sleep(0.2 * 2 ** attempt)
+
+
+def _by_client(target: target_lib.Target) -> bool:
+    """Whether the client's commits write (the emulator; a named database),
+    rather than Beam's sinks."""
+    return target_lib.is_emulator() or bool(target.database)
+
+
+def _batch_bytes() -> int:
+    return EMULATOR_MAX_BATCH_BYTES if target_lib.is_emulator() else SERVICE_MAX_BATCH_BYTES
 
 
 def write_entities(project: str) -> beam.PTransform:
@@ -120,17 +150,20 @@ class _ApplyToEmulatorFn(PutInBatchesFn):
 
 
 class ApplyWrites(beam.PTransform):
-    """A job's writes (`(op, kind, entity or key)`) → the Datastore: Beam's
-    sinks in production, bounded commits of the client on the emulator."""
+    """A job's writes (`(op, kind, entity or key)`) → the Datastore of
+    `target` (its project and database; each write goes to its own key's
+    namespace): Beam's sinks in production, bounded commits of the client
+    on the emulator and for a named database."""
 
-    def __init__(self, project: str):
+    def __init__(self, target: target_lib.Target):
         super().__init__()
-        self._project = project
+        self._target = target
+        self._project = target.project
 
     def expand(self, writes):
-        if target_lib.is_emulator():
-            return writes | 'Apply' >> beam.ParDo(
-                _ApplyToEmulatorFn(target_lib.Target(self._project))).with_output_types(None)
+        if _by_client(self._target):
+            return writes | 'Apply' >> beam.ParDo(_ApplyToEmulatorFn(
+                self._target, _batch_bytes())).with_output_types(None)
         puts = writes | 'Puts' >> beam.FlatMap(
             lambda write: [write[2]] if write[0] == 'put' else [])
         deletes = writes | 'Deletes' >> beam.FlatMap(

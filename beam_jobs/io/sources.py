@@ -22,6 +22,7 @@ from beam_jobs.export import metadata
 from beam_jobs.export import reader
 from beam_jobs.io import before_images
 from beam_jobs.io import datastore_read
+from beam_jobs.io import namespaces as namespaces_lib
 
 Models = Sequence[Type[ndb.Model]]
 
@@ -42,16 +43,28 @@ class DatastoreSource:
     def entity_total(self, models: Models, namespace: Optional[str]) -> Optional[int]:
         return None
 
+    def namespaces(self, requested: Sequence[str], target: target_lib.Target) -> tuple:
+        """The namespaces `--namespaces` names (or all), each checked to hold
+        entities (namespaces.resolve)."""
+        return namespaces_lib.resolve(requested, namespaces_lib.listed(target),
+                                      f'the Datastore of {target.describe()}')
+
     def read(self, models: Models, target: target_lib.Target,
-             shard_count: int) -> beam.PTransform:
-        return datastore_read.ReadKinds(_kinds(models), target, shard_count)
+             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
+        return datastore_read.ReadKinds(_kinds(models), target, shard_count,
+                                        namespaces=namespaces)
 
     def describe(self, target: target_lib.Target) -> dict:
-        return {'type': 'datastore', 'project': target.project,
-                'namespace': target.namespace}
+        described = {'type': 'datastore', 'project': target.project,
+                     'namespace': target.namespace}
+        if target.database:
+            described['database'] = target.database
+        return described
 
-    def totals(self, models: Models,
-               target: target_lib.Target) -> dict[str, Optional[int]]:
+    def totals(self, models: Models, target: target_lib.Target,
+               namespaces: Optional[Sequence[str]] = None) -> dict[str, Optional[int]]:
+        if namespaces:   # statistics are per namespace: not summed here
+            return {kind: None for kind in _kinds(models)}
         return {kind: datastore_read.estimated_count(target, kind)
                 for kind in _kinds(models)}
 
@@ -95,11 +108,28 @@ class ExportSource:
             total += count
         return total
 
+    def namespaces(self, requested: Sequence[str], target: target_lib.Target) -> tuple:
+        """The namespaces `--namespaces` names (or all), each checked to be
+        in the export; `all` of an export of every namespace reads it whole."""
+        if self.after:
+            raise ValueError('--namespaces reads a Datastore or an export, not a '
+                             'rehearsal\'s after state: rehearse one namespace at a time.')
+        present = self.info.namespaces
+        if present is None:     # every namespace was exported: not listed
+            if list(requested) == [namespaces_lib.ALL]:
+                return (namespaces_lib.ALL,)
+            return tuple(requested)
+        return namespaces_lib.resolve(requested, present,
+                                      f'the export {self.info.metadata_path}')
+
     def read(self, models: Models, target: target_lib.Target,
-             shard_count: int) -> beam.PTransform:
+             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
         # Splits follow the files and their 32 KiB blocks, not shard_count.
+        namespace = target.namespace
+        if namespaces is not None:
+            namespace = None if namespaces_lib.ALL in namespaces else tuple(namespaces)
         return reader.ReadExport(self.path, list(models), project=target.project,
-                                 namespace=target.namespace)
+                                 namespace=namespace)
 
     def describe(self, target: target_lib.Target) -> dict:
         counts = {}
@@ -116,12 +146,20 @@ class ExportSource:
                              writes=self.after.writes, export=self.info.metadata_path)
         return described
 
-    def totals(self, models: Models,
-               target: target_lib.Target) -> dict[str, Optional[int]]:
+    def totals(self, models: Models, target: target_lib.Target,
+               namespaces: Optional[Sequence[str]] = None) -> dict[str, Optional[int]]:
         if self.after:   # how many puts were new entities is not known
             return {kind: None for kind in _kinds(models)}
-        return {kind: self.info.entity_count(kind, target.namespace)
-                for kind in _kinds(models)}
+        if not namespaces:
+            return {kind: self.info.entity_count(kind, target.namespace)
+                    for kind in _kinds(models)}
+        if namespaces_lib.ALL in namespaces:
+            return {kind: None for kind in _kinds(models)}
+        totals = {}
+        for kind in _kinds(models):
+            counts = [self.info.entity_count(kind, space) for space in namespaces]
+            totals[kind] = None if None in counts else sum(counts)
+        return totals
 
     def reads_text(self, kinds: str, where: str) -> str:
         what = 'the after state' if self.after else 'the export'
@@ -140,8 +178,8 @@ class UnfinishedSource(DatastoreSource):
         self.backup = backup
 
     def read(self, models: Models, target: target_lib.Target,
-             shard_count: int) -> beam.PTransform:
-        return _SkipWritten(super().read(models, target, shard_count),
+             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
+        return _SkipWritten(super().read(models, target, shard_count, namespaces),
                             self.backup, target)
 
     def describe(self, target: target_lib.Target) -> dict:
@@ -174,7 +212,7 @@ class FailedKeysSource(DatastoreSource):
         self.keys = list(keys)
 
     def read(self, models: Models, target: target_lib.Target,
-             shard_count: int) -> beam.PTransform:
+             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
         return datastore_read.LookUpKeys(self.keys, target)
 
     def entity_total(self, models: Models, namespace: Optional[str]) -> int:
@@ -184,8 +222,8 @@ class FailedKeysSource(DatastoreSource):
         return {**super().describe(target), 'retry_of': self.retry_of,
                 'retry': 'failed keys', 'keys': len(self.keys)}
 
-    def totals(self, models: Models,
-               target: target_lib.Target) -> dict[str, Optional[int]]:
+    def totals(self, models: Models, target: target_lib.Target,
+               namespaces: Optional[Sequence[str]] = None) -> dict[str, Optional[int]]:
         counts = {kind: 0 for kind in _kinds(models)}
         for _, flat in self.keys:
             counts[flat[-2]] = counts.get(flat[-2], 0) + 1
@@ -210,9 +248,19 @@ def text(described: dict) -> str:
                            sorted((described.get('entities') or {}).items()))
         taken = described.get('timestamp') or '?'
         return (f'export {described.get("path")} (taken {taken}'
-                f'{"; " + counts if counts else ""})')
+                f'{"; " + counts if counts else ""}){_namespaces_text(described)}')
     namespace = described.get('namespace')
     retry = (f' ({described["retry"]} of run {described["retry_of"]})'
              if described.get('retry_of') else '')
+    database = described.get('database')
     return (f'Datastore of project {described.get("project")}'
-            f'{", namespace " + namespace if namespace else ""}{retry}')
+            f'{", database " + database if database else ""}'
+            f'{", namespace " + namespace if namespace else ""}'
+            f'{_namespaces_text(described)}{retry}')
+
+
+def _namespaces_text(described: dict) -> str:
+    spaces = described.get('namespaces')
+    if not spaces:
+        return ''
+    return ', namespaces ' + ', '.join(namespaces_lib.name(n) for n in spaces)

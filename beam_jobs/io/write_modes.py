@@ -62,7 +62,7 @@ class WriteMode:
         if self.name == APPLY and self.backup:
             return _BackUpThenApply(self.backup, target)
         if self.name == APPLY:
-            return datastore_write.ApplyWrites(target.project)
+            return datastore_write.ApplyWrites(target)
         if self.name == AFTER_STATE:
             return after_state_lib.WriteAfterState(self.after_state)
         return None
@@ -100,7 +100,7 @@ class _BackUpThenApply(beam.PTransform):
         return (writes
                 | 'Keep before-images' >> before_images.KeepBeforeImages(
                     self._backup, self._target)
-                | 'Apply writes' >> datastore_write.ApplyWrites(self._target.project))
+                | 'Apply writes' >> datastore_write.ApplyWrites(self._target))
 
 
 def decide(*, reads_export: bool, dry_run: bool,

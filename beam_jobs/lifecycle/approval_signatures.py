@@ -94,7 +94,8 @@ def _read_allowed(path: str) -> str:
 
 
 def statement(record: RehearsalRecord, user: str, *, project: Optional[str],
-              namespace: Optional[str], requested_by: Optional[str] = None) -> str:
+              namespace: Optional[str], requested_by: Optional[str] = None,
+              database: Optional[str] = None) -> str:
     """The canonical text an approver signs: sorted JSON, one field a line."""
     fields = {
         'statement': 'beam-jobs approve', 'rehearsal_id': record.rehearsal_id,
@@ -102,7 +103,8 @@ def statement(record: RehearsalRecord, user: str, *, project: Optional[str],
         'fingerprint': record.fingerprint, 'params': record.params,
         'export_timestamp': (record.export or {}).get('timestamp'),
         'rehearsed_by': record.rehearsed_by, 'requested_by': requested_by,
-        'target': {'project': project, 'namespace': namespace or '', 'database': ''},
+        'target': {'project': project, 'namespace': namespace or '',
+                   'database': database or ''},
         'user': user, 'at_msec': now_msec()}
     return json.dumps(fields, sort_keys=True, indent=1) + '\n'
 
@@ -189,6 +191,10 @@ def covers(record: RehearsalRecord, approval: dict, project: Optional[str],
     if target.get('namespace', '') != (namespace or ''):
         return (f'{principal} approved it for namespace {target.get("namespace")!r}, '
                 f'not {namespace or ""!r}')
+    if (target.get('database') or '') != (approval.get('database') or ''):
+        return (f'the approval by {principal} says database '
+                f'{approval.get("database") or "(default)"} but was signed for '
+                f'{target.get("database") or "(default)"}')
     return None
 
 
@@ -203,5 +209,6 @@ def badge(record: RehearsalRecord, approval: dict) -> dict:
     except signing.SignatureError as error:
         return {'state': 'invalid', 'text': f'does not verify: {error}'}
     target = signed.get('target') or {}
+    database = f' (database {target["database"]})' if target.get('database') else ''
     return {'state': 'verified', 'text': f'signed by {principal} for '
-            f'{target.get("project")}/{target.get("namespace") or "(default)"}'}
+            f'{target.get("project")}/{target.get("namespace") or "(default)"}{database}'}

@@ -50,7 +50,8 @@ def build_pipeline(plan: RunPlan, run_id: str, records: target_lib.Target,
     else:
         steps = RunJob(plan.job, plan.params, plan.shard_count, data.project,
                        data.namespace, with_order=True, source=plan.source,
-                       write_mode=write_mode, queued_msec=queued_msec)
+                       write_mode=write_mode, queued_msec=queued_msec,
+                       namespaces=plan.namespaces, database=data.database)
     _ = pipeline | steps | 'Store output' >> StoreOutput(run_id, records)
     return pipeline
 
@@ -74,7 +75,7 @@ class Backend:
                 run_id, runs.QUEUED, shard_count=plan.shard_count,
                 params=plan.params, runner=plan.runner, queue_name=queue_name,
                 log_file=str(run_logs.log_path(run_id)),
-                source=plan.source.describe(plan.data_target(store.target)),
+                source=plan.source_record(store.target),
                 gate=plan.gate, backup=plan.backup_of(run_id),
                 retry_of=plan.retry_of, revert_of=plan.revert_of,
                 estimate=plan.estimate, budget=plan.budget)

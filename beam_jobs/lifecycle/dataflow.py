@@ -262,7 +262,8 @@ class DataflowBackend(backend_lib.Backend):
                stop_requested: list) -> runs.RunRecord:
         # Submitted and left running: followers of the record take it from
         # here, measuring its progress against what the source says it holds.
-        totals = plan.source.totals(plan.models, plan.data_target(store.target))
+        totals = plan.source.totals(plan.models, plan.data_target(store.target),
+                                    plan.namespaces)
         return submit(pipeline, plan.pipeline_options, store, run_id, totals)
 
     def follow(self, store: runs.RunStore, record: runs.RunRecord) -> runs.RunRecord:

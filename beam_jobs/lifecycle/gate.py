@@ -136,10 +136,15 @@ def _standing(record: RehearsalRecord, names: Optional[list[str]]) -> list[dict]
 
 
 def _why_uncounted(record: RehearsalRecord, approval: dict, project: Optional[str],
-                   namespace: Optional[str]) -> Optional[str]:
+                   namespace: Optional[str], database: Optional[str] = None) -> Optional[str]:
     """None when a standing approval counts for a run against this target:
-    always in unsigned mode; in signed mode, when its signature covers this
-    target, or it was made in the console where console_approvals = true."""
+    one for the run's database (an approval made before databases were
+    named is for `(default)`), then always in unsigned mode; in signed mode,
+    when its signature covers this target, or it was made in the console
+    where console_approvals = true."""
+    if (approval.get('database') or '') != (database or ''):
+        return (f'{approval["user"]} approved it for database '
+                f'{approval.get("database") or "(default)"}, not {database or "(default)"}')
     if not signatures.signed_mode():
         return None
     if approval.get('via') == 'console':
@@ -150,11 +155,12 @@ def _why_uncounted(record: RehearsalRecord, approval: dict, project: Optional[st
 
 
 def _counting(record: RehearsalRecord, names: Optional[list[str]],
-              project: Optional[str], namespace: Optional[str]) -> tuple[list, list]:
+              project: Optional[str], namespace: Optional[str],
+              database: Optional[str] = None) -> tuple[list, list]:
     """The standing approvals that count for this run, and why the others do not."""
     counting, why = [], []
     for approval in _standing(record, names):
-        reason = _why_uncounted(record, approval, project, namespace)
+        reason = _why_uncounted(record, approval, project, namespace, database)
         if reason is None:
             counting.append(approval)
         else:
@@ -164,7 +170,7 @@ def _counting(record: RehearsalRecord, names: Optional[list[str]],
 
 def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float,
              names: Optional[list[str]] = None, project: Optional[str] = None,
-             namespace: Optional[str] = None) -> list[str]:
+             namespace: Optional[str] = None, database: Optional[str] = None) -> list[str]:
     if not record.fingerprint:
         return ['it was rehearsed before beam-jobs kept fingerprints']
     why = code_version.differences(record.fingerprint, fingerprint)
@@ -176,7 +182,7 @@ def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float,
                    f'rehearsal_max_age_days = {oldest:g}')
     if why:
         return why
-    counting, not_counting = _counting(record, names, project, namespace)
+    counting, not_counting = _counting(record, names, project, namespace, database)
     return [] if counting else not_counting
 
 
@@ -185,7 +191,8 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
           audit: Callable[[], audit_lib.AuditStore], runner: Optional[str] = None,
           project: Optional[str] = None, namespace: Optional[str] = None,
           revert: Optional[Revert] = None, no_backup: bool = False,
-          runs_of: Optional[Callable[[str], list]] = None) -> dict:
+          runs_of: Optional[Callable[[str], list]] = None,
+          database: Optional[str] = None) -> dict:
     """What the run record keeps about the gate; raises GateError to refuse.
 
     `changes_datastore` is the plan's write mode's answer: only a run whose
@@ -197,6 +204,8 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
     name = job_class_lib.job_name(job)
     facts = {'user': identity.machine_user(), 'machine': identity.machine(),
              'runner': runner, 'project': project, 'sign': signatures.sign_decision}
+    if database:
+        facts['database'] = database
     if revert is not None:
         if not revert.reason:
             raise GateError(f'A revert of a production run is audited with why: '
@@ -219,7 +228,7 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
         audit().append(name, audit_lib.SKIPPED, reason=f'skipped by {skip.user}: '
                        f'{skip.reason}', **facts)
         return {'gate': 'skipped', 'skipped_by': skip.user, 'reason': skip.reason}
-    verdict = evaluate(job, params, rehearsals(), runs_of, project, namespace)
+    verdict = evaluate(job, params, rehearsals(), runs_of, project, namespace, database)
     if verdict.may_run:
         audit().append(name, audit_lib.APPROVED, rehearsal_id=verdict.rehearsal_id,
                        approved_by=verdict.approved_by, **facts)
@@ -263,7 +272,7 @@ def approved_at(record: RehearsalRecord) -> Optional[int]:
 
 
 def counts_as_run(record, job_name: str, since_msec: int, project: Optional[str],
-                  namespace: Optional[str]) -> bool:
+                  namespace: Optional[str], database: Optional[str] = None) -> bool:
     """Whether a run record is a production run of the job since
     `since_msec`: completed, wrote (not a dry run, not a revert, not over an
     export), against this target."""
@@ -274,18 +283,19 @@ def counts_as_run(record, job_name: str, since_msec: int, project: Optional[str]
             and source.get('type') != 'export'
             and (project is None or where == project)
             and (source.get('namespace') or None) == (namespace or None)
+            and (source.get('database') or None) == (database or None)
             and (record.finished_msec or 0) >= since_msec)
 
 
 def _has_run(job_name: str, runs: list, since_msec: int, project: Optional[str],
-             namespace: Optional[str]) -> bool:
-    return any(counts_as_run(record, job_name, since_msec, project, namespace)
+             namespace: Optional[str], database: Optional[str] = None) -> bool:
+    return any(counts_as_run(record, job_name, since_msec, project, namespace, database)
                for record in runs)
 
 
 def _waits_for(record: RehearsalRecord, rehearsals: RehearsalStore,
                runs_of: Optional[Callable[[str], list]], project: Optional[str],
-               namespace: Optional[str]) -> list[str]:
+               namespace: Optional[str], database: Optional[str] = None) -> list[str]:
     """The jobs this rehearsal follows that have not run in production since
     their approval, each as a phrase naming why."""
     if runs_of is None:
@@ -307,7 +317,7 @@ def _waits_for(record: RehearsalRecord, rehearsals: RehearsalStore,
                            'has not run)')
             continue
         since = approved_at(followed) or followed.created_msec
-        if not _has_run(job_name, runs_of(job_name), since, project, namespace):
+        if not _has_run(job_name, runs_of(job_name), since, project, namespace, database):
             where = f' against {project}' if project else ''
             waiting.append(f'{job_name} (no completed run{where} since its approval '
                            f'of {_date(since)})')
@@ -321,9 +331,11 @@ def _date(msec: int) -> str:
 
 def evaluate(job: type, params: dict, rehearsals: RehearsalStore,
              runs_of: Optional[Callable[[str], list]] = None,
-             project: Optional[str] = None, namespace: Optional[str] = None) -> Verdict:
+             project: Optional[str] = None, namespace: Optional[str] = None,
+             database: Optional[str] = None) -> Verdict:
     """What the gate decides now for a production run of `job` with
-    `params` against `project` (and `namespace`), without recording it.
+    `params` against `project` (and `namespace`, `database`), without
+    recording it.
 
     `runs_of(job_name)` lists run records (newest first) where production
     runs are recorded, so that a job that follows others waits for them."""
@@ -338,12 +350,12 @@ def evaluate(job: type, params: dict, rehearsals: RehearsalStore,
            f'{" by one of " + ", ".join(names) if names else ""}), or override with '
            '--skip-rehearsal --user NAME --reason TEXT')
     for record in approved:
-        if _why_not(record, fingerprint, oldest, names, project, namespace):
+        if _why_not(record, fingerprint, oldest, names, project, namespace, database):
             continue
         users = [approval['user'] for approval in
-                 _counting(record, names, project, namespace)[0]]
+                 _counting(record, names, project, namespace, database)[0]]
         expires = _expires_msec(record, oldest)
-        waiting = _waits_for(record, rehearsals, runs_of, project, namespace)
+        waiting = _waits_for(record, rehearsals, runs_of, project, namespace, database)
         if waiting:
             first = waiting[0].split(' ', 1)[0]
             return Verdict(
@@ -359,7 +371,7 @@ def evaluate(job: type, params: dict, rehearsals: RehearsalStore,
                        f'beam-jobs run {name} (before the approval expires)')
     if approved:
         newest = approved[0]
-        why = _why_not(newest, fingerprint, oldest, names, project, namespace)
+        why = _why_not(newest, fingerprint, oldest, names, project, namespace, database)
         return Verdict(name, False, f'{name} may not run in production: its newest '
                        f'approved rehearsal, {newest.rehearsal_id}, does not cover this '
                        f'run ({"; ".join(why)}). To go on, {how}.', 'not covered',

@@ -137,7 +137,7 @@ def _progress(plan: RunPlan, store: runs.RunStore, run_id: str,
     shared = None
     if direct.direct_running_mode == 'multi_processing':
         shared = run_logs.logs_dir() / f'{run_id}.progress'
-    totals = plan.source.totals(plan.models, store.target)
+    totals = plan.source.totals(plan.models, store.target, plan.namespaces)
     return progress.Reporter(totals, [
         lambda report: store.set_progress(run_id, report), *listeners], interval,
         shared_folder=shared)

@@ -68,6 +68,11 @@ class RunPlan:
     # 'rates'}); empty for local runs.
     estimate: dict = dataclasses.field(default_factory=dict)
     budget: dict = dataclasses.field(default_factory=dict)
+    # `--namespaces`: every namespace the run reads ('' the default one;
+    # io/namespaces.py), None for a run over one (`namespace`); and the
+    # database (None: the project's default one).
+    namespaces: Optional[tuple] = None
+    database: Optional[str] = None
 
     @property
     def job_name(self) -> str:
@@ -99,8 +104,21 @@ class RunPlan:
         (its records may live elsewhere: the team's shared records); a local
         run's, where its records are."""
         if self.is_dataflow:
-            return target_lib.Target.from_environment(self.flag_project, self.namespace)
-        return records
+            data = target_lib.Target.from_environment(
+                self.flag_project, self.namespace, self.database)
+        else:
+            data = dataclasses.replace(records, database=self.database)
+        # A run over several namespaces has none of its own: each entity
+        # keeps its own, and a model the job makes goes to the default one.
+        return dataclasses.replace(data, namespace=None) if self.namespaces else data
+
+    def source_record(self, records: target_lib.Target) -> dict:
+        """Where the run reads, as its record keeps it (io/sources.py), with
+        the namespaces of a `--namespaces` run."""
+        described = self.source.describe(self.data_target(records))
+        if self.namespaces:
+            described['namespaces'] = list(self.namespaces)
+        return described
 
     def backup_of(self, run_id: str) -> dict:
         """What the record of run `run_id` says of its before-images when
@@ -148,7 +166,8 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
              command: str = 'beam-jobs run', *,
              backup_location: Optional[str] = None, no_backup: bool = False,
              retry_of: Optional[runs.RunRecord] = None,
-             max_cost_usd: Optional[Any] = None, flexrs: bool = False) -> RunPlan:
+             max_cost_usd: Optional[Any] = None, flexrs: bool = False,
+             namespaces: Optional[Sequence[str]] = None) -> RunPlan:
     """Check a run before it exists, and decide what it reads and writes.
 
     `own_flags` are the surface's own flags, offered first when a mistyped
@@ -157,8 +176,13 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
     (default: backup_root) unless `no_backup`; `retry_of` (a run's record)
     makes this run finish that one (retry_source). A Dataflow run gets its
     guardrails (a worker cap, a budget: `max_cost_usd` or the setting,
-    FlexRS with `flexrs`) and an estimate (estimate_for).
+    FlexRS with `flexrs`) and an estimate (estimate_for). `namespaces`
+    (parsed `--namespaces`) reads each of them (or all) in the one run.
     """
+    if namespaces and namespace:
+        raise ValueError('--namespaces reads several namespaces and --namespace one: '
+                         'pass one of them.')
+    database = target_lib.run_database()
     models = job_class_lib.validate(job)
     params = dict(params or {})
     export = export or params.pop(EXPORT_PARAM, None)
@@ -180,8 +204,12 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         source = retry_source(retry_of, job, params)
     else:
         source = sources.for_run(export)
-    source.check(models, namespace)
-    total = source.entity_total(models, namespace)
+    if namespaces or (retry_of is not None and retry_of.source.get('namespaces')):
+        namespaces = _namespaces_read(source, namespaces or retry_of.source['namespaces'],
+                                      pipeline_options, namespace, database)
+    else:
+        source.check(models, namespace)
+    total = None if namespaces else source.entity_total(models, namespace)
     if total is not None and source.reads_export:
         options_lib.use_processes_for_export(pipeline_options, pipeline_args, total)
     write_mode = write_modes.decide(
@@ -200,13 +228,30 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         audit=lambda: audit_lib.AuditStore(signoff_target(namespace)),
         runner=options_lib.runner_name(pipeline_options),
         project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace,
-        no_backup=no_backup, runs_of=production_runs(pipeline_options, namespace))
+        no_backup=no_backup, runs_of=production_runs(pipeline_options, namespace),
+        database=database)
     estimate = (estimate_for(job, models, source, pipeline_options, namespace).as_record()
                 if options_lib.is_dataflow(pipeline_options) else {})
     return RunPlan(job, tuple(models), params, shard_count, pipeline_options,
                    source, write_mode, namespace, gate,
                    retry_of=retry_of.run_id if retry_of is not None else None,
-                   estimate=estimate, budget=budget)
+                   estimate=estimate, budget=budget,
+                   namespaces=tuple(namespaces) if namespaces else None, database=database)
+
+
+def _namespaces_read(source, requested: Sequence[str], pipeline_options: PipelineOptions,
+                     records_namespace: Optional[str], database: Optional[str]) -> tuple:
+    """The namespaces a `--namespaces` run reads, checked against those its
+    source holds (the Datastore's `__namespace__`, or the export's)."""
+    if source.reads_export:
+        where = target_lib.Target('-', None, database=database)
+    elif options_lib.is_dataflow(pipeline_options):
+        where = target_lib.Target.from_environment(
+            pipeline_options.view_as(GoogleCloudOptions).project, None, database)
+    else:
+        where = dataclasses.replace(local_records_target(records_namespace),
+                                    namespace=None, database=database)
+    return source.namespaces(requested, where)
 
 
 def run_namespace(namespace: Optional[str] = None) -> Optional[str]:

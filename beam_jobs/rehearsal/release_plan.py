@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
+from beam_jobs import target as target_lib
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import requests as request_records
@@ -89,7 +90,8 @@ def build(target: Target, find_job: Callable[[str], type],
                 reasons=['its code is not in the registry'],
                 next_step='run the plan where the job\'s code is')
         else:
-            verdict = gate_lib.evaluate(job, params, rehearsals, runs_of, project, namespace)
+            verdict = gate_lib.evaluate(job, params, rehearsals, runs_of, project, namespace,
+                                         target_lib.run_database())
         planned.append(PlannedJob(order, name, follows.get(name, []), verdict,
                                   request.request_id if request else None,
                                   _ran(name, verdict, rehearsals, runs_of, project, namespace)))

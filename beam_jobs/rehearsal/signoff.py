@@ -32,7 +32,7 @@ from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import requests as request_records
 from beam_jobs.records.store import now_msec
 from beam_jobs.rehearsal import expect as expect_lib
-from beam_jobs.target import Target
+from beam_jobs.target import Target, run_database
 
 
 class NotAnApproverError(ValueError):
@@ -100,16 +100,22 @@ def _check_two_people(record: rehearsal_records.RehearsalRecord, user: str,
 
 def approve(target: Target, rehearsal_id: str, user: str, note: Optional[str] = None, *,
             project: Optional[str] = None, namespace: Optional[str] = None,
-            via: str = 'cli') -> rehearsal_records.RehearsalRecord:
+            via: str = 'cli', database: Optional[str] = None,
+            ) -> rehearsal_records.RehearsalRecord:
     """Approve a passed rehearsal for runs against `project` and `namespace`
-    (signed in signed mode: `via` 'cli'; or 'console' where that is allowed)."""
+    in `database` (default: the command's, target.run_database; the approval
+    names it, and passes no run against another), signed in signed mode
+    (`via` 'cli'; or 'console' where that is allowed)."""
+    database = database or run_database() or ''
+
     names = check_approver(user, 'approve rehearsals')
     store = rehearsal_records.RehearsalStore(target)
     found = store.get(rehearsal_id)
     requested_by = (request_records.RequestStore(target).get(found.request_id).requested_by
                     if found.request_id else None)
     _check_two_people(found, user, requested_by)
-    facts: dict[str, Any] = {'approvers': names, 'machine': identity.machine(), 'via': via}
+    facts: dict[str, Any] = {'approvers': names, 'machine': identity.machine(), 'via': via,
+                             'database': database}
     if signatures.signed_mode():
         if via == 'console' and not signatures.console_approvals():
             raise NotAnApproverError(
@@ -122,12 +128,13 @@ def approve(target: Target, rehearsal_id: str, user: str, note: Optional[str] = 
                     'Name the project the job may run against: --project PROJECT '
                     '(the approval is signed for it alone).')
             text = signatures.statement(found, user, project=project, namespace=namespace,
-                                        requested_by=requested_by)
+                                        requested_by=requested_by, database=database)
             # Signed before anything is written: a key that cannot sign leaves no record.
             signature = signatures.sign(text)
             signatures.check_own(text, signature, user)
             facts.update(statement=text, signature=signature,
-                         target={'project': project, 'namespace': namespace or ''})
+                         target={'project': project, 'namespace': namespace or '',
+                                 'database': database})
     record = store.approve(rehearsal_id, user, note, **facts)
     if record.request_id:
         def approve_request(found: request_records.RequestRecord) -> None:
