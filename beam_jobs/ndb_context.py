@@ -149,6 +149,7 @@ class NdbContext:
                 credentials = _default_or_anonymous_credentials()
             self._client = ndb.Client(project=self._target.project,
                                       namespace=self._target.namespace,
+                                      database=self._target.database,
                                       credentials=credentials)
         return self._client
 

@@ -123,9 +123,7 @@ def _check_keeps_databases(host: str, target: Target) -> None:
     queries (`__kind__`), which the Datastore emulator serves."""
     keeps = _KEEPS_DATABASES.get(host)
     if keeps is None:
-        probe = datastore.Client(project=target.project,
-                                 credentials=auth_credentials.AnonymousCredentials())
-        datastore_client.use_uncapped_channel(probe, host)
+        probe = client(Target(target.project, emulator_host=target.emulator_host))
         query = probe.query(kind='__kind__')
         query.keys_only()
         try:

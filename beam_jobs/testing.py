@@ -18,6 +18,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from google.cloud import ndb
 
 from beam_jobs import emulator as emulator_lib
+from beam_jobs import emulator_process
 from beam_jobs import ndb_context as ndb_context_lib
 from beam_jobs import options
 from beam_jobs import target as target_lib
@@ -65,6 +66,30 @@ def datastore_emulator(tmp_path_factory) -> Iterator[emulator_lib.Emulator]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope='session')
+def firestore_emulator() -> Iterator[emulator_lib.Emulator]:
+    """The Firestore emulator in Datastore mode, for the session, started by
+    the first test that asks: the local emulator that keeps named databases
+    apart (the Datastore emulator ignores database ids in queries). Tests
+    point DATASTORE_EMULATOR_HOST at it themselves (`firestore_target`)."""
+    running = emulator_process.start_firestore(project=TEST_PROJECT)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def firestore_target(firestore_emulator, datastore_emulator, monkeypatch) -> target_lib.Target:
+    """A database of the Firestore emulator that belongs to this test alone,
+    with this process pointed at that emulator and database."""
+    database = f'db-{uuid.uuid4().hex[:10]}'
+    monkeypatch.setenv(emulator_lib.EMULATOR_HOST_ENV, firestore_emulator.host)
+    monkeypatch.setenv(target_lib.DATABASE_ENV, database)
+    monkeypatch.delenv(target_lib.NAMESPACE_ENV, raising=False)
+    return target_lib.Target(firestore_emulator.project, None, database=database)
 
 
 @pytest.fixture

@@ -95,3 +95,21 @@ def test_an_export_of_two_namespaces_is_read_in_one_run(datastore_target, capsys
     assert f'read NoteModel 7 (namespace {spaces[0]} 3, namespace {spaces[1]} 4)' in summary
     record = runs.RunStore(datastore_target).recent(1)[0]
     assert json.dumps(record.source['namespaces']) == json.dumps(spaces)
+
+
+def test_the_console_starts_a_run_over_several_namespaces(datastore_target):
+    from beam_jobs.console import launch
+    from tests import fixture_registry
+    spaces = _three_namespaces(datastore_target)
+    request = launch.check({'job': 'TopicCountJob', 'namespaces': ','.join(spaces[:2])},
+                           fixture_registry.REGISTRY, datastore_target.namespace)
+    assert request.plan.namespaces == tuple(spaces[:2])
+    argv = launch.command(request, 'RUN-1', 'tests.fixture_registry',
+                          datastore_target.namespace)
+    # The record stays in the console's namespace; the run reads the two.
+    assert argv[3] == f'--records-namespace={datastore_target.namespace}'
+    assert f'--namespaces={",".join(spaces[:2])}' in argv
+    assert not any(arg.startswith('--namespace=') for arg in argv)
+    with pytest.raises(launch.BadStartRequest, match='No namespace nowhere'):
+        launch.check({'job': 'TopicCountJob', 'namespaces': 'nowhere'},
+                     fixture_registry.REGISTRY, datastore_target.namespace)

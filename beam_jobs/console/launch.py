@@ -29,12 +29,14 @@ from typing import Any, Callable, Mapping, Optional
 from beam_jobs import emulator
 from beam_jobs import failures
 from beam_jobs import registry as registry_lib
+from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import planning
 from beam_jobs.lifecycle import run_logs
 from beam_jobs.records import runs
 
-FIELDS = ('job', 'params', 'shard_count', 'dry_run', 'export', 'retry_failed')
+FIELDS = ('job', 'params', 'shard_count', 'dry_run', 'export', 'retry_failed',
+          'namespaces')
 # Not imported: the console starts it as a module of its own process.
 RUN_MODULE = 'beam_jobs.cli.detached_run'
 
@@ -54,6 +56,7 @@ class StartRequest:
     export: Optional[str]
     plan: planning.RunPlan
     retry_failed: Optional[str] = None
+    namespaces: Optional[str] = None
 
     @property
     def job_name(self) -> str:
@@ -108,15 +111,22 @@ def check(body: Any, registry: registry_lib.JobRegistry,
     retry_failed = body.get('retry_failed') or None
     if retry_failed is not None and (not isinstance(retry_failed, str) or record_of is None):
         raise BadStartRequest('"retry_failed" must be the id of the run to finish.')
+    spaces = body.get('namespaces') or None
+    if spaces is not None and not isinstance(spaces, str):
+        raise BadStartRequest('"namespaces" must be text: "a,b,c" or "all".')
     plan_params = {**params, **({'dry_run': True} if dry_run else {})}
     try:
         retry_of = record_of(retry_failed) if retry_failed else None
+        # The console's namespace holds its records; the run reads those named.
         plan = planning.plan_run(job, plan_params, shard_count, [], export=export,
-                                 namespace=namespace, retry_of=retry_of)
+                                 namespace=None if spaces else namespace,
+                                 retry_of=retry_of,
+                                 namespaces=namespaces_lib.parse(spaces))
     except (ValueError, TypeError, LookupError, failures.ClearError,
             planning.NothingLeftError) as error:
         raise BadStartRequest(str(error)) from None
-    return StartRequest(job, params, shard_count, dry_run, export, plan, retry_failed)
+    return StartRequest(job, params, shard_count, dry_run, export, plan, retry_failed,
+                        spaces)
 
 
 def _check_export(path: Any) -> str:
@@ -150,9 +160,12 @@ def command(request: StartRequest, run_id: str,
     a flag of its own, and params as JSON, so each arrives with its type.
     """
     argv = [sys.executable, '-m', RUN_MODULE]
+    if namespace and request.namespaces:
+        # The record stays in the console's namespace; the run reads those named.
+        argv.append(f'--records-namespace={namespace}')
     if registry_module:
         argv.append(f'--registry={registry_module}')
-    if namespace:
+    if namespace and not request.namespaces:
         argv.append(f'--namespace={namespace}')
     argv += ['run', request.job_name, f'--run-id={run_id}']
     argv += [f'--param={key}={json.dumps(value)}'
@@ -163,6 +176,8 @@ def command(request: StartRequest, run_id: str,
         argv.append('--dry-run')
     if request.export:
         argv.append(f'--export={request.export}')
+    if request.namespaces:
+        argv.append(f'--namespaces={request.namespaces}')
     if request.retry_failed:
         argv.append(f'--retry-failed={request.retry_failed}')
     return argv

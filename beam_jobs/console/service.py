@@ -112,7 +112,8 @@ class Console:
         datastore = (f'the local Datastore emulator at {host}' if host
                      else 'the Datastore')
         return {'type': 'local', 'runner': runner, 'project': target.project,
-                'namespace': target.namespace, 'emulator_host': host,
+                'namespace': target.namespace, 'database': target.database,
+                'emulator_host': host,
                 'text': f'this machine ({runner}), on {datastore}, {where}'}
 
     # Jobs

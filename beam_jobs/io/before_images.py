@@ -244,10 +244,11 @@ def _key_of(write) -> Any:
 
 
 def _client_key(key, client: datastore.Client) -> datastore.Key:
-    """A client key of any key shape, or of an identity."""
+    """A client key of any key shape, or of an identity, in `client`'s
+    database (Beam's and ndb's keys know none)."""
     if isinstance(key, beam_types.Key):
-        return key.to_client_key()
-    if isinstance(key, datastore.Key):
+        key = key.to_client_key()
+    if isinstance(key, datastore.Key) and key.database == client.database:
         return key
     namespace, flat = key if isinstance(key, tuple) else identity(key)
     return client.key(*flat, namespace=namespace or None)

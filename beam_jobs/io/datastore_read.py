@@ -311,10 +311,17 @@ class _ReadRangesFn(beam.DoFn):
 
 class _SplitFn(beam.DoFn):
 
-    def __init__(self, num_splits: int, max_scatter_keys: Optional[int]):
+    def __init__(self, num_splits: int, max_scatter_keys: Optional[int],
+                 shown: Optional[dict] = None):
         super().__init__()
         self._num_splits = num_splits
         self._max_scatter_keys = max_scatter_keys
+        self._shown = shown or {}
+
+    def display_data(self):
+        # What is read, on the step itself: Dataflow's graph keeps a step's
+        # display data, not a composite's.
+        return self._shown
 
     def process(self, query):
         return split_ranges(query, self._num_splits, self._max_scatter_keys)
@@ -366,7 +373,7 @@ class ReadKinds(beam.PTransform):
             pbegin.pipeline
             | 'UserQuery' >> beam.Create(self._queries)
             | 'SplitQuery' >> beam.ParDo(_SplitFn(
-                self._num_splits, self._max_scatter_keys))
+                self._num_splits, self._max_scatter_keys, self.display_data()))
             | 'Reshuffle' >> beam.Reshuffle()
             | 'Read' >> beam.ParDo(_ReadRangesFn(self._readers, self._buffered))
         )

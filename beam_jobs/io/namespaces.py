@@ -13,6 +13,7 @@ import collections
 from typing import Optional, Sequence
 
 import apache_beam as beam
+from google.api_core import exceptions as api_exceptions
 from apache_beam.metrics import Metrics
 
 from beam_jobs import counters
@@ -44,7 +45,12 @@ def listed(target: target_lib.Target) -> list[str]:
         target.project, None, target.emulator_host, target.database))
     query = client.query(kind='__namespace__')
     query.keys_only()
-    return sorted(entity.key.name or '' for entity in query.fetch())
+    try:
+        return sorted(entity.key.name or '' for entity in query.fetch())
+    except api_exceptions.InvalidArgument as error:
+        # The Firestore emulator (Datastore mode) lists no namespaces.
+        raise ValueError(f'{target.describe()} cannot list its namespaces ({error.message}): '
+                         'name them instead (--namespaces a,b,c).') from None
 
 
 def name(namespace: Optional[str]) -> str:

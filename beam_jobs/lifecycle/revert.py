@@ -46,11 +46,14 @@ class BackupSource:
         self.manifest = manifest
 
     def describe(self, target: target_lib.Target) -> dict:
-        return {'type': 'backup', 'path': self.manifest.location,
-                'revert_of': self.manifest.run_id, 'writes': self.manifest.writes,
-                'project': target.project, 'namespace': target.namespace}
+        described = {'type': 'backup', 'path': self.manifest.location,
+                     'revert_of': self.manifest.run_id, 'writes': self.manifest.writes,
+                     'project': target.project, 'namespace': target.namespace}
+        if target.database:
+            described['database'] = target.database
+        return described
 
-    def totals(self, models, target) -> dict:
+    def totals(self, models, target, namespaces=None) -> dict:
         return {}
 
     def reads_text(self, kinds: str, where: str) -> str:
@@ -128,6 +131,7 @@ def plan_revert(store: runs.RunStore, run_id: str, *, job_lookup: Callable[[str]
         runner=options_lib.runner_name(pipeline_options),
         project=pipeline_options.view_as(GoogleCloudOptions).project,
         namespace=namespace, no_backup=no_backup,
+        database=(original.source or {}).get('database') or None,
         revert=gate_lib.Revert(run_id, user or identity.machine_user(), reason))
     keys_files = [before_images.keys_path(manifest.location, name)
                   for name in manifest.chunks]
@@ -135,6 +139,8 @@ def plan_revert(store: runs.RunStore, run_id: str, *, job_lookup: Callable[[str]
     def steps(target: target_lib.Target, mode: write_modes.WriteMode):
         return RevertSteps(manifest.location, run_id, keys_files, target, mode, force)
 
+    # Put back where the run wrote: its database.
+    database = (original.source or {}).get('database') or None
     return planning.RunPlan(
         job, (), params, 1, pipeline_options, BackupSource(manifest), write_mode,
-        namespace, gate, revert_of=run_id, steps=steps)
+        namespace, gate, revert_of=run_id, steps=steps, database=database)

@@ -51,6 +51,8 @@ class GateDecision(store_lib.BodyRecord):
     machine: Optional[str] = None
     runner: Optional[str] = None
     project: Optional[str] = None
+    # A named database the run was for (None: the default one).
+    database: Optional[str] = None
     rehearsal_id: Optional[str] = None
     approved_by: list = dataclasses.field(default_factory=list)
     reason: Optional[str] = None      # why it was skipped, or refused
@@ -64,6 +66,8 @@ class GateDecision(store_lib.BodyRecord):
         values = dataclasses.asdict(self)
         for field in ('digest', 'signature'):
             values.pop(field)
+        if values['database'] is None:   # entries from before databases digest as then
+            values.pop('database')
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -79,6 +79,8 @@ function readStartForm(form) {
   if (shards) body.shard_count = /^-?\d+$/.test(shards) ? Number(shards) : shards;
   const exportPath = form.querySelector('.export').value.trim();
   if (exportPath) body.export = exportPath;
+  const spaces = form.querySelector('.namespaces');
+  if (spaces && spaces.value.trim()) body.namespaces = spaces.value.trim();
   return body;
 }
 
