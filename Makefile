@@ -10,6 +10,8 @@ EXPORT_N ?= 100000
 HUGE ?= 0
 # Before-images and reverts: the issue's size (about 4 minutes a round here).
 BACKUP_N ?= 100000
+# Four namespaces of a quarter each against one of this many (issue 31).
+NAMESPACES_N ?= 100000
 DEMO_EXPLORATIONS ?= 3000
 
 .PHONY: install demo test browser screenshots bench stop clean
@@ -62,6 +64,7 @@ bench: install
 	$(BIN)/python -m bench.shapes --shapes-n $(N)
 	$(BIN)/python -m bench.backups --entities $(BACKUP_N)
 	$(BIN)/python -m bench.estimates --small 10000 --large $(EXPORT_N)
+	$(BIN)/python -m bench.namespaces --entities $(NAMESPACES_N) --parts 4 --rounds 2
 
 stop: install
 	$(BIN)/beam-jobs emulator stop

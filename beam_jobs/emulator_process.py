@@ -83,9 +83,10 @@ class Emulator:
             shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
 
-def find_launcher(relative: pathlib.Path = _LAUNCHER_RELATIVE) -> pathlib.Path:
+def find_launcher(relative: Optional[pathlib.Path] = None) -> pathlib.Path:
     """Locate the SDK's `cloud_datastore_emulator` script (or another of its
     emulators), or say what to install."""
+    relative = relative or _LAUNCHER_RELATIVE
     candidates = []
     if os.environ.get('CLOUDSDK_ROOT_DIR'):
         candidates.append(pathlib.Path(os.environ['CLOUDSDK_ROOT_DIR']))

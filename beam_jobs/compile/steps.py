@@ -24,6 +24,7 @@ from beam_jobs import job_class as job_class_lib
 from beam_jobs import ndb_context
 from beam_jobs import output_format
 from beam_jobs import progress
+from beam_jobs import stop_request
 from beam_jobs import target as target_lib
 from beam_jobs.io import before_images
 from beam_jobs.io import write_modes
@@ -123,6 +124,7 @@ class _MapFn(beam.DoFn):
 
     def _map_batch(self, elements) -> list:
         """Inside the ndb context: `job.map` of each element, in order."""
+        stop_request.check()
         outputs = []
         counts = self._counts
         job_map = self._job.map

@@ -352,6 +352,10 @@ class ReadKinds(beam.PTransform):
         self._queries = [KindQuery(kind, target.project, namespace, target.database)
                          for namespace in spaces for kind in kinds]
         self._num_splits = num_splits
+        # A kind's splits are shared by its namespaces: four namespaces of
+        # 25,000 are read in as many queries as one of 100,000, not four
+        # times as many (each with its own scatter sample and part page).
+        self._splits_each = max(1, -(-num_splits // len(spaces)))
         if max_scatter_keys is None and target_lib.is_emulator():
             max_scatter_keys = EMULATOR_SCATTER_KEYS
         self._max_scatter_keys = max_scatter_keys
@@ -373,7 +377,7 @@ class ReadKinds(beam.PTransform):
             pbegin.pipeline
             | 'UserQuery' >> beam.Create(self._queries)
             | 'SplitQuery' >> beam.ParDo(_SplitFn(
-                self._num_splits, self._max_scatter_keys, self.display_data()))
+                self._splits_each, self._max_scatter_keys, self.display_data()))
             | 'Reshuffle' >> beam.Reshuffle()
             | 'Read' >> beam.ParDo(_ReadRangesFn(self._readers, self._buffered))
         )

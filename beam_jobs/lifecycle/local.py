@@ -49,6 +49,10 @@ class LocalBackend(Backend):
             result = pipeline.run()
             state = result.wait_until_finish()
             usage = used.so_far()
+        if stop_requested:
+            # The stop reached no step (it came as the last bundle ended):
+            # the run was still asked to stop, and is recorded so.
+            raise stops.StopRun(stop_requested[0].reason)
         if state != PipelineState.DONE:
             return self.end(store, run_id, runs.FAILED,
                             error=f'The pipeline ended in state {state}.')

@@ -16,12 +16,11 @@ import threading
 from typing import Iterator, Optional
 
 from beam_jobs import emulator
+from beam_jobs import stop_request
 from beam_jobs.records import runs
 
 
-class StopRun(BaseException):
-    """Raised by our signal handlers. A BaseException, so job code's
-    `except Exception` cannot swallow it as one more failed item."""
+StopRun = stop_request.StopRun
 
 
 @dataclasses.dataclass
@@ -56,12 +55,17 @@ def stop_on_signals(requested: list) -> Iterator[None]:
             requested.append(Stop(reasons[signum]))
         if requested and not getattr(handler, 'raised', False):
             handler.raised = True
+            # Noted too: a StopRun raised inside a destructor is dropped,
+            # and the map step raises it again (stop_request.py).
+            stop_request.ask(requested[0].reason)
             raise StopRun(requested[0].reason)
     previous = {sig: signal.signal(sig, handler)
                 for sig in (*reasons, LOST_SIGNAL)}
+    stop_request.clear()
     try:
         yield
     finally:
+        stop_request.clear()
         for sig, old in previous.items():
             signal.signal(sig, old)
 
