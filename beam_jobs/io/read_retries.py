@@ -42,10 +42,12 @@ def _never(unused_error: Exception) -> bool:
 
 
 # google-cloud-datastore 2.27's `query.fetch(retry=None)` does not turn its
-# retry off: the query passes `retry` on only when it is not None, so the
-# GAPIC method's default applies (DEADLINE_EXCEEDED and UNAVAILABLE retried
-# for up to 60 s, silently: a dropped connection was read through without
-# a trace). A retry that retries nothing is the public way to say "none".
+# retry off ("If None is specified, requests will be retried using a default
+# configuration"): the query passes `retry` on only when it is not None, so
+# the GAPIC method's default applies (DEADLINE_EXCEEDED and UNAVAILABLE
+# retried for up to 60 s, silently: a read through a dropped connection
+# finished without a trace, from the start of the lost page). A retry that
+# retries nothing is the public way to say "none".
 NO_CLIENT_RETRY = api_retry.Retry(predicate=_never)
 
 
