@@ -24,7 +24,7 @@ _DATA = 0
 
 
 class DroppingProxy:
-    """`localhost:PORT` (`host`) in front of `upstream` (`host:port`)."""
+    """`127.0.0.1:PORT` (`host`) in front of `upstream` (`host:port`)."""
 
     def __init__(self, upstream: str, marker: bytes, drop: Callable[[int], bool],
                  min_marks: int = 50):
@@ -36,7 +36,11 @@ class DroppingProxy:
         self.pages = 0      # pages of the marked kind seen (dropped or not)
         self.dropped = 0
         self._listener = socket.create_server(('127.0.0.1', 0))
-        self.host = f'localhost:{self._listener.getsockname()[1]}'
+        # Closing a socket does not wake a thread blocked in its accept():
+        # the accepting thread looks at `_closing` between short waits.
+        self._listener.settimeout(0.1)
+        self._closing = threading.Event()
+        self.host = f'127.0.0.1:{self._listener.getsockname()[1]}'
         self._sockets: list[socket.socket] = []
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
 
@@ -45,8 +49,9 @@ class DroppingProxy:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._listener.close()
+        self._closing.set()
         self._threads[0].join(timeout=5)     # no new connections from here on
+        self._listener.close()
         with self._lock:
             for sock in self._sockets:
                 _close(sock)
@@ -54,11 +59,12 @@ class DroppingProxy:
             thread.join(timeout=5)
 
     def _accept(self) -> None:
-        while True:
+        while not self._closing.is_set():
             try:
                 client, _ = self._listener.accept()
-            except OSError:       # the listener closed: the proxy stops
-                return
+            except socket.timeout:
+                continue
+            client.settimeout(None)
             upstream = socket.create_connection((self._upstream[0], int(self._upstream[1])))
             with self._lock:
                 self._sockets += [client, upstream]

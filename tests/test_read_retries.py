@@ -4,6 +4,7 @@ that keeps failing ends the run naming what it read; other failures are
 never retried. The faults are real: a proxy (dropping_proxy.py) in front of
 the session's emulator closes the connection while a page is in flight."""
 
+import contextlib
 import pathlib
 import re
 import uuid
@@ -55,6 +56,16 @@ def notes(datastore_emulator):
     return target
 
 
+@contextlib.contextmanager
+def through_proxy(emulator, drop, monkeypatch):
+    """The Datastore clients talk to the emulator through a DroppingProxy
+    that drops the pages `drop` picks; directly again afterwards."""
+    with DroppingProxy(emulator.host, KIND, drop, PAGE_MARKS) as proxy, \
+            monkeypatch.context() as patch:
+        patch.setenv(target_lib.EMULATOR_HOST_ENV, proxy.host)
+        yield proxy
+
+
 @pytest.fixture
 def short_backoff(monkeypatch):
     """The bound of a real run, with waits of milliseconds."""
@@ -66,9 +77,8 @@ def short_backoff(monkeypatch):
 def test_a_query_dropped_twice_resumes_from_its_cursor(
         datastore_emulator, notes, short_backoff, monkeypatch):
     # One range (one query), so that each drop loses exactly one query's page.
-    with DroppingProxy(datastore_emulator.host, KIND, lambda page: page in (2, 4),
-                       PAGE_MARKS) as proxy:
-        monkeypatch.setenv(target_lib.EMULATOR_HOST_ENV, proxy.host)
+    with through_proxy(datastore_emulator, lambda page: page in (2, 4),
+                       monkeypatch) as proxy:
         record = launcher.run_job(NoteIdsJob, target=notes, shard_count=1)
     assert proxy.dropped == 2
     assert record.status == runs.COMPLETED, record.error
@@ -86,9 +96,7 @@ def test_a_query_dropped_twice_resumes_from_its_cursor(
 
 def test_a_query_that_keeps_failing_fails_the_run_naming_what_it_read(
         datastore_emulator, notes, short_backoff, monkeypatch):
-    with DroppingProxy(datastore_emulator.host, KIND, lambda page: True,
-                       PAGE_MARKS) as proxy:
-        monkeypatch.setenv(target_lib.EMULATOR_HOST_ENV, proxy.host)
+    with through_proxy(datastore_emulator, lambda page: True, monkeypatch) as proxy:
         record = launcher.run_job(NoteIdsJob, target=notes, shard_count=2)
     assert record.status == runs.FAILED
     # One sentence: the kind, the key range (a split key, as a path), the
