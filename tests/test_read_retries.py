@@ -25,7 +25,7 @@ from tests.dropping_proxy import DroppingProxy
 COUNT = 1000     # four of the emulator's pages: 300, 300, 300, 100
 KIND = b'NoteModel'
 # A page of notes names the kind at least once a note; the split's sample of
-# 32 keys about 65 times: only full pages are numbered (and dropped).
+# 32 keys about 65 times: only pages of hundreds of notes are numbered.
 PAGE_MARKS = 150
 
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
+
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
 
 from beam_jobs import failures
 
-# Tries of one page before the read fails: 1 + 5 retries, about 30 s of
-# waiting in all (Beam's Java Datastore read gives up after 5 retries too).
+# Tries of one page before the read fails: 1 + 5 retries, waiting 1, 2, 4,
+# 8 and 16 s (less the jitter): at most 31 s for a Datastore to come back,
+# well inside a run's life, yet short enough that a real outage ends it.
 ATTEMPTS = 6
 FIRST_DELAY_SECS = 1.0
 MAX_DELAY_SECS = 30.0
