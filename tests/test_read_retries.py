@@ -81,6 +81,7 @@ def test_a_query_dropped_twice_resumes_from_its_cursor(
                        monkeypatch) as proxy:
         record = launcher.run_job(NoteIdsJob, target=notes, shard_count=1)
     assert proxy.dropped == 2
+    assert proxy.pages == 4 + 2     # each drop costs its page once more, no other request
     assert record.status == runs.COMPLETED, record.error
     assert runs.RunStore(notes).output(record.run_id) == [
         f"['notes', {COUNT}, {COUNT}]"]     # every note once
