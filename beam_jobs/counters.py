@@ -2,7 +2,9 @@
 
 The framework counts in its own namespace (`beam_jobs`): entities read per
 kind, `map` calls, pairs emitted, keys reduced, output lines, failed items,
-puts and deletes per kind. A job's own counters (`increment_counter`) live in
+puts and deletes per kind, and the read's retries (`read_retries`: queries
+asked again from their cursor after a retryable failure, shown only when a
+run had any). A job's own counters (`increment_counter`) live in
 the job's namespace (its class name) and are kept as `JobName.counter`. Beam's
 IO counters (RPC successes, throttling) speak of the plumbing, not the job,
 and are left out. Whichever runner ran the job, its counters reach the record
@@ -17,6 +19,7 @@ METRICS_NAMESPACE = 'beam_jobs'
 # Counters every run reports, zero when nothing incremented them.
 STANDARD = ('map_calls', 'pairs_emitted', 'keys_reduced', 'output_lines', 'errors')
 ENTITIES_READ = 'entities_read.{kind}'
+READ_RETRIES = 'read_retries'
 
 
 def record_name(namespace: str, name: str, job_name: str) -> Optional[str]:

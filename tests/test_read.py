@@ -163,7 +163,7 @@ def test_entities_too_large_for_grpcs_default_cap_are_read(datastore_target, tmp
 
 
 def test_a_reader_s_failure_reaches_the_pipeline(datastore_target, monkeypatch):
-    def failing(client, key_range):
+    def failing(client, key_range, **unused_options):
         yield [lean_models.ENTITY_PB()]
         raise RuntimeError('the Datastore went away')
     monkeypatch.setattr(datastore_read, 'read_pages', failing)
@@ -175,7 +175,7 @@ def test_a_reader_s_failure_reaches_the_pipeline(datastore_target, monkeypatch):
 def test_leaving_early_stops_the_readers(datastore_target, monkeypatch):
     started = threading.Event()
 
-    def endless(client, key_range):
+    def endless(client, key_range, **unused_options):
         started.set()
         while True:
             yield [lean_models.ENTITY_PB()]

@@ -141,13 +141,17 @@ def _plural(count: int, one: str, many: str) -> str:
 
 def summary(record: runs.RunRecord) -> str:
     """`completed: read ExplorationModel 3000; 20 output lines; 0 failed
-    items; 4.1 s` (and `; N error line(s)` when the job reported any)."""
+    items; 4.1 s` (and `; N error line(s)` when the job reported any;
+    `read retries N` after the reads when a query had to be asked again)."""
     reads = ', '.join(f'{kind} {value}' for kind, value in
                       counters_lib.entities_read(record.counters).items()) or 'nothing'
     spaces = namespaces_lib.read_counts(record.counters)
     if spaces:
         reads += ' (' + ', '.join(f'namespace {space} {value}'
                                   for space, value in sorted(spaces.items())) + ')'
+    retries = record.counters.get(counters_lib.READ_RETRIES)
+    if retries:
+        reads += f'; read retries {retries}'
     errors = (f'{_plural(record.error_line_count, "error line", "error lines")}; '
               if record.error_line_count else '')
     return (f'{record.status}: read {reads}; '

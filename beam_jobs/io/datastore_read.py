@@ -20,6 +20,11 @@ The read a job compiles to, for any number of kinds:
   page whatever their size (300 MB of 1 MiB entities); once a page passes
   `MAX_PAGE_BYTES` the rest of its range is read in pages of as many
   entities as fit, so memory does not grow with the entities' size.
+- **Faults.** A query that fails with a retryable status is asked again
+  from the cursor after the last page handed on, after a jittered backoff
+  (read_retries.py: which statuses, how long, the error after the bound);
+  each retry is logged and counted (`read_retries`). Nothing is read twice
+  or skipped: the page in flight when the error came was never handed on.
 - Entities leave as the protobufs the Datastore sent (in an `EntityPb`): the
   map step builds models from them (lean_models.py), so an entity that fails
   to decode is reported there, by key, and never fails the read.
@@ -31,15 +36,21 @@ import dataclasses
 import logging
 import queue
 import threading
-from typing import Iterator, Optional, Sequence
+import time
+from typing import Callable, Iterator, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
+from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore
 from google.cloud.datastore import helpers
 from google.cloud.datastore_v1.types import entity as entity_types
 
+from beam_jobs import counters
+from beam_jobs import entities
 from beam_jobs import target as target_lib
+from beam_jobs.io import read_retries
 from beam_jobs.lean_models import EntityPb
 
 _LOGGER = logging.getLogger(__name__)
@@ -63,6 +74,9 @@ SCATTER_KEYS_PER_SPLIT = 32
 EMULATOR_SCATTER_KEYS = 300
 _KEY = '__key__'
 _ENTITY_PB = entity_types.Entity
+# Incremented on the bundle's own thread: Beam's metrics belong to the thread
+# that runs the DoFn, and an increment on a reader thread is lost.
+_READ_RETRIES = Metrics.counter(counters.METRICS_NAMESPACE, counters.READ_RETRIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +98,22 @@ class KeyRange:
     index: int
     start: Optional[datastore.Key] = None
     end: Optional[datastore.Key] = None
+
+    def describe(self) -> str:
+        """`kind K, keys from K/a up to K/b, in namespace N of project P` (K/b
+        itself is the next range's), for logs and errors."""
+        start = entities.key_path(self.start) if self.start is not None else None
+        end = entities.key_path(self.end) if self.end is not None else None
+        if start and end:
+            keys = f'keys from {start} up to {end}'
+        elif start or end:
+            keys = f'keys from {start}' if start else f'keys up to {end}'
+        else:
+            keys = 'every key'
+        namespace = (f'namespace {self.query.namespace}' if self.query.namespace
+                     else 'the default namespace')
+        return (f'kind {self.query.kind}, {keys}, in {namespace} '
+                f'of project {self.query.project}')
 
 
 def _client(query: KindQuery) -> datastore.Client:
@@ -171,38 +201,88 @@ def _raw(unused_iterator, entity):
     return _ENTITY_PB.pb(entity)
 
 
+@dataclasses.dataclass
+class _Position:
+    """How far a range's read has got: the cursor after the last page handed
+    on (None: the range's start), and the page size a too-large page set
+    (None: the Datastore's own pages)."""
+
+    cursor: Optional[bytes] = None
+    limit: Optional[int] = None
+    done: bool = False
+
+
+def _sleep(delay: float) -> bool:
+    time.sleep(delay)
+    return True
+
+
 def read_pages(client: datastore.Client, key_range: KeyRange,
-               max_page_bytes: int = MAX_PAGE_BYTES) -> Iterator[list]:
+               max_page_bytes: int = MAX_PAGE_BYTES,
+               backoff: Optional[read_retries.Backoff] = None,
+               before_retry: Callable[[float], bool] = _sleep) -> Iterator[list]:
     """The pages of a key range, each a list of entity protobufs, none much
     over `max_page_bytes` once a page has shown how large the entities are.
 
-    The client's own iterator builds the requests, follows the cursors and
-    retries; only its conversion of each entity is skipped.
+    A query that fails with a retryable status is asked again from the
+    cursor after the last page handed on, `backoff` permitting (the module's
+    constants by default); `before_retry(delay)` waits before each retry
+    and may stop the read by returning False.
     """
     query = _range_query(client, key_range)
-    cursor, limit = None, None
-    while True:
-        iterator = query.fetch(start_cursor=cursor, limit=limit)
-        iterator.item_to_value = _raw
-        fetched = 0
-        for page in iterator.pages:
-            entities = list(page)
-            fetched += len(entities)
-            if entities:
-                yield entities
-            size = sum(entity.ByteSize() for entity in entities)
-            if size > max_page_bytes and len(entities) > 1:
-                # Too large: read on from this page's end in pages that fit.
-                limit = max(1, int(max_page_bytes * len(entities) // size))
-                break
-        else:
-            # The whole range in the Datastore's own pages, or a limited
-            # fetch that came back short: nothing is left.
-            if limit is None or fetched < limit:
+    backoff = backoff or read_retries.Backoff.configured()
+    position = _Position()
+    failures = 0
+    while not position.done:
+        try:
+            for page in _fetch(query, position, max_page_bytes):
+                failures = 0
+                yield page
+        except api_exceptions.GoogleAPICallError as error:
+            if not read_retries.is_retryable(error):
+                raise
+            failures += 1
+            if failures >= backoff.attempts:
+                raise read_retries.gave_up(key_range.describe(), error, failures) from error
+            delay = backoff.delay(failures)
+            _LOGGER.warning('Reading %s: %s; asking again from its last cursor in '
+                            '%.1f s (try %d of %d).', key_range.describe(),
+                            read_retries.describe(error), delay, failures + 1,
+                            backoff.attempts)
+            if not before_retry(delay):
                 return
-        cursor = iterator.next_page_token
-        if cursor is None:
-            return
+
+
+def _fetch(query, position: _Position, max_page_bytes: int) -> Iterator[list]:
+    """One query from `position`, page by page. `position` moves past a page
+    once it has been handed on, so a query that fails resumes after it.
+
+    The client's iterator builds the requests and follows the cursors; its
+    conversion of each entity is skipped, and so is its own retry.
+    """
+    iterator = query.fetch(start_cursor=position.cursor, limit=position.limit,
+                           retry=read_retries.NO_CLIENT_RETRY,
+                           timeout=read_retries.QUERY_TIMEOUT_SECS)
+    iterator.item_to_value = _raw
+    fetched = 0
+    for page in iterator.pages:
+        entity_pbs = list(page)
+        fetched += len(entity_pbs)
+        if entity_pbs:
+            yield entity_pbs
+        position.cursor = iterator.next_page_token
+        size = sum(entity.ByteSize() for entity in entity_pbs)
+        if size > max_page_bytes and len(entity_pbs) > 1:
+            # Too large: read on from this page's end in pages that fit.
+            position.limit = max(1, int(max_page_bytes * len(entity_pbs) // size))
+            break
+    else:
+        # The whole range in the Datastore's own pages, or a limited fetch
+        # that came back short: nothing is left.
+        if position.limit is None or fetched < position.limit:
+            position.done = True
+    if position.cursor is None:
+        position.done = True
 
 
 class _Prefetch:
@@ -210,12 +290,17 @@ class _Prefetch:
 
     `READERS` threads take the ranges in turn; a bounded queue holds at most
     `BUFFERED_PAGES` pages, so memory does not grow with the kind. Closing
-    (or leaving the loop early) stops the threads at their next page.
+    (or leaving the loop early) stops the threads at their next page, or
+    in their backoff. A thread's retry reaches the consumer as `_RETRIED`,
+    to be counted on the DoFn's own thread.
     """
 
     _DONE = object()
+    _RETRIED = object()
 
-    def __init__(self, ranges: Sequence[KeyRange], readers: int, buffered: int):
+    def __init__(self, ranges: Sequence[KeyRange], readers: int, buffered: int,
+                 backoff: Optional[read_retries.Backoff] = None):
+        self._backoff = backoff
         self._todo: queue.Queue = queue.Queue()
         for key_range in ranges:
             self._todo.put(key_range)
@@ -234,6 +319,8 @@ class _Prefetch:
                 page = self._pages.get()
                 if page is self._DONE:
                     running -= 1
+                elif page is self._RETRIED:
+                    _READ_RETRIES.inc()
                 elif isinstance(page, BaseException):
                     raise page
                 else:
@@ -259,6 +346,10 @@ class _Prefetch:
                 continue
         return False
 
+    def _before_retry(self, delay: float) -> bool:
+        """Count the retry, then wait `delay` unless the prefetch is closed."""
+        return self._put(self._RETRIED) and not self._stop.wait(delay)
+
     def _read(self) -> None:
         clients: dict = {}
         try:
@@ -272,7 +363,8 @@ class _Prefetch:
                 client = clients.get(where)
                 if client is None:
                     client = clients[where] = _client(key_range.query)
-                for page in read_pages(client, key_range):
+                for page in read_pages(client, key_range, backoff=self._backoff,
+                                       before_retry=self._before_retry):
                     if not self._put(page):
                         return
         except BaseException as error:  # pylint: disable=broad-except
@@ -289,10 +381,12 @@ class _ReadRangesFn(beam.DoFn):
     page be in flight while the last page of another is mapped.
     """
 
-    def __init__(self, readers: int = READERS, buffered: int = BUFFERED_PAGES):
+    def __init__(self, readers: int = READERS, buffered: int = BUFFERED_PAGES,
+                 backoff: Optional[read_retries.Backoff] = None):
         super().__init__()
         self._readers = readers
         self._buffered = buffered
+        self._backoff = backoff
 
     def start_bundle(self):
         self._ranges = []
@@ -305,7 +399,7 @@ class _ReadRangesFn(beam.DoFn):
         if not ranges:
             return
         merged = merge_adjacent(ranges, QUERIES_PER_RUN)
-        for entity_pb in _Prefetch(merged, self._readers, self._buffered):
+        for entity_pb in _Prefetch(merged, self._readers, self._buffered, self._backoff):
             yield window.GlobalWindows.windowed_value(EntityPb(entity_pb))
 
 
@@ -335,12 +429,14 @@ class ReadKinds(beam.PTransform):
     Each kind (in each namespace) is split into `num_splits` key ranges (sampling at most
     `max_scatter_keys` scatter keys, if given; on the emulator one page of
     them); every range of every kind is read by the one `Read` step (see
-    the module docstring).
+    the module docstring). `backoff` bounds its retries (read_retries.py's
+    constants, as they are when the read is built, by default).
     """
 
     def __init__(self, kinds: Sequence[str], target: target_lib.Target,
                  num_splits: int, max_scatter_keys: Optional[int] = None,
                  readers: int = READERS, buffered: Optional[int] = None,
+                 backoff: Optional[read_retries.Backoff] = None,
                  namespaces: Optional[Sequence[str]] = None):
         super().__init__()
         if not kinds:
@@ -361,6 +457,7 @@ class ReadKinds(beam.PTransform):
         self._max_scatter_keys = max_scatter_keys
         self._readers = readers
         self._buffered = BUFFERED_PAGES if buffered is None else buffered
+        self._backoff = backoff or read_retries.Backoff.configured()
 
     def display_data(self):
         first = self._queries[0]
@@ -379,7 +476,8 @@ class ReadKinds(beam.PTransform):
             | 'SplitQuery' >> beam.ParDo(_SplitFn(
                 self._splits_each, self._max_scatter_keys, self.display_data()))
             | 'Reshuffle' >> beam.Reshuffle()
-            | 'Read' >> beam.ParDo(_ReadRangesFn(self._readers, self._buffered))
+            | 'Read' >> beam.ParDo(_ReadRangesFn(self._readers, self._buffered,
+                                                 self._backoff))
         )
 
 
