@@ -279,8 +279,8 @@ def reset() -> tuple[Optional[pathlib.Path], Optional[Emulator]]:
         moved = data_folder.move_aside(data_dir())
         restarted = None
         if state and state.kept:
-            restarted, _ = _running_or_start(True, None, _to_stderr)
-            restarted = restarted.emulator
+            started, _ = _running_or_start(True, None, _to_stderr)
+            restarted = started.emulator
     return moved, restarted
 
 

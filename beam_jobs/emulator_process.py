@@ -152,7 +152,8 @@ def logged_reason(log_file: Optional[str]) -> Optional[str]:
     severe = text.rfind('SEVERE:')
     found = _EXCEPTION_LINE.search(text, severe) if severe >= 0 else None
     if found is None:
-        found = (list(_EXCEPTION_LINE.finditer(text)) or [None])[-1]
+        every = list(_EXCEPTION_LINE.finditer(text))
+        found = every[-1] if every else None
     return found.group(0).strip() if found else None
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import inspect
 import threading
 import time
-from typing import Any, Mapping, Optional, Sequence, Type
+from typing import Any, Mapping, Optional, Sequence, Type, cast
 
 from google.cloud import ndb
 
@@ -27,6 +27,11 @@ _REQUIRED = (
     ('map', 'a @staticmethod map(item) that yields (key, value) pairs'),
     ('reduce', 'a @staticmethod reduce(key, values) that yields output lines'),
 )
+
+
+# A job class: `entity_classes_to_map_over`, `map`, `reduce` (and maybe
+# `combine`), as `validate` checks them; user code, so not typed further.
+JobClass = Any
 
 
 def job_name(job_class: type) -> str:
@@ -52,7 +57,7 @@ def _is_defined(job_class: type, name: str) -> bool:
     return callable(attr) and not getattr(attr, '__isabstractjobmethod__', False)
 
 
-def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
+def validate(job_class: JobClass) -> Sequence[Type[ndb.Model]]:
     """Refuse a class that cannot run, before any pipeline is built.
 
     Returns the model classes it maps over, so callers check once and use the
@@ -66,7 +71,7 @@ def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
     for attr, what in _REQUIRED:
         if not _is_defined(job_class, attr):
             raise InvalidJobError(f'{name} has no {attr}: define {what}.')
-    models = job_class.entity_classes_to_map_over()
+    models = cast(Any, job_class).entity_classes_to_map_over()
     if isinstance(models, type) or not isinstance(models, (list, tuple)):
         raise InvalidJobError(
             f'{name}.entity_classes_to_map_over() returned {models!r}: return '
@@ -93,7 +98,7 @@ def validate(job_class: Any) -> Sequence[Type[ndb.Model]]:
     return list(models)
 
 
-def kinds(job_class: type) -> list[str]:
+def kinds(job_class: JobClass) -> list[str]:
     """The kinds a (checked) job maps over, in its order."""
     return [ndb_compat.kind_of(model) for model in job_class.entity_classes_to_map_over()]
 
@@ -103,7 +108,7 @@ def has_combine(job_class: type) -> bool:
     return getattr(job_class, 'combine', None) is not None
 
 
-def _validate_combine(job_class: type, name: str) -> None:
+def _validate_combine(job_class: JobClass, name: str) -> None:
     if not has_combine(job_class):
         return
     combine = job_class.combine

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 from google.auth import credentials as auth_credentials
 from google.cloud import ndb
@@ -195,7 +195,7 @@ class _Active:
         self.busy = True
         ndb_compat.make_current(context)
 
-    def __exit__(self, exc_type, exc, traceback) -> bool:
+    def __exit__(self, exc_type, exc, traceback) -> Literal[False]:
         context = self._entered
         if context is None:
             return False

@@ -202,7 +202,8 @@ class StoredOutput:
         total = 0
         for line, kind in zip(lines, kinds):
             if kind == TRUNCATED:
-                total += int(_TRUNCATED.fullmatch(line).group(1))
+                matched = _TRUNCATED.fullmatch(line)
+                total += int(matched.group(1)) if matched else 0
                 continue
             count = uncounted(line)[0]
             total += count

@@ -4,6 +4,7 @@ export`: the local Datastore and the managed exports it reads and writes."""
 from __future__ import annotations
 
 import os
+from typing import Union
 
 from beam_jobs import target as target_lib
 from beam_jobs import emulator
@@ -86,7 +87,7 @@ def cmd_export(args) -> int:
     if not kinds:
         raise common.UsageError('The emulator holds no data to export (only '
                                 'beam-jobs\' run records): load some first.')
-    namespace = target.namespace or ''
+    namespace: Union[None, str, list[str]] = target.namespace or ''
     if args.namespaces:
         if args.namespace:
             raise common.UsageError('--namespaces exports several namespaces and '

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 from beam_jobs import progress
 
@@ -16,7 +17,7 @@ class TerminalBar:
         self._stream = stream or sys.stderr
         self._plain_every = plain_every
         self._last_plain = time.monotonic()
-        self._bar = None
+        self._bar: Any = None   # rich's Progress, made on the first report
         self._tasks: dict = {}
 
     def __call__(self, report: dict) -> None:

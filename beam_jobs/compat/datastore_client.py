@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import grpc
 from google.cloud import datastore
@@ -43,7 +43,8 @@ def _key_has_its_attributes() -> bool:
 
 
 def _client_builds_its_api_lazily() -> bool:
-    return '_datastore_api_internal' in datastore.Client._datastore_api.fget.__code__.co_names  # pylint: disable=protected-access
+    api = getattr(datastore.Client, '_datastore_api')
+    return '_datastore_api_internal' in api.fget.__code__.co_names
 
 
 compat.require('google-cloud-datastore', WRITTEN_FOR, __name__, [
@@ -83,7 +84,7 @@ class FlatKey(datastore.Key):
 
 def new_key(flat_path: tuple, path: list, project: str,
             namespace: Optional[str], database: Optional[str] = None,
-            key_class: type = FlatKey) -> datastore.Key:
+            key_class: Any = FlatKey) -> datastore.Key:
     """A key from parts already known to be valid: `flat_path` as the client
     keeps it (`(kind, id_or_name, ...)`), `path` its `[{'kind', 'id' or
     'name'}]`. What `Key.__init__` would make, without its checks and copies."""

@@ -127,7 +127,7 @@ class RunJob(beam.PTransform):
         sink = self._write_mode.sink(target)
         if sink is not None:
             _ = step_outputs['writes'] | 'Write' >> sink
-        if self._write_mode.keeps_before_images:
+        if self._write_mode.keeps_before_images and self._write_mode.backup:
             _ = step_outputs['failed_keys'] | 'Failed keys' >> before_images.KeepFailedKeys(
                 self._write_mode.backup)
         return _lines(step_outputs, self._with_order)

@@ -136,8 +136,9 @@ def csrf_token(request: Request) -> str:
 
 
 def same_token(given: Optional[str], expected: Optional[str]) -> bool:
-    return bool(given and expected) and hmac.compare_digest(
-        given.encode(), expected.encode())
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 class Access:
@@ -150,7 +151,7 @@ class Access:
         self.users = users or {}
         # With a users file, sessions are signed with a secret of this
         # process (signing in again after a restart); else with the token.
-        self.secret = secrets.token_urlsafe(32) if self.users else token
+        self.secret: str = secrets.token_urlsafe(32) if self.users else (token or '')
         self.token = token
         self.owner = owner
 

@@ -21,7 +21,7 @@ C parser (see protos.py) and walked once; the common cases come first.
 from __future__ import annotations
 
 import datetime
-from typing import Collection, Optional, Union
+from typing import Any, Collection, Optional, Union
 
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from google.cloud import datastore
@@ -67,6 +67,10 @@ class ExportEntity(beam_types.Entity):
         return client
 
 
+# Which namespaces a read keeps: one ('' the default), several, or all (None).
+NamespaceFilter = Union[None, str, Collection[str]]
+
+
 class EntityDecoder:
     """Decodes records into entities of `project`, keeping only some.
 
@@ -77,8 +81,8 @@ class EntityDecoder:
     belongs to the run's project, as after an import.
     """
 
-    def __init__(self, project: str, kinds: Optional[Collection[str]] = None,
-                 namespace: Union[None, str, Collection[str]] = None):
+    def __init__(self, project: Optional[str], kinds: Optional[Collection[str]] = None,
+                 namespace: NamespaceFilter = None):
         self._project = project
         self._kinds = frozenset(kinds) if kinds is not None else None
         self._namespaces = (None if namespace is None else frozenset(
@@ -96,7 +100,9 @@ class EntityDecoder:
         if self._namespaces is not None and namespace not in self._namespaces:
             return None
         path = _flat_path(elements)
-        values, excluded, meanings = {}, [], {}
+        values: dict[str, Any] = {}
+        excluded: list[str] = []
+        meanings: dict[str, Any] = {}
         self._properties(pb.property, False, values, excluded, meanings, True)
         self._properties(pb.raw_property, True, values, excluded, meanings,
                          True)
@@ -109,7 +115,7 @@ class EntityDecoder:
     def _properties(self, props, unindexed: bool, values: dict,
                     excluded: list, meanings: dict, top: bool) -> None:
         """Adds `props` to `values`; `top`: of the entity, not an embedded one."""
-        list_meanings = None
+        list_meanings: Optional[dict[str, dict[int, Any]]] = None
         for prop in props:
             name = prop.name
             meaning = prop.meaning
@@ -182,7 +188,9 @@ class EntityDecoder:
         key = None
         if pb.key.path.element:
             key = self._reference_from_key(pb.key)
-        values, excluded, meanings = {}, [], {}
+        values: dict[str, Any] = {}
+        excluded: list[str] = []
+        meanings: dict[str, Any] = {}
         self._properties(pb.property, False, values, excluded, meanings,
                          False)
         self._properties(pb.raw_property, True, values, excluded, meanings,

@@ -11,7 +11,7 @@ files (the folders of an export, an after state's layers) by one transform.
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import apache_beam as beam
 from apache_beam.io import filebasedsource
@@ -32,11 +32,12 @@ class ExportFileSource(filebasedsource.FileBasedSource):
 
     def __init__(self, file_pattern: str, project: Optional[str],
                  kinds: Optional[Iterable[str]] = None,
-                 namespace: Optional[str] = '', validate: bool = True):
+                 namespace: decode.NamespaceFilter = '', validate: bool = True):
         super().__init__(file_pattern,
                          compression_type=CompressionTypes.UNCOMPRESSED,
                          splittable=True, validate=validate)
-        self._decoder = decode.EntityDecoder(project, kinds, namespace)
+        self._decoder = decode.EntityDecoder(project, None if kinds is None else list(kinds),
+                                             namespace)
 
     def read_records(self, file_name, offset_range_tracker):
         decode_record = self._decoder.decode
@@ -54,7 +55,7 @@ class _SourceOfFile:
     """A file's path → the source that reads its entities (ReadAllFiles)."""
 
     def __init__(self, project: Optional[str], kinds: Optional[Iterable[str]],
-                 namespace: Optional[str]):
+                 namespace: decode.NamespaceFilter):
         self._args = (project, None if kinds is None else list(kinds), namespace)
 
     def __call__(self, path: str) -> ExportFileSource:
@@ -78,7 +79,7 @@ class ReadFiles(beam.PTransform):
     """
 
     def __init__(self, files: Iterable[str], project: Optional[str],
-                 kinds: Optional[Iterable[str]], namespace: Optional[str],
+                 kinds: Optional[Iterable[str]], namespace: decode.NamespaceFilter,
                  with_filename: bool = False):
         super().__init__()
         self._files = list(files)
@@ -101,7 +102,7 @@ class Selection:
     Raises ExportError, naming what the export holds, for a kind it lacks."""
 
     def __init__(self, path: str, kinds: Iterable[str], project: Optional[str],
-                 namespace: Optional[str]):
+                 namespace: Union[None, str, tuple[str, ...]]):
         self.info = metadata.read_export_info(path)
         # Several namespaces (a tuple) are kept as a set the decoder filters on.
         self.namespace = (frozenset(n or '' for n in namespace)
@@ -110,7 +111,7 @@ class Selection:
         spaces = sorted(self.namespace) if isinstance(self.namespace, frozenset) \
             else [self.namespace]
         # Each folder is read once, for every kind wanted from it.
-        folders = collections.defaultdict(list)
+        folders: dict[str, list[str]] = collections.defaultdict(list)
         for kind in dict.fromkeys(kinds):
             for space in spaces:
                 folder = self.info.entity_set(kind, space).folder

@@ -86,14 +86,14 @@ class ExportInfo:
         """The kinds held, or None if a set holds all kinds (unknown here)."""
         if any(entity_set.kind is None for entity_set in self.entity_sets):
             return None
-        return sorted({entity_set.kind for entity_set in self.entity_sets})
+        return sorted({entity_set.kind or '' for entity_set in self.entity_sets})
 
     @property
     def namespaces(self) -> Optional[list[str]]:
         """The namespaces held ('' the default), or None if all were exported."""
         if any(entity_set.namespace is None for entity_set in self.entity_sets):
             return None
-        return sorted({entity_set.namespace for entity_set in self.entity_sets})
+        return sorted({entity_set.namespace or '' for entity_set in self.entity_sets})
 
     def entity_set(self, kind: str, namespace: Optional[str] = None) -> EntitySet:
         """The set that holds `kind` in `namespace` (None: the default one)."""

@@ -51,16 +51,19 @@ class ReadExport(beam.PTransform):
 
     def __init__(self, path: str, kinds_or_models: Iterable[KindOrModel],
                  project: Optional[str] = None,
-                 namespace: Optional[str] = None):
+                 namespace: Union[None, str, tuple[str, ...]] = None):
         super().__init__()
         if isinstance(kinds_or_models, (str, type)):
             kinds_or_models = [kinds_or_models]
         kinds = [_kind(item) for item in kinds_or_models]
         if not kinds:
             raise ValueError('ReadExport needs at least one kind to read.')
-        self._selection = None
+        self._selection: Optional[files.Selection] = None
+        self._read: Union[after_state.ReadAfterState, files.ReadSelection]
         if after_state.is_after_state(path):
             # A rehearsal's after state: its base, with the writes applied.
+            if isinstance(namespace, tuple):
+                raise ValueError('An after state is read one namespace at a time.')
             self._read = after_state.ReadAfterState(
                 after_state.read(path), kinds, project, namespace)
         else:

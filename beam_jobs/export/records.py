@@ -131,6 +131,9 @@ def read_records(stream: BinaryIO, name: str, start: int = 0,
                                    f'record that starts at byte {record_offset}')
                 pieces, record_offset = [data], offset
             else:
+                if pieces is None:
+                    raise _corrupt(name, offset, 'a MIDDLE or LAST chunk with no '
+                                   'FIRST chunk before it')
                 pieces.append(data)
                 if kind == LAST:
                     record, pieces = b''.join(pieces), None

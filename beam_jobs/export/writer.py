@@ -145,8 +145,8 @@ class _OpenSet:
         self.written = written
         self._folder = FileSystems.join(
             export_dir, set_folder(written.kind, written.namespace))
-        self._stream = None
-        self._writer = None
+        self._stream: Optional[BinaryIO] = None
+        self._writer: Optional[records.RecordWriter] = None
         self._in_file = 0
 
     def write(self, record: bytes, per_file: int) -> None:
@@ -157,12 +157,13 @@ class _OpenSet:
             self._writer = records.RecordWriter(self._stream)
             self.written.files.append(name)
             self._in_file = 0
+        assert self._writer is not None   # opened just above
         self._writer.write(record)
         self._in_file += 1
         self.written.num_entities += 1
 
     def close(self) -> None:
-        if self._stream is not None:
+        if self._stream is not None and self._writer is not None:
             self._stream.close()
             self.written.num_bytes += self._writer.bytes_written
             self._stream = None

@@ -224,7 +224,7 @@ def write_chunk(location: str, writes: list, befores: list,
         relative = f'{folder}/output-{number}'
         with _create(FileSystems.join(location, relative)) as stream:
             hashing = _HashingStream(stream)
-            record_writer = records.RecordWriter(hashing)
+            record_writer = records.RecordWriter(hashing)  # type: ignore[arg-type]  # writes only
             for record in encoded_records:
                 record_writer.write(record)
         files[relative] = {'bytes': hashing.size, 'sha256': hashing.sha256.hexdigest(),
@@ -639,7 +639,10 @@ def verify(manifest: Manifest) -> list[Chunk]:
 def decode_image(record: bytes, project: str) -> datastore.Entity:
     """A stored before-image as a client entity of `project`."""
     from beam_jobs.export import decode   # pylint: disable=import-outside-toplevel
-    return decode.EntityDecoder(project).decode(record).to_client_entity()
+    image = decode.EntityDecoder(project).decode(record)
+    if image is None:
+        raise BackupError('A before-image record holds no entity: the backup is damaged.')
+    return image.to_client_entity()
 
 
 def b64(data: bytes) -> str:

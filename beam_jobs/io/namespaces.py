@@ -91,7 +91,7 @@ class CountByNamespace(beam.DoFn):
     handed to Beam once per bundle."""
 
     def start_bundle(self):
-        self._counts = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
 
     def process(self, entity):
         key = entity.key

@@ -10,7 +10,7 @@ refuse before a run exists.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Type
+from typing import Optional, Sequence, Type, Union
 
 import apache_beam as beam
 from google.cloud import ndb
@@ -125,7 +125,7 @@ class ExportSource:
     def read(self, models: Models, target: target_lib.Target,
              shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
         # Splits follow the files and their 32 KiB blocks, not shard_count.
-        namespace = target.namespace
+        namespace: Union[None, str, tuple[str, ...]] = target.namespace
         if namespaces is not None:
             namespace = None if namespaces_lib.ALL in namespaces else tuple(namespaces)
         return reader.ReadExport(self.path, list(models), project=target.project,
@@ -155,10 +155,11 @@ class ExportSource:
                     for kind in _kinds(models)}
         if namespaces_lib.ALL in namespaces:
             return {kind: None for kind in _kinds(models)}
-        totals = {}
+        totals: dict[str, Optional[int]] = {}
         for kind in _kinds(models):
             counts = [self.info.entity_count(kind, space) for space in namespaces]
-            totals[kind] = None if None in counts else sum(counts)
+            known = [count for count in counts if count is not None]
+            totals[kind] = sum(known) if len(known) == len(counts) else None
         return totals
 
     def reads_text(self, kinds: str, where: str) -> str:
@@ -224,10 +225,10 @@ class FailedKeysSource(DatastoreSource):
 
     def totals(self, models: Models, target: target_lib.Target,
                namespaces: Optional[Sequence[str]] = None) -> dict[str, Optional[int]]:
-        counts = {kind: 0 for kind in _kinds(models)}
+        counts: dict[str, int] = {kind: 0 for kind in _kinds(models)}
         for _, flat in self.keys:
             counts[flat[-2]] = counts.get(flat[-2], 0) + 1
-        return counts
+        return {kind: count for kind, count in counts.items()}
 
 
 def for_run(export: Optional[str] = None):

@@ -49,7 +49,7 @@ class WriteMode:
     def for_run(self, run_id: str) -> 'WriteMode':
         """The mode of one run: its backup in a folder of its own under the
         planned backup location."""
-        if not self.keeps_before_images:
+        if not self.keeps_before_images or self.backup is None:
             return self
         return dataclasses.replace(self, backup=before_images.run_folder(self.backup, run_id))
 
@@ -63,7 +63,7 @@ class WriteMode:
             return _BackUpThenApply(self.backup, target)
         if self.name == APPLY:
             return datastore_write.ApplyWrites(target)
-        if self.name == AFTER_STATE:
+        if self.name == AFTER_STATE and self.after_state:
             return after_state_lib.WriteAfterState(self.after_state)
         return None
 

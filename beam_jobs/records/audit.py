@@ -54,7 +54,7 @@ class GateDecision(store_lib.BodyRecord):
     # A named database the run was for (None: the default one).
     database: Optional[str] = None
     rehearsal_id: Optional[str] = None
-    approved_by: list = dataclasses.field(default_factory=list)
+    approved_by: list[Any] = dataclasses.field(default_factory=list)
     reason: Optional[str] = None      # why it was skipped, or refused
     seq: Optional[int] = None         # its place in the chain, from 1
     previous_digest: str = ''         # the digest of entry seq - 1
@@ -97,7 +97,7 @@ class AuditStore(store_lib.EntityStore):
 
     def _append_once(self, job_name: str, decision: str,
                      sign: Optional[Callable[[str], Optional[str]]],
-                     fields: dict) -> GateDecision:
+                     fields: dict[str, Any]) -> GateDecision:
         head_key = self._client.key(HEAD_KIND, _HEAD)
         with self._client.transaction():
             head = self._client.get(head_key) or datastore.Entity(head_key)
@@ -117,7 +117,7 @@ class AuditStore(store_lib.EntityStore):
         checks each signed entry's signature (raising ValueError to refuse)."""
         chained = [GateDecision.from_entity(entity) for entity in self._query().fetch()
                    if entity.get('seq')]
-        chained.sort(key=lambda record: record.seq)
+        chained.sort(key=lambda record: record.seq or 0)
         previous: Optional[GateDecision] = None
         for expected, record in enumerate(chained, start=1):
             if record.seq != expected:
@@ -136,7 +136,7 @@ class AuditStore(store_lib.EntityStore):
                         'changed (the entry after it holds another digest).')
             previous = record
         head = self._client.get(self._client.key(HEAD_KIND, _HEAD))
-        newest = previous.seq if previous else 0
+        newest = (previous.seq or 0) if previous else 0
         if head is not None and (head.get('seq') or 0) > newest:
             cut = (f'entry {head["seq"]} was' if head['seq'] == newest + 1
                    else f'entries {newest + 1} to {head["seq"]} were')

@@ -46,32 +46,32 @@ class RehearsalRecord(store_lib.BodyRecord):
     created_msec: int = 0
     # 'running' until the rehearsal ends, then 'passed' or 'failed'.
     verdict: str = RUNNING
-    reasons: list = dataclasses.field(default_factory=list)
+    reasons: list[Any] = dataclasses.field(default_factory=list)
     # {'commit': str | None, 'dirty': bool, 'source_file': str,
     #  'source_sha256': str, 'fingerprint': {...}}: lifecycle/code_version.py.
-    code_version: dict = dataclasses.field(default_factory=dict)
+    code_version: dict[str, Any] = dataclasses.field(default_factory=dict)
     # {'path', 'timestamp', 'entities': {kind: count}}
-    export: dict = dataclasses.field(default_factory=dict)
-    params: dict = dataclasses.field(default_factory=dict)
+    export: dict[str, Any] = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     shard_count: Optional[int] = None
     run_id: Optional[str] = None
     # [{'job', 'run_id', 'status', 'passed', 'error_lines', 'reason'}]
-    verify: list = dataclasses.field(default_factory=list)
+    verify: list[Any] = dataclasses.field(default_factory=list)
     # {'file', 'passed', 'missing': [...], 'unexpected': [...]} or {}
-    expect: dict = dataclasses.field(default_factory=dict)
+    expect: dict[str, Any] = dataclasses.field(default_factory=dict)
     # [{'step', 'kind', 'key', 'reason', 'line'}]
-    failed_items: list = dataclasses.field(default_factory=list)
+    failed_items: list[Any] = dataclasses.field(default_factory=list)
     # {'put': {kind: n}, 'delete': {kind: n}}
-    writes: dict = dataclasses.field(default_factory=dict)
+    writes: dict[str, Any] = dataclasses.field(default_factory=dict)
     # {'job': s, 'verify': {job: s}, 'total': s}
-    durations: dict = dataclasses.field(default_factory=dict)
+    durations: dict[str, Any] = dataclasses.field(default_factory=dict)
     after_state: Optional[str] = None
     coordinator_notes: Optional[str] = None
     # [{'user', 'note', 'at_msec', 'approvers': [names] or None (unset),
     #   'machine', 'via': 'cli' | 'console', and in signed mode 'statement',
     #   'signature', 'target' (lifecycle/approval_signatures.py),
     #   'withdrawn': {'by', 'reason', 'at_msec'} once withdrawn}]
-    approvals: list = dataclasses.field(default_factory=list)
+    approvals: list[Any] = dataclasses.field(default_factory=list)
     # The request it fulfils, if any (records/requests.py); who ran it.
     request_id: Optional[str] = None
     rehearsed_by: Optional[str] = None
@@ -81,31 +81,31 @@ class RehearsalRecord(store_lib.BodyRecord):
     # What any reader needs to take a running rehearsal on from where it
     # stands (rehearsal/rehearse.py): {'verify': [job names], 'expected_text',
     # 'expect_file', 'pipeline_args', 'namespace', 'base', 'after_dir'}.
-    resume: dict = dataclasses.field(default_factory=dict)
+    resume: dict[str, Any] = dataclasses.field(default_factory=dict)
     # {'by', 'at_msec'} once someone canceled it.
-    canceled: dict = dataclasses.field(default_factory=dict)
+    canceled: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The jobs whose writes it was rehearsed after, oldest first: those of the
     # after states it read ({'job', 'rehearsal_id'}), and those its request
     # names ({'job'}). The gate lets it run only once they have run.
-    follows: list = dataclasses.field(default_factory=list)
+    follows: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def followed_jobs(self) -> list[str]:
         return list(dict.fromkeys(item['job'] for item in self.follows if item.get('job')))
     # What the job's run measured, for estimates of larger runs
     # (lifecycle/estimate.py): {'run_id', 'runner', 'cpu_seconds', 'entities'}.
-    measured: dict = dataclasses.field(default_factory=dict)
+    measured: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def source_sha256(self) -> Optional[str]:
         return self.code_version.get('source_sha256')
 
     @property
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> dict[str, Any]:
         return self.code_version.get('fingerprint') or {}
 
     @property
-    def standing_approvals(self) -> list:
+    def standing_approvals(self) -> list[Any]:
         """Approvals not withdrawn."""
         return [approval for approval in self.approvals if not approval.get('withdrawn')]
 
@@ -132,7 +132,7 @@ class RehearsalRecord(store_lib.BodyRecord):
     def is_approved(self) -> bool:
         return self.verdict == PASSED and bool(self.standing_approvals)
 
-    def indexed_extras(self) -> dict:
+    def indexed_extras(self) -> dict[str, Any]:
         return {'source_sha256': self.source_sha256}
 
 
@@ -169,7 +169,7 @@ class RehearsalStore(store_lib.EntityStore):
     def get(self, rehearsal_id: str) -> RehearsalRecord:
         return RehearsalRecord.from_entity(self._get_entity(rehearsal_id))
 
-    def recent(self, limit: int = 20,
+    def recent(self, limit: Optional[int] = 20,
                job_name: Optional[str] = None) -> list[RehearsalRecord]:
         """The newest rehearsals first."""
         filters = {'job_name': job_name} if job_name else {}
@@ -199,7 +199,8 @@ class RehearsalStore(store_lib.EntityStore):
                     'rehearse it again.')
             record.approvals.append({'user': user.strip(), 'note': note or '',
                                      'at_msec': now_msec(), **facts})
-        return self.change(rehearsal_id, approve_it)
+        changed: RehearsalRecord = self.change(rehearsal_id, approve_it)
+        return changed
 
     def withdraw(self, rehearsal_id: str, user: str, reason: str,
                  **facts: Any) -> RehearsalRecord:
@@ -213,7 +214,8 @@ class RehearsalStore(store_lib.EntityStore):
             for approval in standing:
                 approval['withdrawn'] = {'by': user, 'reason': reason,
                                          'at_msec': now_msec(), **facts}
-        return self.change(rehearsal_id, withdraw_them)
+        changed: RehearsalRecord = self.change(rehearsal_id, withdraw_them)
+        return changed
 
     def approved_of(self, job_name: str) -> list[RehearsalRecord]:
         """The job's approved rehearsals, newest first."""

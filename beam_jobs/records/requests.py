@@ -40,21 +40,21 @@ class RequestRecord(store_lib.BodyRecord):
     created_msec: int = 0
     requested_by: Optional[str] = None
     machine: Optional[str] = None
-    verify: list = dataclasses.field(default_factory=list)
+    verify: list[Any] = dataclasses.field(default_factory=list)
     # {'file': name given, 'text': its contents}: the expectation travels
     # with the request, to whichever machine rehearses it.
-    expect: dict = dataclasses.field(default_factory=dict)
-    params: dict = dataclasses.field(default_factory=dict)
+    expect: dict[str, Any] = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     note: Optional[str] = None
     link: Optional[str] = None
     # [{'rehearsal_id', 'verdict', 'at_msec', 'by'}], oldest first.
-    rehearsals: list = dataclasses.field(default_factory=list)
-    approved_by: list = dataclasses.field(default_factory=list)
+    rehearsals: list[Any] = dataclasses.field(default_factory=list)
+    approved_by: list[Any] = dataclasses.field(default_factory=list)
     # {'by', 'note', 'at_msec'} once an approver rejected it.
-    rejected: dict = dataclasses.field(default_factory=dict)
+    rejected: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The jobs that must have run in production before this one (the
     # release plan's order; the gate checks it), oldest first.
-    follows: list = dataclasses.field(default_factory=list)
+    follows: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def verdict(self) -> Optional[str]:

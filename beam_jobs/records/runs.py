@@ -73,7 +73,7 @@ class RunRecord:
     started_msec: Optional[int] = None
     finished_msec: Optional[int] = None
     shard_count: Optional[int] = None
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     runner: Optional[str] = None
     dataflow_job_id: Optional[str] = None
     console_url: Optional[str] = None
@@ -82,7 +82,7 @@ class RunRecord:
     dataflow_region: Optional[str] = None
     dataflow_endpoint: Optional[str] = None
     error: Optional[str] = None
-    counters: dict = dataclasses.field(default_factory=dict)
+    counters: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Failed items (the framework's ERROR lines), and the job's own error
     # lines (output_format.py): both counted from the stored report.
     error_count: int = 0
@@ -94,17 +94,17 @@ class RunRecord:
     canceled_by: Optional[str] = None
     # Where the run read: {'type': 'datastore', 'project', 'namespace'} or
     # {'type': 'export', 'path', 'timestamp', 'entities': {kind: count}}.
-    source: dict = dataclasses.field(default_factory=dict)
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The legacy lifecycle hooks that raised: 'hook_name: error', in order.
-    hook_errors: list = dataclasses.field(default_factory=list)
+    hook_errors: list[Any] = dataclasses.field(default_factory=list)
     # Where the process that ran it kept its log (on that machine).
     log_file: Optional[str] = None
     # What a running local run reports: see progress.py.
-    progress: dict = dataclasses.field(default_factory=dict)
+    progress: dict[str, Any] = dataclasses.field(default_factory=dict)
     queue_name: Optional[str] = None
     # The production gate: the approved rehearsal it found, or who skipped it
     # and why (lifecycle/gate.py); empty for runs it does not concern.
-    gate: dict = dataclasses.field(default_factory=dict)
+    gate: dict[str, Any] = dataclasses.field(default_factory=dict)
     # A Dataflow run, as its backend last saw it (lifecycle/dataflow.py):
     # counters are the attempted values while it runs, committed once it
     # ended; its stages; its cost and size ({'vcpu_seconds',
@@ -114,9 +114,9 @@ class RunRecord:
     # failed job, trimmed ([{'exception', 'step', 'item', 'at_msec'}]); when
     # it was last asked, and the error the service gave then, if it did.
     counters_attempted: bool = False
-    stages: list = dataclasses.field(default_factory=list)
-    usage: dict = dataclasses.field(default_factory=dict)
-    failure_messages: list = dataclasses.field(default_factory=list)
+    stages: list[Any] = dataclasses.field(default_factory=list)
+    usage: dict[str, Any] = dataclasses.field(default_factory=dict)
+    failure_messages: list[Any] = dataclasses.field(default_factory=list)
     followed_msec: Optional[int] = None
     follow_error: Optional[str] = None
     # The before-images of what it wrote (io/before_images.py): while it
@@ -124,7 +124,7 @@ class RunRecord:
     # summary ({'location', 'kinds', 'writes', 'files', 'export', 'state':
     # 'kept'}); {'state': 'off', 'reason'} for a run with --no-backup; empty
     # for runs that write no Datastore.
-    backup: dict = dataclasses.field(default_factory=dict)
+    backup: dict[str, Any] = dataclasses.field(default_factory=dict)
     # A revert (`beam-jobs revert`) names the run it takes back; a retry
     # (`run --retry-failed`) the run it finishes.
     revert_of: Optional[str] = None
@@ -137,8 +137,8 @@ class RunRecord:
     # guardrails ({'max_num_workers', 'flexrs', 'max_cost_usd' or None,
     # 'rates'}: the watch cancels it once the cost of its reported
     # resources, at those rates, passes max_cost_usd).
-    estimate: dict = dataclasses.field(default_factory=dict)
-    budget: dict = dataclasses.field(default_factory=dict)
+    estimate: dict[str, Any] = dataclasses.field(default_factory=dict)
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:
@@ -202,7 +202,7 @@ class RunStore(store_lib.EntityStore):
         return RunRecord.from_entity(self._get_entity(run_id))
 
     def transition(self, run_id: str, status: str, *,
-                   fields_from: Optional[Callable[[RunRecord], dict]] = None,
+                   fields_from: Optional[Callable[[RunRecord], dict[str, Any]]] = None,
                    **fields: Any) -> RunRecord:
         """Move a run to `status` (and set `fields`) if that move is allowed;
         `fields_from(record)` adds fields computed from the record as it is
@@ -259,7 +259,7 @@ class RunStore(store_lib.EntityStore):
             return None     # another reader claimed it at the same moment
         return record
 
-    def set_progress(self, run_id: str, progress: dict,
+    def set_progress(self, run_id: str, progress: dict[str, Any],
                      timeout: float = 5.0) -> None:
         """Note how far a started run got. Quick or not at all: no retries,
         and never over a status another process has moved on."""

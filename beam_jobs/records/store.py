@@ -10,7 +10,7 @@ import dataclasses
 import json
 import random
 import time
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from google.cloud import datastore
 
@@ -39,13 +39,18 @@ class EntityStore:
         self._client = target_lib.client(target)
 
     def _key(self, name: str) -> datastore.Key:
-        return self._client.key(self.KIND, name)
+        key: datastore.Key = self._client.key(self.KIND, name)
+        return key
 
     def _get_entity(self, name: str) -> datastore.Entity:
-        entity = self._client.get(self._key(name))
+        entity: Optional[datastore.Entity] = self._client.get(self._key(name))
         if entity is None:
             raise self.missing(name)
         return entity
+
+    def get(self, name: str) -> Any:
+        """The record named `name` (each store loads its own kind)."""
+        raise NotImplementedError
 
     def missing(self, name: str) -> LookupError:
         """The error for a record that is not there (subclasses name theirs)."""
@@ -53,7 +58,7 @@ class EntityStore:
             f'No {self.NOUN} {name!r} in {self.target.describe()}'
             + (f': check the id with `{self.LIST_COMMAND}`.' if self.LIST_COMMAND else '.'))
 
-    def change(self, name: str, change):
+    def change(self, name: str, change: Callable[[Any], None]) -> Any:
         """The record named `name`, changed by `change(record)` (which may
         raise to refuse) and saved, in one transaction."""
         with self._client.transaction():
@@ -62,13 +67,14 @@ class EntityStore:
             self._client.put(record.to_entity(self._client))
         return record
 
-    def _query(self, **filters):
-        query = self._client.query(kind=self.KIND)
+    def _query(self, **filters: Any) -> datastore.Query:
+        query: datastore.Query = self._client.query(kind=self.KIND)
         for name, value in filters.items():
             query.add_filter(filter=datastore.query.PropertyFilter(name, '=', value))
         return query
 
-    def _newest(self, limit: Optional[int], time_field: str, **filters) -> list:
+    def _newest(self, limit: Optional[int], time_field: str,
+                **filters: Any) -> list[datastore.Entity]:
         """Entities newest first. With a filter, sorted here (no composite
         index needed); without, by the Datastore."""
         query = self._query(**filters)
@@ -80,6 +86,9 @@ class EntityStore:
         return list(query.fetch(limit=limit))
 
 
+_Record = TypeVar('_Record', bound='BodyRecord')
+
+
 class BodyRecord:
     """A record (a dataclass) stored as its queried fields, indexed, plus one
     unindexed JSON text of everything else: no 1,500-byte limit, no index
@@ -87,14 +96,14 @@ class BodyRecord:
 
     KIND: str = ''
     ID_FIELD: str = ''
-    INDEXED: tuple = ()
+    INDEXED: tuple[str, ...] = ()
 
-    def indexed_extras(self) -> dict:
+    def indexed_extras(self) -> dict[str, Any]:
         """More indexed values derived from the record (none by default)."""
         return {}
 
     def to_entity(self, client: datastore.Client) -> datastore.Entity:
-        values = dataclasses.asdict(self)
+        values = dataclasses.asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
         name = values.pop(self.ID_FIELD)
         entity = datastore.Entity(client.key(self.KIND, name),
                                   exclude_from_indexes=('body_json',))
@@ -105,9 +114,9 @@ class BodyRecord:
         return entity
 
     @classmethod
-    def from_entity(cls, entity: datastore.Entity):
+    def from_entity(cls: type[_Record], entity: datastore.Entity) -> _Record:
         values = json.loads(entity.get('body_json') or '{}')
         values.update({field: entity.get(field) for field in cls.INDEXED})
-        known = {field.name for field in dataclasses.fields(cls)}
+        known = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
         values[cls.ID_FIELD] = entity.key.name
         return cls(**{k: v for k, v in values.items() if k in known})
