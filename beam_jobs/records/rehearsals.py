@@ -79,8 +79,9 @@ class RehearsalRecord(store_lib.BodyRecord):
     # Where its runs ran: None on this machine, or 'DataflowRunner'.
     runner: Optional[str] = None
     # What any reader needs to take a running rehearsal on from where it
-    # stands (rehearsal/rehearse.py): {'verify': [job names], 'expected_text',
-    # 'expect_file', 'pipeline_args', 'namespace', 'base', 'after_dir'}.
+    # stands: rehearsal/state.py's RehearsalState, the one reader and writer
+    # of this field ({'verify': [job names], 'expected_text', 'expect_file',
+    # 'pipeline_args', 'namespace', 'base', 'after_dir'}).
     resume: dict[str, Any] = dataclasses.field(default_factory=dict)
     # {'by', 'at_msec'} once someone canceled it.
     canceled: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Tests of beam_jobs/rehearsal/, one module per module."""
