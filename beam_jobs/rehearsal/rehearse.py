@@ -41,6 +41,7 @@ from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.lifecycle import code_version
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate as estimate_lib
+from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import rehearsals as record_lib
@@ -305,7 +306,7 @@ def _step(context: Context, record: record_lib.RehearsalRecord) -> bool:
     """Take the next step of a running rehearsal; False while the run it
     waits for has not ended."""
     if 'job' not in record.durations:
-        run = launcher.current(context.runs, record.run_id)
+        run = follow.current(context.runs, record.run_id)
         if not run.is_terminal:
             return False
         _job_ended(context, record, run)
@@ -317,7 +318,7 @@ def _step(context: Context, record: record_lib.RehearsalRecord) -> bool:
             return True
         entry = record.verify[index]
         if entry.get('passed') is None:
-            run = launcher.current(context.runs, entry['run_id'])
+            run = follow.current(context.runs, entry['run_id'])
             if not run.is_terminal:
                 return False
             _verify_ended(context, record.rehearsal_id, index, run)
