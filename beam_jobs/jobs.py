@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 from beam_jobs import job_class as job_class_lib
 from beam_jobs.compile.transforms import DEFAULT_SHARD_COUNT
 from beam_jobs.job_class import Delete, InvalidJobError, Put  # noqa: F401  (public names)
+from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import runs
@@ -107,7 +108,7 @@ class BaseMapReduceOneOffJobManager:
         """The run as it is now (followed: a Dataflow job seen done ends the
         run here, and its hooks are this class's)."""
         job_class_lib.remember(cls)
-        return launcher.current(run_store(), job_id)
+        return follow.current(run_store(), job_id)
 
     @classmethod
     def get_status_code(cls, job_id: str) -> str:
@@ -163,7 +164,7 @@ class BaseMapReduceOneOffJobManager:
     def cancel_all_unfinished_jobs(cls, user_id: Optional[str] = None) -> None:
         """Cancel every queued or started run of this job."""
         store = run_store()
-        for record in launcher.unfinished(store, job_class_lib.job_name(cls)):
+        for record in follow.unfinished(store, job_class_lib.job_name(cls)):
             try:
                 launcher.cancel_run(store, record.run_id, user_id)
             except runs.InvalidTransitionError:
@@ -243,14 +244,14 @@ def get_data_for_recent_jobs(recency_msec: int = DEFAULT_RECENCY_MSEC) -> list[d
     """Runs created in the last `recency_msec`, newest first, at most 100."""
     cutoff = runs.now_msec() - recency_msec
     return [_dashboard_dict(record)
-            for record in launcher.recent(run_store(), NUM_JOBS_IN_DASHBOARD_LIMIT)
+            for record in follow.recent(run_store(), NUM_JOBS_IN_DASHBOARD_LIMIT)
             if record.created_msec >= cutoff]
 
 
 def get_data_for_unfinished_jobs() -> list[dict]:
     """Runs that are new, queued or started, newest first, at most 100."""
     return [_dashboard_dict(record) for record in
-            launcher.unfinished(run_store(), limit=NUM_JOBS_IN_DASHBOARD_LIMIT)]
+            follow.unfinished(run_store(), limit=NUM_JOBS_IN_DASHBOARD_LIMIT)]
 
 
 def get_job_output(job_id: str) -> list[str]:
@@ -263,7 +264,7 @@ def get_stuck_jobs(recency_msecs: int) -> list[runs.RunRecord]:
     started for longer than that. What the old cron mailed about."""
     now = runs.now_msec()
     stuck = []
-    for record in launcher.recent(run_store(), NUM_JOBS_IN_DASHBOARD_LIMIT):
+    for record in follow.recent(run_store(), NUM_JOBS_IN_DASHBOARD_LIMIT):
         if record.created_msec < now - recency_msecs and record.is_terminal:
             continue
         started = record.started_msec or record.queued_msec or record.created_msec

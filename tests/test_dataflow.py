@@ -20,7 +20,7 @@ from google.cloud.dataflow_v1beta3 import FlexResourceSchedulingGoal
 
 from beam_jobs import cli, jobs, options, testing
 from beam_jobs.lifecycle import dataflow, dataflow_settings
-from beam_jobs.lifecycle import launcher
+from beam_jobs.lifecycle import follow, launcher
 from beam_jobs.compile import store_output
 from beam_jobs.records import runs
 from beam_jobs.export import write_export
@@ -125,7 +125,7 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
     stub.set_state(record.dataflow_job_id, 'JOB_STATE_RUNNING')
     assert _store(datastore_target).get(run_id).status == runs.STARTED
     assert not stub.requests_of('GET')
-    assert launcher.current(_store(datastore_target), run_id).status == runs.STARTED
+    assert follow.current(_store(datastore_target), run_id).status == runs.STARTED
     assert stub.requests_of('GET')
 
     # The workers' last step stores the output; play it here, then finish.
@@ -135,7 +135,7 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
                             ((0, 'e', 0), 'ERROR in map for x: boom')])
              | store_output.StoreOutput(run_id, datastore_target))
     stub.set_state(record.dataflow_job_id, 'JOB_STATE_DONE')
-    record = launcher.current(_store(datastore_target), run_id)
+    record = follow.current(_store(datastore_target), run_id)
     assert record.status == runs.COMPLETED
     assert (record.output_line_count, record.error_count) == (3, 1)
     assert cli.main(['output', run_id]) == 0
@@ -238,7 +238,7 @@ def test_dataflow_states_map_onto_run_statuses(datastore_target, stub, state,
     store = _store(datastore_target)
     run_id = _started_on_stub(store, stub, state).run_id
     assert store.get(run_id).status == runs.STARTED   # the store only stores
-    record = launcher.current(store, run_id)
+    record = follow.current(store, run_id)
     assert record.status == status
     if status == runs.FAILED:
         assert 'https://console/' in record.error

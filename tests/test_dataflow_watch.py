@@ -14,7 +14,7 @@ from beam_jobs import cli, output_format, testing
 from beam_jobs import target as target_lib
 from beam_jobs.export import write_export
 from beam_jobs.io import stored_output
-from beam_jobs.lifecycle import launcher
+from beam_jobs.lifecycle import follow
 from beam_jobs.records import runs
 from pipelines import exp_jobs_one_off, sample_data
 from tests import console_helpers
@@ -109,7 +109,7 @@ def test_a_watched_run_to_completed(capsys, monkeypatch, datastore_target, stub,
 
     # While it runs: attempted counters under a local run's names, progress
     # against the export's count, stages.
-    record = launcher.current(store, run_id)
+    record = follow.current(store, run_id)
     assert record.status == runs.STARTED and record.counters_attempted
     assert record.counters[READ] == 3 and record.counters['map_calls'] == 3
     assert record.counters[f'{JOB.__name__}.seen'] == 3
@@ -218,7 +218,7 @@ def test_following_is_polite(monkeypatch, datastore_target, stub, gcs, export, c
             reader.join()
     job_gets = [r for r in stub.requests_of('GET')[before:] if r.path.split('?')[0].endswith(job_id)]
     assert len(job_gets) == 1
-    assert launcher.current(store, run_id).counters[READ] == 3   # still the first snapshot
+    assert follow.current(store, run_id).counters[READ] == 3   # still the first snapshot
 
 
 def test_an_api_error_is_shown_and_the_last_figures_kept(datastore_target, stub, gcs,
@@ -227,15 +227,15 @@ def test_an_api_error_is_shown_and_the_last_figures_kept(datastore_target, stub,
     run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
     store = runs.RunStore(datastore_target)
     stub.play(store.get(run_id).dataflow_job_id, COMPLETING)
-    assert launcher.current(store, run_id).counters[READ] == 3
+    assert follow.current(store, run_id).counters[READ] == 3
     stub.fail_with = (500, 'backend unavailable')
-    record = launcher.current(store, run_id)
+    record = follow.current(store, run_id)
     assert record.status == runs.STARTED and record.counters[READ] == 3
     assert record.follow_error.startswith('Dataflow did not answer (500 backend unavailable)')
     with console_helpers.client(datastore_target) as client:
         assert 'backend unavailable' in client.get(f'/runs/{run_id}').text
     stub.fail_with = None
-    record = launcher.current(store, run_id)
+    record = follow.current(store, run_id)
     assert record.follow_error is None and record.counters[READ] == 9
 
 

@@ -5,7 +5,7 @@ import time
 
 from beam_jobs import emulator, testing
 from beam_jobs import target as target_lib
-from beam_jobs.lifecycle import launcher
+from beam_jobs.lifecycle import follow, launcher
 from beam_jobs.records import runs
 from tests import cli_process
 from tests import job_fixtures as fx
@@ -47,7 +47,7 @@ def test_emulator_lost_during_a_run(tmp_path, monkeypatch):
             monkeypatch.setenv(name, value)
         # The run could not record its end; the first follower records it,
         # with the real reason instead of a generic "orphaned".
-        record = launcher.current(runs.RunStore(target), run_id)
+        record = follow.current(runs.RunStore(target), run_id)
         assert record.status == runs.FAILED
         assert record.error.startswith(f'Lost the Datastore: the emulator on {first.host}')
         rerun = launcher.run_job(fx.SlowJob, target=target)

@@ -11,7 +11,7 @@ from beam_jobs import output_format
 from beam_jobs import target as target_lib
 from beam_jobs import testing
 from beam_jobs.io import stored_output
-from beam_jobs.lifecycle import launcher
+from beam_jobs.lifecycle import follow, launcher
 from beam_jobs.records import runs
 from tests import job_fixtures as fx
 
@@ -64,7 +64,7 @@ def test_orphaned_run_is_marked_failed_when_followed(datastore_target):
     store.update(run_id, pid=dead.pid, process_start='0')
     # The store only stores: reading a record never ends a run.
     assert store.get(run_id).status == runs.STARTED
-    record = launcher.current(store, run_id)
+    record = follow.current(store, run_id)
     assert record.status == runs.FAILED
     assert 'Orphaned' in record.error and str(dead.pid) in record.error
 

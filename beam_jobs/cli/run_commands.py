@@ -17,10 +17,12 @@ from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.io import sources
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate
+from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import gate
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
 from beam_jobs.lifecycle import run_logs
+from beam_jobs.lifecycle import run_text
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
 from beam_jobs.rehearsal import rehearse as rehearse_lib
@@ -29,6 +31,32 @@ from beam_jobs.rehearsal import rehearse as rehearse_lib
 def add_parsers(commands, parent) -> None:
     commands.add_parser('list', parents=[parent], help='list the registered jobs'
                         ).set_defaults(handler=cmd_list)
+    _add_run_parser(commands, parent)
+    recent = commands.add_parser('runs', parents=[parent],
+                                 help='recent runs, newest first')
+    recent.add_argument('--limit', type=int, default=20)
+    recent.add_argument('--job', help='only runs of this job')
+    recent.set_defaults(handler=cmd_runs)
+    status = commands.add_parser('status', parents=[parent], help='one run\'s record')
+    status.add_argument('run_id')
+    status.add_argument('--watch', action='store_true',
+                        help='follow the run to its end, showing its progress '
+                        '(exit code as `run`: 0, 3 items failed or error lines, 1 failed)')
+    status.add_argument('--every', type=float, default=None, metavar='SECS',
+                        help='with --watch: seconds between looks (default: the '
+                        '`follow_interval` setting, 10)')
+    status.set_defaults(handler=cmd_status)
+    output = commands.add_parser('output', parents=[parent], help='one run\'s output lines')
+    output.add_argument('run_id')
+    output.set_defaults(handler=cmd_output)
+    cancel = commands.add_parser('cancel', parents=[parent],
+                                 help='stop a run, or a rehearsal (with its run in flight)')
+    cancel.add_argument('run_id', metavar='RUN_ID|REHEARSAL_ID')
+    cancel.add_argument('--user', default=None, help='who cancels (recorded)')
+    cancel.set_defaults(handler=cmd_cancel)
+
+
+def _add_run_parser(commands, parent) -> None:
     run = commands.add_parser(
         'run', parents=[parent],
         help='run a job (any further flags go to Beam)',
@@ -76,29 +104,6 @@ def add_parsers(commands, parent) -> None:
     run.add_argument('--run-id', dest='run_id', default=None, help=argparse.SUPPRESS)
     run.set_defaults(handler=cmd_run, own_flags=common.own_flags(run),
                      takes_pipeline_flags=True)
-
-    recent = commands.add_parser('runs', parents=[parent],
-                                 help='recent runs, newest first')
-    recent.add_argument('--limit', type=int, default=20)
-    recent.add_argument('--job', help='only runs of this job')
-    recent.set_defaults(handler=cmd_runs)
-    status = commands.add_parser('status', parents=[parent], help='one run\'s record')
-    status.add_argument('run_id')
-    status.add_argument('--watch', action='store_true',
-                        help='follow the run to its end, showing its progress '
-                        '(exit code as `run`: 0, 3 items failed or error lines, 1 failed)')
-    status.add_argument('--every', type=float, default=None, metavar='SECS',
-                        help='with --watch: seconds between looks (default: the '
-                        '`follow_interval` setting, 10)')
-    status.set_defaults(handler=cmd_status)
-    output = commands.add_parser('output', parents=[parent], help='one run\'s output lines')
-    output.add_argument('run_id')
-    output.set_defaults(handler=cmd_output)
-    cancel = commands.add_parser('cancel', parents=[parent],
-                                 help='stop a run, or a rehearsal (with its run in flight)')
-    cancel.add_argument('run_id', metavar='RUN_ID|REHEARSAL_ID')
-    cancel.add_argument('--user', default=None, help='who cancels (recorded)')
-    cancel.set_defaults(handler=cmd_cancel)
 
 
 def add_run_flags(command) -> None:
@@ -176,7 +181,7 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
     skip = gate.Skip(args.user, args.reason) if args.skip_rehearsal else None
     # Everything is checked before anything starts: no emulator, no record.
     try:
-        retry_of = (launcher.current(common.store(args, pipeline_args), args.retry_failed)
+        retry_of = (follow.current(common.store(args, pipeline_args), args.retry_failed)
                     if args.retry_failed else None)
         plan = planning.plan_run(job, run_params(args), args.shard_count,
                                  pipeline_args, export=args.export,
@@ -263,7 +268,7 @@ def _refuse_record(args, reason: str) -> None:
 
 
 def cmd_runs(args) -> int:
-    records = launcher.recent(common.store(args), args.limit, args.job)
+    records = follow.recent(common.store(args), args.limit, args.job)
     common.print_table(
         ('RUN ID', 'STATUS', 'STARTED', 'SECONDS', 'LINES', 'FAILED'),
         [(r.run_id, r.status, common.when(r.started_msec or r.created_msec),
@@ -275,7 +280,7 @@ def cmd_runs(args) -> int:
 
 def cmd_status(args) -> int:
     store = common.store(args)
-    record = launcher.current(store, args.run_id)
+    record = follow.current(store, args.run_id)
     if args.watch and not record.is_terminal:
         record = watch.follow_to_end(store, record, every=args.every)
     elif args.every is not None and not args.watch:
@@ -307,16 +312,16 @@ def _print_status(record: runs.RunRecord) -> None:
                 ('gate', ', '.join(f'{k}: {v}' for k, v in record.gate.items())),
                 ('dataflow job', record.dataflow_job_id),
                 ('console', record.console_url),
-                ('progress', watch.progress_line(record)),
-                ('stages', watch.stages_line(record)),
-                ('usage', watch.usage_line(record)),
+                ('progress', run_text.progress_text(record)),
+                ('stages', run_text.stages_text(record.stages)),
+                ('usage', run_text.usage_text(record.usage)),
                 *common.cost_lines(record),
                 ('canceled by', record.canceled_by),
                 ('error', record.error), ('log', None if record.dataflow_job_id
                                           else record.log_file),
                 ('dataflow api', record.follow_error)]
     fields += [(name, value) for name, value in optional if value]
-    fields += [('cause', watch.failure_line(failure)) for failure in record.failure_messages]
+    fields += [('cause', run_text.failure_text(failure)) for failure in record.failure_messages]
     fields += [('hook error', error) for error in record.hook_errors]
     for name, value in fields:
         print(f'{name:>13}: {value}')
@@ -330,7 +335,7 @@ def _print_status(record: runs.RunRecord) -> None:
 
 def cmd_output(args) -> int:
     store = common.store(args)
-    record = launcher.current(store, args.run_id)
+    record = follow.current(store, args.run_id)
     for line in store.output(args.run_id):
         print(line)
     if record.is_terminal:

@@ -3,7 +3,7 @@
 It reads the registry and the run and rehearsal records the CLI uses, and
 acts through the same lifecycle: a start is planned by `planning.plan_run`
 and run by `beam-jobs run` in a process of its own (launch.py); runs are
-read as they are now (`launcher.current`, which follows a Dataflow job); a
+read as they are now (`follow.current`, which polls a Dataflow job); a
 cancel is `launcher.cancel_run`; an approval is `RehearsalStore.approve`. Every refusal
 is a `ConsoleError` whose status says which kind of 4xx it is, raised before
 anything changed.
@@ -26,6 +26,7 @@ from beam_jobs.console import launch
 from beam_jobs.console import views
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate as estimate_lib
+from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
@@ -120,12 +121,12 @@ class Console:
 
     def jobs(self) -> list[dict[str, Any]]:
         unfinished: dict[str, list] = {}
-        for record in launcher.unfinished(self.store):
+        for record in follow.unfinished(self.store):
             unfinished.setdefault(record.job_name, []).append(views.run_view(record))
         listed = []
         for job in self.registry:
             name = job.__name__
-            last_run = launcher.recent(self.store, 1, job_name=name)
+            last_run = follow.recent(self.store, 1, job_name=name)
             last_rehearsal = self.rehearsals.recent(1, job_name=name)
             notes = getattr(job, 'COORDINATOR_NOTES', None)
             listed.append({
@@ -144,12 +145,12 @@ class Console:
     def runs(self, limit: Any = RUNS_SHOWN, job: Optional[str] = None) -> list[dict]:
         limit = _limit(limit)
         return [views.run_view(r)
-                for r in launcher.recent(self.store, limit, job_name=job or None)]
+                for r in follow.recent(self.store, limit, job_name=job or None)]
 
     def run(self, run_id: str) -> runs.RunRecord:
         """The run as it is now (followed by its backend)."""
         try:
-            return launcher.current(self.store, run_id)
+            return follow.current(self.store, run_id)
         except runs.UnknownRunError as error:
             raise NotFound(str(error)) from None
 
@@ -186,7 +187,7 @@ class Console:
         kinds = ', '.join(plan.kinds)
         warnings = [f'A run of {request.job_name} is already '
                     f'{views.STATUS_LABELS[r.status].lower()}: {r.run_id}.'
-                    for r in launcher.unfinished(self.store, request.job_name)]
+                    for r in follow.unfinished(self.store, request.job_name)]
         # A Dataflow run's estimate and guardrails, as `run` prints them.
         warnings += plan.estimate.get('warnings') or []
         return {'job': request.job_name, 'params': request.params,

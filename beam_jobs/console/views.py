@@ -17,8 +17,8 @@ from beam_jobs import output_format
 from beam_jobs import readable
 from beam_jobs.io import sources
 from beam_jobs.lifecycle import approval_signatures as signatures
-from beam_jobs.lifecycle import dataflow_watch
 from beam_jobs.lifecycle import estimate
+from beam_jobs.lifecycle import run_text
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
 from beam_jobs.records import requests as request_records
@@ -117,12 +117,12 @@ def run_view(record: runs.RunRecord) -> dict[str, Any]:
         duration_text=readable.duration(record.seconds),
         source_text=sources.text(record.source),
         progress_view=progress_view(record.progress) if not record.is_terminal else None,
-        stages_text=dataflow_watch.stages_text(record.stages),
-        usage_text=dataflow_watch.usage_text(record.usage),
+        stages_text=run_text.stages_text(record.stages),
+        usage_text=run_text.usage_text(record.usage),
         cost_view=cost_view(record),
         budget_left_text=(None if record.is_terminal
                           else estimate.budget_left_text(record.budget, record.usage)),
-        failure_texts=[dataflow_watch.failure_text(f) for f in record.failure_messages],
+        failure_texts=[run_text.failure_text(f) for f in record.failure_messages],
         url=f'/runs/{record.run_id}',
         backup_view=backup_view(record),
     )

@@ -10,8 +10,9 @@ One interface, as mrjob's runners have one (`run`, `counters`, `cat_output`,
     cancel(store, record, who)  stop it wherever it runs; end it canceled
 
 Every end goes through ending.end_run, which calls the job's hooks. Surfaces
-(CLI, console, legacy API) ask the backend (launcher.py picks it); the record
-store never does any of this.
+(CLI, console, rehearsals, legacy API) start and cancel through launcher.py
+and follow through follow.py, which picks the backend; the record store
+never does any of this.
 """
 
 from __future__ import annotations

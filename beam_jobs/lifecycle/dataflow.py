@@ -1,13 +1,15 @@
-"""The Dataflow backend: submit, follow (watch), cancel.
+"""The Dataflow backend: submit, poll, cancel.
 
 The same pipeline a local run builds is submitted to Dataflow and left
 running there; the run record keeps the job's id, project, region and the
-endpoint it went to, and the totals its progress is measured against. Whoever
-follows the run later (`beam-jobs status`, the console, `get_status_code`,
-through launcher.py) brings its record up to date from the Dataflow API:
-state, counters (attempted while it runs), progress and stages; once it ends,
-its committed counters, its cost and size, and for a failed job the cause
-(dataflow_watch.py). Following is polite: at most one refresh per run every
+endpoint it went to, and the totals its progress is measured against.
+
+Whoever follows the run later (follow.py: `beam-jobs status`, the console,
+a rehearsal, `get_status_code`) reaches `poll` here, which brings its record
+up to date: it asks the API (dataflow_api.py) for the job's state, metrics
+and stages, and once it ends for its messages; dataflow_fields.py turns the
+answers into the record's fields (counters, progress, usage, the cause of a
+failure). Polling is polite: at most one poll per run every
 `follow_interval` seconds (default 10), whoever asks, each bounded by a few
 seconds; an API error is kept in the record beside its last good figures.
 
@@ -31,7 +33,7 @@ from beam_jobs import job_class as job_class_lib
 from beam_jobs import progress
 from beam_jobs.lifecycle import backend as backend_lib
 from beam_jobs.lifecycle import dataflow_api
-from beam_jobs.lifecycle import dataflow_watch
+from beam_jobs.lifecycle import dataflow_fields
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle.dataflow_settings import (  # noqa: F401  (the backend's words)
@@ -41,14 +43,14 @@ from beam_jobs.records import runs
 RUNNER = 'DataflowRunner'
 API_TIMEOUT_SECS = 30.0
 # How often any reader may ask Dataflow about one run (the `follow_interval`
-# setting), and how long one refresh may take in all.
+# setting), and how long one poll may take in all.
 FOLLOW_EVERY_SECS = 10.0
 FOLLOW_BUDGET_SECS = 6.0
 # Dataflow's final states and what they mean for a run; every other state
 # (pending, queued, running, cancelling, ...) leaves the run `started`.
 _ENDS = {
     'JOB_STATE_DONE': (runs.COMPLETED, None),
-    'JOB_STATE_FAILED': (runs.FAILED, None),   # the cause: dataflow_watch.failures
+    'JOB_STATE_FAILED': (runs.FAILED, None),   # the cause: dataflow_fields.failures
     'JOB_STATE_CANCELLED': (runs.CANCELED, 'The Dataflow job was cancelled '
                             'outside beam-jobs (console: {url}).'),
     'JOB_STATE_DRAINED': (runs.CANCELED, 'The Dataflow job was drained: it '
@@ -95,13 +97,8 @@ def submit(pipeline: beam.Pipeline, pipeline_options: PipelineOptions,
     return record
 
 
-def job_state(record: runs.RunRecord) -> str:
-    """The job's current state on Dataflow, e.g. 'JOB_STATE_RUNNING'."""
-    return dataflow_api.job(record, API_TIMEOUT_SECS).state
-
-
 class _Budget:
-    """What is left of one refresh's time, for each call's timeout."""
+    """What is left of one poll's time, for each call's timeout."""
 
     def __init__(self, seconds: float):
         self._deadline = time.monotonic() + seconds
@@ -114,10 +111,11 @@ class _Budget:
         return left
 
 
-def refresh(store: runs.RunStore, record: runs.RunRecord,
-            force: bool = False) -> runs.RunRecord:
+def poll(store: runs.RunStore, record: runs.RunRecord,
+         force: bool = False) -> runs.RunRecord:
     """Bring a started Dataflow run's record up to date with its job (at most
-    one refresh per `follow_interval`, whoever asks, unless `force`)."""
+    one poll per `follow_interval`, whoever asks, unless `force`); ended,
+    with the job's hooks, once the job has."""
     if not record.dataflow_job_id:
         # Nothing remote to ask yet: a submission whose process died before
         # it recorded the job id is an orphan like a local run.
@@ -129,14 +127,14 @@ def refresh(store: runs.RunStore, record: runs.RunRecord,
         return record       # asked recently: by this reader or another
     claimed = store.claim_follow(record.run_id, every_msec)
     if claimed is None:
-        return store.get(record.run_id)     # someone refreshed it just now
+        return store.get(record.run_id)     # someone polled it just now
     budget = _Budget(FOLLOW_BUDGET_SECS)
     try:
         job = dataflow_api.job(claimed, budget.left())
         metrics = dataflow_api.metrics(claimed, budget.left())
         stages = _stages(claimed, budget)
         ended = job.state in _ENDS
-        fields = _watched(claimed, metrics, stages, committed=ended)
+        fields = dataflow_fields.record_fields(claimed, metrics, stages, committed=ended)
         if ended:
             fields.update(_ended(store, claimed, job, metrics, budget))
         over = None if ended else estimate_lib.over_budget(claimed.budget, fields['usage'])
@@ -169,55 +167,27 @@ def _stages(record: runs.RunRecord, budget: _Budget) -> Optional[list]:
         return None
 
 
-def _usage(record: runs.RunRecord, metrics: list) -> dict:
-    """The resources the job reported so far, priced at the rates its
-    budget (or its estimate) was made with."""
-    used = dataflow_watch.resources(metrics)
-    rates = (record.budget or {}).get('rates')
-    cost = estimate_lib.cost_of(used, rates) if rates else None
-    if cost is not None:
-        used['cost_usd'] = round(cost, 6)
-    return used
-
-
-def _kinds(record: runs.RunRecord) -> list[str]:
-    return list((record.progress or {}).get('total') or {})
-
-
-def _watched(record: runs.RunRecord, metrics: list, stages: Optional[list],
-             committed: bool) -> dict:
-    counted = dataflow_watch.counters(metrics, record.job_name, _kinds(record),
-                                      committed=committed)
-    totals = (record.progress or {}).get('total') or {}
-    fields = {'counters': counted, 'counters_attempted': not committed,
-              'progress': dataflow_watch.progress(counted, totals),
-              'usage': _usage(record, metrics), 'follow_error': None}
-    if stages is not None:
-        fields['stages'] = stages
-    return fields
-
-
 def _ended(store: runs.RunStore, record: runs.RunRecord, job: dataflow_api.Job,
            metrics: list, budget: _Budget) -> dict:
     """What a run's end adds: cost and size, its output's counts, the cause."""
     status, template = _ENDS[job.state]
     fields: dict = {}
     try:
-        workers = dataflow_watch.most_workers(dataflow_api.messages(
+        workers = dataflow_fields.most_workers(dataflow_api.messages(
             record, 'JOB_MESSAGE_BASIC', budget.left()))
     except _SERVICE_ERRORS:
         workers = None
     elapsed = ((job.state_msec - job.start_msec) / 1000
                if job.state_msec and job.start_msec else None)
     fields['usage'] = {'workers': workers, 'elapsed_seconds': elapsed,
-                       'vcpu_seconds': None, **_usage(record, metrics)}
+                       'vcpu_seconds': None, **dataflow_fields.usage(record, metrics)}
     if template:
         fields['error'] = template.format(url=record.console_url)
     if status == runs.FAILED:
-        trimmed = dataflow_watch.failures(dataflow_api.messages(
+        trimmed = dataflow_fields.failures(dataflow_api.messages(
             record, 'JOB_MESSAGE_ERROR', budget.left()))
         fields['failure_messages'] = trimmed
-        fields['error'] = dataflow_watch.failure_sentence(trimmed, record.console_url)
+        fields['error'] = dataflow_fields.failure_sentence(trimmed, record.console_url)
     if status == runs.COMPLETED:
         try:
             counts = store.output_counts(record.run_id)
@@ -238,7 +208,7 @@ def cancel(store: runs.RunStore, record: runs.RunRecord, reason: str,
         try:
             dataflow_api.cancel(record, API_TIMEOUT_SECS)
         except api_exceptions.GoogleAPICallError as error:
-            current = refresh(store, record, force=True)
+            current = poll(store, record, force=True)
             if current.is_terminal:  # it ended on its own meanwhile
                 return current
             raise DataflowError(
@@ -267,7 +237,7 @@ class DataflowBackend(backend_lib.Backend):
         return submit(pipeline, plan.pipeline_options, store, run_id, totals)
 
     def follow(self, store: runs.RunStore, record: runs.RunRecord) -> runs.RunRecord:
-        return refresh(store, record)
+        return poll(store, record)
 
     def cancel(self, store: runs.RunStore, record: runs.RunRecord,
                user_id: Optional[str]) -> runs.RunRecord:

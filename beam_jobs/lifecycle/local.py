@@ -43,7 +43,7 @@ class LocalBackend(Backend):
     def launch(self, plan: RunPlan, store: runs.RunStore, run_id: str,
                pipeline: beam.Pipeline, listeners: Sequence[progress.Listener],
                stop_requested: list) -> runs.RunRecord:
-        with stops.DatastoreWatch(target_lib.emulator_host(), stop_requested), \
+        with stops.StopOnLostDatastore(target_lib.emulator_host(), stop_requested), \
                 _progress(plan, store, run_id, listeners) as reporter:
             used = _Usage()
             result = pipeline.run()

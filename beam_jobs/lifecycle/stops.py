@@ -1,7 +1,7 @@
 """What can stop a run from outside its pipeline: signals, and a lost Datastore.
 
 `beam-jobs cancel` sends SIGTERM and Ctrl-C sends SIGINT; both become a stop
-the launcher records as `canceled`. A watch on the emulator turns a Datastore
+the launcher records as `canceled`. StopOnLostDatastore turns an emulator
 that stops answering into a stop recorded as `failed`, within seconds rather
 than after Beam's minutes of retries.
 """
@@ -31,7 +31,7 @@ class Stop:
     status: str = runs.CANCELED
 
 
-# SIGUSR1 is how the Datastore watch (below) stops the main thread's run.
+# SIGUSR1 is how StopOnLostDatastore (below) stops the main thread's run.
 LOST_SIGNAL = signal.SIGUSR1
 
 
@@ -70,8 +70,8 @@ def stop_on_signals(requested: list) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-class DatastoreWatch:
-    """Notices an emulator that stops answering during a local run.
+class StopOnLostDatastore:
+    """Stops a local run whose emulator stops answering.
 
     Beam retries a lost Datastore for one to two minutes before it gives
     up; a coordinator should not wait that long to learn the database is
@@ -86,8 +86,8 @@ class DatastoreWatch:
         self._requested = requested
         self._done = threading.Event()
         self.lost = False
-        self._thread = threading.Thread(target=self._watch, daemon=True,
-                                        name='datastore-watch')
+        self._thread = threading.Thread(target=self._check, daemon=True,
+                                        name='lost-datastore-stop')
 
     def __enter__(self):
         if self._host and threading.current_thread() is threading.main_thread():
@@ -97,7 +97,7 @@ class DatastoreWatch:
     def __exit__(self, *exc_info):
         self._done.set()
 
-    def _watch(self) -> None:
+    def _check(self) -> None:
         misses = 0
         while not self._done.wait(self.INTERVAL_SECS):
             misses = 0 if emulator.is_serving(self._host) else misses + 1

@@ -23,6 +23,7 @@ from beam_jobs import output_format
 from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate as estimate_lib
+from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import rehearsals as record_lib
@@ -157,7 +158,7 @@ def _take(context: Context, record: record_lib.RehearsalRecord) -> bool:
         else:
             _conclude(context, record, state)
         return True
-    run = launcher.current(context.runs, step.waits_for)
+    run = follow.current(context.runs, step.waits_for)
     if not run.is_terminal:
         return False
     if step.kind is StepKind.JOB_ENDED:

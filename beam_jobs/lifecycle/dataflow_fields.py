@@ -1,4 +1,8 @@
-"""What the Dataflow API says about a job, as a run record keeps it.
+"""What the Dataflow API says about a job, turned into a run record's fields.
+
+The poll (dataflow.py) asks the API (dataflow_api.py); this module only
+turns the answers into what the record keeps, and run_text.py says those
+fields for people.
 
 - **Counters**: the job's metrics of origin `user` in the framework's
   namespace or the job's (counters.py names them as a local run's are), summed
@@ -11,8 +15,9 @@
   the framework's failure line names one.
 - **Cost and size**: the resources it reports while it runs (vCPU time
   `TotalVcpuTime`, memory `TotalMemoryUsage`, shuffle
-  `TotalShuffleDataProcessed`), then the most workers the autoscaler ran
-  (from its messages) and the elapsed time.
+  `TotalShuffleDataProcessed`), priced at the rates its budget was made with,
+  then the most workers the autoscaler ran (from its messages) and the
+  elapsed time.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Iterable, Optional
 
 from beam_jobs import counters as counters_lib
 from beam_jobs import output_format
-from beam_jobs import readable
 from beam_jobs.lifecycle import dataflow_api
+from beam_jobs.lifecycle import estimate as estimate_lib
+from beam_jobs.records import runs
 
 USER_ORIGIN = 'user'
 SERVICE_METRIC_VCPU_TIME = 'TotalVcpuTime'
@@ -38,6 +44,32 @@ _STEP = re.compile(r"\[while running '([^']+)'\]")
 _EXCEPTION = re.compile(r'^(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt)\b.*', re.M)
 _WORKERS = re.compile(r'(?:number of workers to|worker pool (?:from \d+ )?to|'
                       r'Starting|Resized worker pool to) (\d+)(?: workers)?', re.I)
+
+
+def record_fields(record: runs.RunRecord, metrics: list[dataflow_api.Metric],
+                  stages: Optional[list], committed: bool) -> dict:
+    """The fields a poll sets on the record: counters (committed once the job
+    ended), progress, usage, the stages where the service gives them, and no
+    `follow_error` (the API answered)."""
+    totals = (record.progress or {}).get('total') or {}
+    counted = counters(metrics, record.job_name, list(totals), committed=committed)
+    fields = {'counters': counted, 'counters_attempted': not committed,
+              'progress': progress(counted, totals),
+              'usage': usage(record, metrics), 'follow_error': None}
+    if stages is not None:
+        fields['stages'] = stages
+    return fields
+
+
+def usage(record: runs.RunRecord, metrics: list[dataflow_api.Metric]) -> dict:
+    """The resources the job reported so far, priced at the rates its
+    budget (or its estimate) was made with."""
+    used = resources(metrics)
+    rates = (record.budget or {}).get('rates')
+    cost = estimate_lib.cost_of(used, rates) if rates else None
+    if cost is not None:
+        used['cost_usd'] = round(cost, 6)
+    return used
 
 
 def counters(metrics: Iterable[dataflow_api.Metric], job_name: str,
@@ -133,38 +165,3 @@ def failure_sentence(trimmed: list[dict], console_url: Optional[str]) -> str:
             if len(trimmed) > 1 else '')
     return (f'The Dataflow job failed{" " + " ".join(where) if where else ""}: '
             f'{first["exception"]}{more}. Fix the cause and rerun; {logs}.')
-
-
-# How people read what the record keeps (the CLI and the console alike).
-
-def stages_text(stages: Optional[list]) -> Optional[str]:
-    if not stages:
-        return None
-    return ', '.join(f'{stage["name"]} {stage["state"]}' for stage in stages)
-
-
-def usage_text(usage: Optional[dict]) -> Optional[str]:
-    usage = usage or {}
-    parts = []
-    if usage.get('workers') is not None:
-        parts.append(f'{usage["workers"]} worker(s) at most')
-    if usage.get('vcpu_seconds') is not None:
-        parts.append(f'{usage["vcpu_seconds"] / 3600:.2f} vCPU hours')
-    if usage.get('elapsed_seconds') is not None:
-        parts.append(f'{readable.duration(usage["elapsed_seconds"])} elapsed')
-    if usage.get('memory_gb_seconds') is not None:
-        parts.append(f'{usage["memory_gb_seconds"] / 3600:.2f} GB-hours of memory')
-    if usage.get('shuffle_gb') is not None:
-        parts.append(f'{usage["shuffle_gb"]:.2f} GB shuffled')
-    if usage.get('cost_usd') is not None:
-        parts.append(f'${usage["cost_usd"]:.4f} at list rates')
-    if usage.get('cpu_seconds') is not None:
-        parts.append(f'{usage["cpu_seconds"]:.1f} s of CPU here')
-    return ', '.join(parts) or None
-
-
-def failure_text(failure: dict) -> str:
-    where = [f"step '{failure['step']}'" if failure.get('step') else None,
-             f'item {failure["item"]}' if failure.get('item') else None]
-    where = [part for part in where if part]
-    return failure['exception'] + (f' ({", ".join(where)})' if where else '')
