@@ -37,6 +37,7 @@ from beam_jobs import emulator
 from beam_jobs import identity
 from beam_jobs import options as options_lib
 from beam_jobs import output_format
+from beam_jobs import refusals
 from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.lifecycle import code_version
 from beam_jobs.lifecycle import ending
@@ -53,7 +54,7 @@ from beam_jobs.rehearsal import signoff
 REHEARSE_COMMAND = 'beam-jobs rehearse'
 
 
-class RehearsalError(ValueError):
+class RehearsalError(refusals.Refused):
     """A rehearsal that cannot run as asked: bad input, said in one sentence."""
 
 
@@ -424,7 +425,7 @@ def _start_verify(context: Context, record: record_lib.RehearsalRecord,
                 (record.resume or {}).get('pipeline_args') or [],
                 export=record.after_state, namespace=(record.resume or {}).get('namespace'),
                 command=REHEARSE_COMMAND)
-        except (LookupError, ValueError) as error:
+        except refusals.Refused as error:
             why_not = f'it could not be planned here ({error})'
     if why_not is not None:
         _change(context, record.rehearsal_id, unclaimed, lambda r: r.verify.append(
