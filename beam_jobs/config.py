@@ -12,6 +12,8 @@ import pathlib
 import tomllib
 from typing import Any, Optional
 
+from beam_jobs import refusals
+
 _SECTION = 'beam-jobs'
 
 
@@ -38,8 +40,8 @@ def file_settings() -> dict[str, Any]:
         try:
             data = tomllib.load(handle)
         except tomllib.TOMLDecodeError as error:
-            raise ValueError(f'{path} is not valid TOML ({error}): fix it so '
-                             'beam-jobs can read its settings.') from error
+            raise refusals.Refused(f'{path} is not valid TOML ({error}): fix it so '
+                                   'beam-jobs can read its settings.') from error
     return dict(data.get('tool', {}).get(_SECTION, {}))
 
 

@@ -26,6 +26,8 @@ import urllib.error
 import urllib.request
 from typing import Optional
 
+from beam_jobs import refusals
+
 EMULATOR_HOST_ENV = 'DATASTORE_EMULATOR_HOST'
 PROJECT_ENV = 'DATASTORE_PROJECT_ID'
 DEFAULT_PROJECT = 'beam-jobs-local'
@@ -47,7 +49,7 @@ LOAD_FAILURE = 'Failed to load from the backing store'
 _EXCEPTION_LINE = re.compile(r'^(?:Caused by: )?[\w.$]+(?:Exception|Error)\b.*$', re.M)
 
 
-class EmulatorError(RuntimeError):
+class EmulatorError(refusals.Refused, RuntimeError):
     """The local Datastore could not be found, started or reached."""
 
 

@@ -21,10 +21,11 @@ from typing import Iterable, Optional, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_jobs import refusals
 from beam_jobs.compat import argparse as argparse_compat
 
 
-class FlagError(ValueError):
+class FlagError(refusals.Refused):
     """A flag nobody knows, or a known flag with a value that does not parse."""
 
 

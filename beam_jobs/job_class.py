@@ -14,10 +14,11 @@ from typing import Any, Mapping, Optional, Sequence, Type, cast
 
 from google.cloud import ndb
 
+from beam_jobs import refusals
 from beam_jobs.compat import ndb as ndb_compat
 
 
-class InvalidJobError(TypeError):
+class InvalidJobError(refusals.Refused, TypeError):
     """A job class that cannot be compiled into a pipeline."""
 
 
@@ -142,13 +143,13 @@ FRAMEWORK_PARAMS = (ENTITY_KINDS_PARAM, QUEUED_TIME_PARAM)
 def check_params(params: Mapping[str, Any]) -> None:
     """Refuse params a run cannot take, before it starts."""
     if not isinstance(params, Mapping):
-        raise ValueError(f'Job params must be a dict of name to value, not '
-                         f'{params!r}.')
+        raise refusals.Refused(f'Job params must be a dict of name to value, not '
+                               f'{params!r}.')
     for name in params:
         if not isinstance(name, str) or not name:
-            raise ValueError(f'Job param names must be non-empty strings, not {name!r}.')
+            raise refusals.Refused(f'Job param names must be non-empty strings, not {name!r}.')
         if name in FRAMEWORK_PARAMS:
-            raise ValueError(
+            raise refusals.Refused(
                 f'Job param {name!r} shadows a parameter the framework sets for '
                 'every run: rename it.')
 

@@ -14,13 +14,14 @@ import importlib
 from typing import Iterable, Iterator
 
 from beam_jobs import job_class as job_class_lib
+from beam_jobs import refusals
 
 
 # The lists an App Engine code base's jobs_registry.py held.
 LEGACY_LISTS = ('ONE_OFF_JOB_MANAGERS', 'AUDIT_JOB_MANAGERS')
 
 
-class UnknownJobError(LookupError):
+class UnknownJobError(refusals.NotFound):
     pass
 
 
@@ -38,7 +39,7 @@ class JobRegistry:
         name = job_class_lib.job_name(job)
         existing = self._jobs.get(name)
         if existing is not None and existing is not job:
-            raise ValueError(
+            raise refusals.Refused(
                 f'Two jobs are named {name} ({existing.__module__} and '
                 f'{job.__module__}): rename one, since runs find jobs by name.')
         self._jobs[name] = job

@@ -14,13 +14,15 @@ import subprocess
 import tempfile
 from typing import Optional
 
+from beam_jobs import refusals
+
 NAMESPACE = 'beam-jobs'   # signatures for beam-jobs are worthless to anything else
 # A release machine's signature of a gate decision: its key, listed in
 # allowed_signers with namespaces="beam-jobs-gate", can sign nothing else.
 GATE_NAMESPACE = 'beam-jobs-gate'
 
 
-class SignatureError(ValueError):
+class SignatureError(refusals.Refused):
     """A statement that could not be signed, or a signature that does not verify."""
 
 

@@ -11,6 +11,7 @@ from google.auth import credentials as auth_credentials
 from google.cloud import datastore
 
 from beam_jobs import config
+from beam_jobs import refusals
 from beam_jobs.compat import datastore_client
 
 NAMESPACE_ENV = 'DATASTORE_NAMESPACE'
@@ -41,7 +42,7 @@ class Target:
         project = (project or os.environ.get('DATASTORE_PROJECT_ID')
                    or os.environ.get('GOOGLE_CLOUD_PROJECT'))
         if not project:
-            raise ValueError(
+            raise refusals.Refused(
                 'No Datastore project is set: pass --project, or set '
                 'DATASTORE_PROJECT_ID (or DATASTORE_EMULATOR_HOST to use the '
                 'local emulator).')
@@ -133,7 +134,7 @@ def _check_keeps_databases(host: str, target: Target) -> None:
             keeps = 'Datastore Mode emulator' in str(error)
         _KEEPS_DATABASES[host] = keeps
     if not keeps:
-        raise ValueError(
+        raise refusals.Refused(
             f'Database {target.database} was asked for, but the emulator at {host} '
             'is the Cloud Datastore emulator, which does not keep databases apart '
             '(a query in one returns the entities of another): start the Firestore '

@@ -16,10 +16,8 @@ from typing import Optional, Sequence
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
-from beam_jobs import emulator
 from beam_jobs import failures
-from beam_jobs import job_class
-from beam_jobs import registry as registry_lib
+from beam_jobs import refusals
 from beam_jobs.cli import common
 from beam_jobs.cli import emulator_commands
 from beam_jobs.cli import estimate_commands
@@ -29,19 +27,10 @@ from beam_jobs.cli import run_commands
 from beam_jobs.cli import serve_commands
 from beam_jobs.cli import signoff_commands
 from beam_jobs.lifecycle import dataflow_settings
-from beam_jobs.records import runs
-from beam_jobs.records.rehearsals import UnknownRehearsalError
-from beam_jobs.records.requests import UnknownRequestError
 
 # Kept for callers that compare exit codes.
 EXIT_OK, EXIT_FAILED = common.EXIT_OK, common.EXIT_FAILED
 EXIT_USAGE, EXIT_ITEMS_FAILED = common.EXIT_USAGE, common.EXIT_ITEMS_FAILED
-# Errors that mean "the input is wrong": one sentence and exit 2.
-_BAD_INPUT = (common.UsageError, registry_lib.UnknownJobError,
-              runs.UnknownRunError, runs.InvalidTransitionError,
-              UnknownRehearsalError, UnknownRequestError,
-              emulator.EmulatorError, dataflow_settings.DataflowError,
-              job_class.InvalidJobError, ValueError)
 
 
 def _parser() -> common.Parser:
@@ -76,7 +65,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if getattr(args, 'takes_pipeline_flags', False):
                 return args.handler(args, extra)
             return args.handler(args)
-    except _BAD_INPUT as error:
+    except refusals.Refused as error:
+        print(f'beam-jobs: {error}', file=sys.stderr)
+        return error.exit_code
+    except ValueError as error:
+        # Not ours, but still the input's: Beam's options, the standard
+        # library and ndb refuse a value a user gave (a job's params reach
+        # them) with a bare ValueError, which says what is wrong.
         print(f'beam-jobs: {error}', file=sys.stderr)
         return common.EXIT_USAGE
     except auth_exceptions.DefaultCredentialsError:

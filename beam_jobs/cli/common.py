@@ -12,6 +12,7 @@ from typing import Iterator, Optional, Sequence
 from beam_jobs import config
 from beam_jobs import counters as counters_lib
 from beam_jobs import readable
+from beam_jobs import refusals
 from beam_jobs import registry as registry_lib
 from beam_jobs import target as target_lib
 from beam_jobs.compat import argparse as argparse_compat
@@ -20,10 +21,12 @@ from beam_jobs.lifecycle import estimate
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import runs
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ITEMS_FAILED = 0, 1, 2, 3
+# The exit codes (the README's table; tests/test_exit_codes.py checks it).
+EXIT_OK, EXIT_FAILED, EXIT_ITEMS_FAILED = 0, 1, 3
+EXIT_USAGE = refusals.EXIT_CODE   # refused: one sentence, nothing changed
 
 
-class UsageError(ValueError):
+class UsageError(refusals.Refused):
     """A command line that cannot be run as given."""
 
 

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 from typing import Sequence
 
+from beam_jobs import refusals
 from beam_jobs.cli import common
 from beam_jobs.cli import run_commands
 from beam_jobs.cli.progress_bar import TerminalBar
@@ -61,7 +62,7 @@ def cmd_revert(args, pipeline_args: Sequence[str]) -> int:
             force=args.force, reason=args.reason, user=args.user,
             pipeline_args=pipeline_args, own_flags=args.own_flags,
             backup_location=args.backup_location, no_backup=args.no_backup)
-    except (ValueError, LookupError) as error:
+    except refusals.Refused as error:
         if args.new_run_id:   # the console made the record: it must not stay new
             with contextlib.suppress(runs.InvalidTransitionError, runs.UnknownRunError):
                 ending.end_run(store, args.new_run_id, runs.FAILED, error=str(error))

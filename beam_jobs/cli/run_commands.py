@@ -9,6 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from beam_jobs import job_class as job_class_lib
+from beam_jobs import refusals
 from beam_jobs import registry as registry_lib
 from beam_jobs.cli import common
 from beam_jobs.cli import watch
@@ -196,7 +197,7 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
             _refuse_record(args, str(nothing))
         print(nothing)
         return common.EXIT_OK
-    except (ValueError, runs.UnknownRunError) as error:
+    except refusals.Refused as error:
         if args.run_id:   # the console made the record: it must not stay new
             _refuse_record(args, str(error))
         raise

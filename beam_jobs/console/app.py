@@ -35,6 +35,7 @@ from starlette.templating import Jinja2Templates
 from beam_jobs import failures
 from beam_jobs import identity
 from beam_jobs import readable
+from beam_jobs import refusals
 from beam_jobs.console import security
 from beam_jobs.console import service
 from beam_jobs.console import views
@@ -99,7 +100,8 @@ def create_app(console: service.Console, *, token: Optional[str] = None,
     middleware = [Middleware(security.Guard, access=access,
                              loopback_only=loopback_only and not access.needs_token,
                              unauthorized_page=pages.unauthorized)]
-    handlers = {service.ConsoleError: _console_error, 404: _not_found,
+    handlers = {refusals.Refused: _refused, service.ServerError: _server_error,
+                404: _not_found,
                 api_exceptions.GoogleAPICallError: _datastore_error,
                 api_exceptions.RetryError: _datastore_error}
     return Starlette(routes=routes, middleware=middleware,
@@ -117,7 +119,21 @@ def _error_response(request: Request, status: int, message: str) -> Response:
                    status)
 
 
-async def _console_error(request: Request, error: service.ConsoleError) -> Response:
+# The HTTP status of each kind of refusal (refusals.py); any other is a 400.
+REFUSAL_STATUS = ((refusals.NotFound, 404), (refusals.NotAllowed, 403),
+                  (refusals.Conflict, 409))
+
+
+def refusal_status(error: refusals.Refused) -> int:
+    return next((status for kind, status in REFUSAL_STATUS if isinstance(error, kind)), 400)
+
+
+async def _refused(request: Request, error: refusals.Refused) -> Response:
+    """Every refusal, wherever it was raised: its sentence, with its status."""
+    return _error_response(request, refusal_status(error), str(error))
+
+
+async def _server_error(request: Request, error: service.ServerError) -> Response:
     return _error_response(request, error.status, str(error))
 
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from beam_jobs import emulator
 from beam_jobs import failures
+from beam_jobs import refusals
 from beam_jobs import registry as registry_lib
 from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.lifecycle import ending
@@ -41,7 +42,7 @@ FIELDS = ('job', 'params', 'shard_count', 'dry_run', 'export', 'retry_failed',
 RUN_MODULE = 'beam_jobs.cli.detached_run'
 
 
-class BadStartRequest(ValueError):
+class BadStartRequest(refusals.Refused):
     """A start request that cannot run as given; the message says why."""
 
 
@@ -122,8 +123,7 @@ def check(body: Any, registry: registry_lib.JobRegistry,
                                  namespace=None if spaces else namespace,
                                  retry_of=retry_of,
                                  namespaces=namespaces_lib.parse(spaces))
-    except (ValueError, TypeError, LookupError, failures.ClearError,
-            planning.NothingLeftError) as error:
+    except (refusals.Refused, planning.NothingLeftError) as error:
         raise BadStartRequest(str(error)) from None
     return StartRequest(job, params, shard_count, dry_run, export, plan, retry_failed,
                         spaces)

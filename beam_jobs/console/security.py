@@ -36,6 +36,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from beam_jobs import refusals
+
 CSRF_COOKIE = 'beam_jobs_csrf'
 CSRF_HEADER = 'x-csrf-token'
 SESSION_COOKIE = 'beam_jobs_session'
@@ -108,7 +110,7 @@ def read_users(path: str) -> dict[str, str]:
         with open(path, encoding='utf-8') as handle:
             lines = handle.read().splitlines()
     except OSError as error:
-        raise ValueError(f'Cannot read the users file {path} ({error.strerror}).') from None
+        raise refusals.Refused(f'Cannot read the users file {path} ({error.strerror}).') from None
     for number, line in enumerate(lines, 1):
         line = line.split('#', 1)[0].strip()
         if not line:
@@ -116,11 +118,11 @@ def read_users(path: str) -> dict[str, str]:
         name, _, digest = line.partition(':')
         name, digest = name.strip(), digest.strip().lower()
         if not name or len(digest) != 64 or any(c not in '0123456789abcdef' for c in digest):
-            raise ValueError(f'{path}, line {number}: write `name: sha256 of the '
-                             'token` (64 hex digits; `printf %s TOKEN | sha256sum`).')
+            raise refusals.Refused(f'{path}, line {number}: write `name: sha256 of the '
+                                   'token` (64 hex digits; `printf %s TOKEN | sha256sum`).')
         users[digest] = name
     if not users:
-        raise ValueError(f'The users file {path} names nobody: add `name: sha256` lines.')
+        raise refusals.Refused(f'The users file {path} names nobody: add `name: sha256` lines.')
     return users
 
 

@@ -5,8 +5,8 @@ acts through the same lifecycle: a start is planned by `planning.plan_run`
 and run by `beam-jobs run` in a process of its own (launch.py); runs are
 read as they are now (`follow.current`, which polls a Dataflow job); a
 cancel is `launcher.cancel_run`; an approval is `RehearsalStore.approve`. Every refusal
-is a `ConsoleError` whose status says which kind of 4xx it is, raised before
-anything changed.
+is a `refusals.Refused`, the console's own as much as the lifecycle's, raised
+before anything changed; app.py answers each with the 4xx of its kind.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from beam_jobs import config
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import options as options_lib
+from beam_jobs import refusals
 from beam_jobs import registry as registry_lib
 from beam_jobs import signing
 from beam_jobs import target as target_lib
@@ -43,36 +44,17 @@ RUNS_SHOWN = 50
 MAX_RUNS_SHOWN = 500
 
 
-class ConsoleError(Exception):
-    """A request the console refuses; `status` is its HTTP status."""
-
-    status = 400
-
-
-class BadRequest(ConsoleError):
-    status = 400
+# The console's names for the kinds of refusal (refusals.py).
+BadRequest = refusals.Refused
+NotFound = refusals.NotFound
+Forbidden = refusals.NotAllowed
+Conflict = refusals.Conflict
 
 
-class NotFound(ConsoleError):
-    status = 404
-
-
-class ServerError(ConsoleError):
+class ServerError(Exception):
     """Something on the console's side failed; the request was fine."""
 
     status = 500
-
-
-class Forbidden(ConsoleError):
-    """The request is understood, but this user may not make it."""
-
-    status = 403
-
-
-class Conflict(ConsoleError):
-    """The request is well formed, but the record's state forbids it."""
-
-    status = 409
 
 
 class Console:
@@ -149,10 +131,7 @@ class Console:
 
     def run(self, run_id: str) -> runs.RunRecord:
         """The run as it is now (followed by its backend)."""
-        try:
-            return follow.current(self.store, run_id)
-        except runs.UnknownRunError as error:
-            raise NotFound(str(error)) from None
+        return follow.current(self.store, run_id)
 
     def output(self, run_id: str, record: Optional[runs.RunRecord] = None) -> dict[str, Any]:
         record = record or self.run(run_id)
@@ -162,11 +141,8 @@ class Console:
 
     def plan_start(self, body: Any) -> tuple[launch.StartRequest, dict[str, Any]]:
         """Check a start request and say what it would do: the confirmation."""
-        try:
-            request = launch.check(body, self.registry, self.store.target.namespace,
-                                   record_of=self.store.get)
-        except launch.BadStartRequest as error:
-            raise BadRequest(str(error)) from None
+        request = launch.check(body, self.registry, self.store.target.namespace,
+                               record_of=self.store.get)
         return request, self._confirmation(request)
 
     def _confirmation(self, request: launch.StartRequest) -> dict[str, Any]:
@@ -228,11 +204,8 @@ class Console:
         reason = self._text(body, 'reason', required=False)
         user = signed_in or self._text(body, 'user', required=False)
         self.run(run_id)   # an unknown run is a 404
-        try:
-            plan = revert_lib.plan_revert(self.store, run_id, job_lookup=self.registry.get,
-                                          reason=reason, user=user, **flags)
-        except ValueError as error:
-            raise BadRequest(str(error)) from None
+        plan = revert_lib.plan_revert(self.store, run_id, job_lookup=self.registry.get,
+                                      reason=reason, user=user, **flags)
         record = self.store.create(plan.job_name)
         argv = launch.revert_command(run_id, record.run_id, reason=reason, user=user,
                                      registry_module=self.registry_module,
@@ -256,10 +229,7 @@ class Console:
         if record.is_terminal:
             raise Conflict(f'Run {run_id} already ended ({record.status}); '
                            'nothing to cancel.')
-        try:
-            return launcher.cancel_run(self.store, run_id, (user or '').strip() or None)
-        except runs.InvalidTransitionError as error:
-            raise Conflict(str(error)) from None
+        return launcher.cancel_run(self.store, run_id, (user or '').strip() or None)
 
     # Rehearsals
 
@@ -268,10 +238,7 @@ class Console:
                 for r in self.rehearsals.recent(limit)]
 
     def rehearsal(self, rehearsal_id: str) -> rehearsal_record.RehearsalRecord:
-        try:
-            return self._taken_on(self.rehearsals.get(rehearsal_id))
-        except rehearsal_record.UnknownRehearsalError as error:
-            raise NotFound(str(error)) from None
+        return self._taken_on(self.rehearsals.get(rehearsal_id))
 
     def cancel_rehearsal(self, rehearsal_id: str, body: Any,
                          signed_in: Optional[str]) -> rehearsal_record.RehearsalRecord:
@@ -290,10 +257,7 @@ class Console:
             raise Conflict(f'Rehearsal {rehearsal_id} runs on {record.machine}, on its own '
                            'emulator: cancel it there (beam-jobs cancel, or Ctrl-C where '
                            'it runs).')
-        try:
-            return rehearse_lib.cancel(context, rehearsal_id, user)
-        except rehearsal_record.ApprovalError as error:
-            raise Conflict(str(error)) from None
+        return rehearse_lib.cancel(context, rehearsal_id, user)
 
     def _taken_on(self, record: rehearsal_record.RehearsalRecord):
         """A running rehearsal on Dataflow, taken on as far as its runs
@@ -331,21 +295,15 @@ class Console:
         return functools.partial(action, via='console')
 
     def _sign(self, action, user: Optional[str], record_id: str, text: Optional[str]):
-        """`action(target, record_id, user, text)` as `user`, its refusals
-        as the console's."""
+        """`action(target, record_id, user, text)` as `user`."""
         if not user:
             raise Forbidden(self.may_sign(user)['why'])
         try:
             return action(self.signoff_target, record_id, user, text)
-        except signoff.NotAnApproverError as error:
-            raise Forbidden(str(error)) from None
         except signing.SignatureError as error:
+            # A signature that cannot be made or checked here: the request
+            # is fine, the keys and the records disagree.
             raise Conflict(str(error)) from None
-        except rehearsal_record.ApprovalError as error:
-            raise Conflict(str(error)) from None
-        except (rehearsal_record.UnknownRehearsalError,
-                request_records.UnknownRequestError) as error:
-            raise NotFound(str(error)) from None
 
     def approve(self, rehearsal_id: str, body: Any,
                 user: Optional[str]) -> rehearsal_record.RehearsalRecord:
@@ -364,11 +322,8 @@ class Console:
             self.signoff_target).oldest_first(None, job or None)]
 
     def request(self, request_id: str) -> dict[str, Any]:
-        try:
-            return views.request_view(
-                request_records.RequestStore(self.signoff_target).get(request_id))
-        except request_records.UnknownRequestError as error:
-            raise NotFound(str(error)) from None
+        return views.request_view(
+            request_records.RequestStore(self.signoff_target).get(request_id))
 
     def reject(self, request_id: str, body: Any, user: Optional[str]) -> dict[str, Any]:
         note = self._text(body, 'note', required=True)

@@ -37,6 +37,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 
+from beam_jobs import refusals
 from beam_jobs.export import encode
 from beam_jobs.export import files as files_lib
 from beam_jobs.export import metadata
@@ -46,7 +47,7 @@ MANIFEST = 'after_state.json'
 PUTS, DELETES = 'puts', 'deletes'
 
 
-class AfterStateError(ValueError):
+class AfterStateError(refusals.Refused):
     """An after state that cannot be read (or written where asked)."""
 
 

@@ -22,12 +22,13 @@ from typing import Iterable, Optional, Sequence, Union
 
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs import refusals
 from beam_jobs.export import metadata
 
 TIMEOUT_SECS = 600
 
 
-class EmulatorAdminError(RuntimeError):
+class EmulatorAdminError(refusals.Refused, RuntimeError):
     """The emulator refused or failed an export or import."""
 
 

@@ -29,6 +29,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf.message import DecodeError
 
+from beam_jobs import refusals
 from beam_jobs.export import protos
 from beam_jobs.export import records
 
@@ -39,7 +40,7 @@ DEFAULT_NAMESPACE, ONE_NAMESPACE, ALL_NAMESPACES = 1, 2, 3
 _DATA_FILE = re.compile(r'output-(\d+)$')
 
 
-class ExportError(ValueError):
+class ExportError(refusals.Refused):
     """A managed export is missing, unreadable, or lacks what was asked."""
 
 

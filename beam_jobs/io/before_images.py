@@ -58,6 +58,7 @@ from google.cloud import datastore
 from google.cloud.datastore import helpers
 from google.cloud.datastore.helpers import GeoPoint
 
+from beam_jobs import refusals
 from beam_jobs import target as target_lib
 from beam_jobs.export import encode
 from beam_jobs.export import records
@@ -77,7 +78,7 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MICROSECOND = datetime.timedelta(microseconds=1)
 
 
-class BackupError(ValueError):
+class BackupError(refusals.Refused):
     """A backup that is missing, damaged, or cannot be written where asked."""
 
 

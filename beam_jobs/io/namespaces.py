@@ -17,6 +17,7 @@ from google.api_core import exceptions as api_exceptions
 from apache_beam.metrics import Metrics
 
 from beam_jobs import counters
+from beam_jobs import refusals
 from beam_jobs import target as target_lib
 
 ALL = 'all'
@@ -32,8 +33,8 @@ def parse(text: Optional[str]) -> Optional[list[str]]:
     if [name.lower() for name in names] == [ALL]:
         return [ALL]
     if ALL in names:
-        raise ValueError(f'--namespaces {text}: `all` goes alone (every namespace), '
-                         'not beside names.')
+        raise refusals.Refused(f'--namespaces {text}: `all` goes alone (every namespace), '
+                               'not beside names.')
     chosen = ['' if name == DEFAULT_NAME else name for name in names]
     return list(dict.fromkeys(chosen))
 
@@ -49,8 +50,8 @@ def listed(target: target_lib.Target) -> list[str]:
         return sorted(entity.key.name or '' for entity in query.fetch())
     except api_exceptions.InvalidArgument as error:
         # The Firestore emulator (Datastore mode) lists no namespaces.
-        raise ValueError(f'{target.describe()} cannot list its namespaces ({error.message}): '
-                         'name them instead (--namespaces a,b,c).') from None
+        raise refusals.Refused(f'{target.describe()} cannot list its namespaces ({error.message}): '
+                               'name them instead (--namespaces a,b,c).') from None
 
 
 def name(namespace: Optional[str]) -> str:
@@ -63,11 +64,11 @@ def resolve(requested: Sequence[str], present: Sequence[str], where: str) -> tup
     that are)."""
     if list(requested) == [ALL]:
         if not present:
-            raise ValueError(f'--namespaces all: {where} holds no namespaces at all.')
+            raise refusals.Refused(f'--namespaces all: {where} holds no namespaces at all.')
         return tuple(present)
     missing = [namespace for namespace in requested if namespace not in present]
     if missing:
-        raise ValueError(
+        raise refusals.Refused(
             f'No namespace {", ".join(name(n) for n in missing)} in {where}: the '
             f'namespaces there are {", ".join(name(n) for n in present) or "none"}. '
             'Fix --namespaces (or pass --namespaces all).')

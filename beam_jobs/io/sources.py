@@ -16,6 +16,7 @@ import apache_beam as beam
 from google.cloud import ndb
 
 from beam_jobs import entities
+from beam_jobs import refusals
 from beam_jobs import target as target_lib
 from beam_jobs.export import after_state
 from beam_jobs.export import metadata
@@ -112,8 +113,8 @@ class ExportSource:
         """The namespaces `--namespaces` names (or all), each checked to be
         in the export; `all` of an export of every namespace reads it whole."""
         if self.after:
-            raise ValueError('--namespaces reads a Datastore or an export, not a '
-                             'rehearsal\'s after state: rehearse one namespace at a time.')
+            raise refusals.Refused('--namespaces reads a Datastore or an export, not a '
+                                   'rehearsal\'s after state: rehearse one namespace at a time.')
         present = self.info.namespaces
         if present is None:     # every namespace was exported: not listed
             if list(requested) == [namespaces_lib.ALL]:

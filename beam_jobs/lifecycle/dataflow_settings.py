@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from google.api_core import exceptions as api_exceptions
 
 from beam_jobs import failures
+from beam_jobs import refusals
 
 CONSOLE_URL = ('https://console.cloud.google.com/dataflow/jobs/'
                '{region}/{job_id}?project={project}')
@@ -24,7 +25,7 @@ CONSOLE_URL = ('https://console.cloud.google.com/dataflow/jobs/'
 MAX_NAME_CHARS = 63
 
 
-class DataflowError(failures.ClearError):
+class DataflowError(refusals.Refused, failures.ClearError):
     """Dataflow refused a request, or the options cannot make a Dataflow run."""
 
 

@@ -17,6 +17,7 @@ from typing import Optional
 from beam_jobs import counters as counters_lib
 from beam_jobs import options as options_lib
 from beam_jobs import readable
+from beam_jobs import refusals
 from beam_jobs.lifecycle import prices
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
@@ -32,7 +33,7 @@ NO_MEASUREMENT = ('No rehearsal or run of {job} recorded its CPU time, so there 
                   'rehearse {job} --export PATH) and estimate again.')
 
 
-class GuardrailError(ValueError):
+class GuardrailError(refusals.Refused):
     """A budget or worker cap that cannot cap anything."""
 
 

@@ -41,6 +41,7 @@ from typing import Callable, Optional
 from beam_jobs import config
 from beam_jobs import identity
 from beam_jobs import job_class as job_class_lib
+from beam_jobs import refusals
 from beam_jobs import target as target_lib
 from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.lifecycle import code_version
@@ -50,7 +51,7 @@ from beam_jobs.records.rehearsals import RehearsalRecord, RehearsalStore
 DEFAULT_MAX_AGE_DAYS = 30
 
 
-class GateError(ValueError):
+class GateError(refusals.Refused):
     """A production run refused for want of an approved rehearsal."""
 
 

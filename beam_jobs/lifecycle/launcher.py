@@ -13,12 +13,12 @@ from typing import Any, Mapping, Optional, Sequence
 
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import progress
+from beam_jobs import refusals
 from beam_jobs import target as target_lib
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import planning
 from beam_jobs.lifecycle.backend import RunCanceledError  # noqa: F401
-from beam_jobs.lifecycle.dataflow_settings import DataflowError
 from beam_jobs.records import runs
 
 
@@ -41,14 +41,14 @@ def run_job(job: type, *, run_id: Optional[str] = None,
             export: Optional[str] = None) -> runs.RunRecord:
     """Plan, record and run `job` (the legacy `enqueue`); its final record.
 
-    Bad input is refused with an exception before any record is made. When
-    the record already exists (`Job.create_new()` then `Job.enqueue()`), bad
-    input ends it `failed` with the reason instead.
+    Bad input is refused (refusals.Refused) before any record is made. When
+    the record already exists (`Job.create_new()` then `Job.enqueue()`), a
+    refusal ends it `failed` with the reason instead.
     """
     try:
         plan = planning.plan_run(job, params, shard_count, pipeline_args, export,
                                  namespace=target.namespace if target else None)
-    except (ValueError, DataflowError) as error:
+    except refusals.Refused as error:
         if run_id is None:
             raise
         store = runs.RunStore(target or target_lib.Target.from_environment())

@@ -5,9 +5,10 @@ every flag, a Dataflow run's settings and credentials, the export and its
 kinds, the production gate) and decides what the run reads (a `Source`) and
 what becomes of its writes (a `WriteMode`). The plan carries both; the
 pipeline, the gate, the summary, the console's confirmation and the rehearsal
-read them and never decide again. Bad input is a ValueError (or a subclass:
-FlagError, DataflowError, ExportError, GateError; InvalidJobError is a
-TypeError) with one sentence saying what to fix, and leaves no record behind.
+read them and never decide again. Whatever it refuses is a `refusals.Refused`
+(or a kind of it: FlagError, DataflowError, ExportError, GateError,
+InvalidJobError…) with one sentence saying what to fix, and leaves no record
+behind.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from beam_jobs import emulator
 from beam_jobs import entities
 from beam_jobs import job_class as job_class_lib
 from beam_jobs import options as options_lib
+from beam_jobs import refusals
 from beam_jobs import target as target_lib
 from beam_jobs.compile.transforms import DEFAULT_SHARD_COUNT
 from beam_jobs.io import before_images
@@ -145,9 +147,9 @@ def check_shard_count(shard_count: Optional[int]) -> int:
     if shard_count is None:
         return DEFAULT_SHARD_COUNT
     if isinstance(shard_count, bool) or not isinstance(shard_count, int) or shard_count < 1:
-        raise ValueError(f'shard_count must be a positive whole number, not '
-                         f'{shard_count!r}: it is how many key ranges each '
-                         'Datastore read is split into (default 8).')
+        raise refusals.Refused(f'shard_count must be a positive whole number, not '
+                               f'{shard_count!r}: it is how many key ranges each '
+                               'Datastore read is split into (default 8).')
     return shard_count
 
 
@@ -180,8 +182,8 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
     (parsed `--namespaces`) reads each of them (or all) in the one run.
     """
     if namespaces and namespace:
-        raise ValueError('--namespaces reads several namespaces and --namespace one: '
-                         'pass one of them.')
+        raise refusals.Refused('--namespaces reads several namespaces and --namespace one: '
+                               'pass one of them.')
     database = target_lib.run_database()
     models = job_class_lib.validate(job)
     params = dict(params or {})
@@ -194,13 +196,13 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         dataflow_settings.check(pipeline_options)
         budget = guardrails(pipeline_options, max_cost_usd, flexrs)
     elif flexrs or max_cost_usd is not None:
-        raise ValueError('--flexrs and --max-cost-usd are for runs on Dataflow: add '
-                         '--runner=DataflowRunner, or leave them out.')
+        raise refusals.Refused('--flexrs and --max-cost-usd are for runs on Dataflow: add '
+                               '--runner=DataflowRunner, or leave them out.')
     namespace = run_namespace(namespace)
     if retry_of is not None:
         if export:
-            raise ValueError('--retry-failed reads what a run left in the Datastore; '
-                             'it does not go with --export.')
+            raise refusals.Refused('--retry-failed reads what a run left in the Datastore; '
+                                   'it does not go with --export.')
         source = retry_source(retry_of, job, params)
     else:
         source = sources.for_run(export)
@@ -217,8 +219,8 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         after_state=after_state, backup=None if no_backup else backup_root(
             pipeline_options, backup_location))
     if backup_location and no_backup:
-        raise ValueError('--backup_location and --no-backup contradict each other: '
-                         'pass one of them.')
+        raise refusals.Refused('--backup_location and --no-backup contradict each other: '
+                               'pass one of them.')
     if write_mode.keeps_before_images:
         before_images.check_writable(write_mode.backup)
     gate = gate_lib.check(
@@ -338,7 +340,7 @@ def backup_root(pipeline_options: PipelineOptions,
     location = str(location)
     if '://' not in location:
         if on_dataflow:
-            raise ValueError(
+            raise refusals.Refused(
                 f'A Dataflow run\'s workers write its before-images, so the backup '
                 f'location must be a gs:// path, not {location}: pass '
                 '--backup_location gs://BUCKET/PATH (or set backup_location).')
@@ -353,25 +355,25 @@ def retry_source(original: runs.RunRecord, job: type, params: Mapping[str, Any])
     name = job_class_lib.job_name(job)
     run_id = original.run_id
     if original.job_name != name or original.revert_of:
-        raise ValueError(f'Run {run_id} is a {"revert" if original.revert_of else "run"} '
-                         f'of {original.job_name}, not of {name}: retry it with '
-                         f'`beam-jobs run {original.job_name} --retry-failed {run_id}`.')
+        raise refusals.Refused(f'Run {run_id} is a {"revert" if original.revert_of else "run"} '
+                               f'of {original.job_name}, not of {name}: retry it with '
+                               f'`beam-jobs run {original.job_name} --retry-failed {run_id}`.')
     if not original.is_terminal:
-        raise ValueError(f'Run {run_id} is still {original.status}: wait for it to '
-                         f'end, or cancel it (`beam-jobs cancel {run_id}`), then retry.')
+        raise refusals.Refused(f'Run {run_id} is still {original.status}: wait for it to '
+                               f'end, or cancel it (`beam-jobs cancel {run_id}`), then retry.')
     if original.params.get('dry_run'):
-        raise ValueError(f'Run {run_id} was a dry run and wrote nothing: run the job '
-                         'itself, not a retry.')
+        raise refusals.Refused(f'Run {run_id} was a dry run and wrote nothing: run the job '
+                               'itself, not a retry.')
     ours = {k: v for k, v in params.items() if k != 'dry_run'}
     theirs = {k: v for k, v in original.params.items() if k != 'dry_run'}
     if ours != theirs:
-        raise ValueError(f'A retry runs with the params of run {run_id} '
-                         f'({theirs or "none"}), not {ours or "none"}: pass the same '
-                         '--param flags.')
+        raise refusals.Refused(f'A retry runs with the params of run {run_id} '
+                               f'({theirs or "none"}), not {ours or "none"}: pass the same '
+                               '--param flags.')
     location = (original.backup or {}).get('location')
     if not location:
-        raise ValueError(f'Run {run_id} kept no before-images ({(original.backup or {}).get("reason") or "it wrote to no Datastore"}), '
-                         'so what it finished is not known: run the whole job again.')
+        raise refusals.Refused(f'Run {run_id} kept no before-images ({(original.backup or {}).get("reason") or "it wrote to no Datastore"}), '
+                               'so what it finished is not known: run the whole job again.')
     if original.status == runs.COMPLETED:
         keys = before_images.failed_keys(location)
         if not keys:

@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from beam_jobs import identity
 from beam_jobs import options as options_lib
+from beam_jobs import refusals
 from beam_jobs import target as target_lib
 from beam_jobs.compile.revert_steps import RevertSteps
 from beam_jobs.io import before_images
@@ -32,7 +33,7 @@ from beam_jobs.records import runs
 COMMAND = 'beam-jobs revert'
 
 
-class RevertError(ValueError):
+class RevertError(refusals.Refused):
     """A revert that cannot be done as asked (one sentence: what, where)."""
 
 

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from google.cloud import datastore as ds
 
+from beam_jobs import refusals
 from beam_jobs.records import store as store_lib
 from beam_jobs.records.store import now_msec
 
@@ -27,11 +28,11 @@ RUNNING, PASSED, FAILED = 'running', 'passed', 'failed'
 _INDEXED = ('job_name', 'created_msec', 'verdict')
 
 
-class UnknownRehearsalError(LookupError):
+class UnknownRehearsalError(refusals.NotFound):
     pass
 
 
-class ApprovalError(ValueError):
+class ApprovalError(refusals.Conflict):
     """An approval the record cannot take (a rehearsal that did not pass)."""
 
 

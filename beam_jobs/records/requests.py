@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+from beam_jobs import refusals
 from beam_jobs.records import store as store_lib
 from beam_jobs.records.store import now_msec
 
@@ -25,7 +26,7 @@ OPEN, REHEARSED, APPROVED, REJECTED = 'open', 'rehearsed', 'approved', 'rejected
 _INDEXED = ('job_name', 'created_msec')
 
 
-class UnknownRequestError(LookupError):
+class UnknownRequestError(refusals.NotFound):
     pass
 
 

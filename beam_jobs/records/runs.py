@@ -24,6 +24,7 @@ from google.cloud import datastore as ds
 
 from beam_jobs import options
 from beam_jobs import output_format
+from beam_jobs import refusals
 from beam_jobs.io import stored_output
 from beam_jobs.records import store as store_lib
 from beam_jobs.records.store import now_msec  # noqa: F401  (the records' clock)
@@ -46,11 +47,11 @@ _UNINDEXED = (*(f'{name}_json' for name in _JSON_FIELDS), 'error',
               'console_url', 'log_file', 'follow_error')
 
 
-class UnknownRunError(LookupError):
+class UnknownRunError(refusals.NotFound):
     pass
 
 
-class InvalidTransitionError(ValueError):
+class InvalidTransitionError(refusals.Conflict):
     pass
 
 

@@ -15,6 +15,8 @@ import dataclasses
 import re
 from typing import Sequence
 
+from beam_jobs import refusals
+
 REGEX_PREFIX = 're:'
 
 
@@ -36,9 +38,9 @@ def read(path: str) -> str:
         with open(path, encoding='utf-8') as handle:
             return handle.read()
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f'Cannot read the expected output file {path} ({error}): '
-                         'pass a readable UTF-8 text file, one expected line per '
-                         'line.') from None
+        raise refusals.Refused(f'Cannot read the expected output file {path} ({error}): '
+                               'pass a readable UTF-8 text file, one expected line per '
+                               'line.') from None
 
 
 def parse(path: str) -> list[Expected]:
@@ -58,15 +60,15 @@ def parse_text(text: str, path: str) -> list[Expected]:
             try:
                 pattern = re.compile(line[len(REGEX_PREFIX):])
             except re.error as error:
-                raise ValueError(f'{path}, line {number}: {line[len(REGEX_PREFIX):]!r} '
-                                 f'is not a regular expression ({error}): fix it, '
-                                 'or drop the re: prefix for exact text.') from None
+                raise refusals.Refused(f'{path}, line {number}: {line[len(REGEX_PREFIX):]!r} '
+                                       f'is not a regular expression ({error}): fix it, '
+                                       'or drop the re: prefix for exact text.') from None
             expected.append(Expected(line, pattern))
         else:
             expected.append(Expected(line))
     if not expected:
-        raise ValueError(f'The expected output file {path} has no expected lines: '
-                         'write one line per output line the job must print.')
+        raise refusals.Refused(f'The expected output file {path} has no expected lines: '
+                               'write one line per output line the job must print.')
     return expected
 
 

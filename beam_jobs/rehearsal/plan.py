@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from beam_jobs import emulator
 from beam_jobs import options as options_lib
+from beam_jobs import refusals
 from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import rehearsals as record_lib
@@ -27,7 +28,7 @@ from beam_jobs.rehearsal.state import RehearsalState
 REHEARSE_COMMAND = 'beam-jobs rehearse'
 
 
-class RehearsalError(ValueError):
+class RehearsalError(refusals.Refused):
     """A rehearsal that cannot run as asked: bad input, said in one sentence."""
 
 

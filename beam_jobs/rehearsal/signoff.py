@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from beam_jobs import identity
 from beam_jobs import job_class as job_class_lib
+from beam_jobs import refusals
 from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.records import rehearsals as rehearsal_records
@@ -35,7 +36,7 @@ from beam_jobs.rehearsal import expect as expect_lib
 from beam_jobs.target import Target, run_database
 
 
-class NotAnApproverError(ValueError):
+class NotAnApproverError(refusals.NotAllowed):
     """Someone not among the named approvers tried to sign off."""
 
 

@@ -20,6 +20,7 @@ from typing import Callable, Optional, Sequence
 from beam_jobs import identity
 from beam_jobs import options as options_lib
 from beam_jobs import output_format
+from beam_jobs import refusals
 from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate as estimate_lib
@@ -248,7 +249,7 @@ def _verify_plan(context: Context, record: record_lib.RehearsalRecord,
             context.find_job(name), {}, None, list(state.pipeline_args),
             export=record.after_state, namespace=state.namespace,
             command=REHEARSE_COMMAND), ''
-    except (LookupError, ValueError) as error:
+    except refusals.Refused as error:
         return None, f'it could not be planned here ({error})'
 
 
