@@ -49,9 +49,11 @@ browser:
 	    || { echo "make: apt-get install chromium failed: install Debian's chromium package, then run make test again." >&2; exit 1; }; }
 	@test -x $(CHROMIUM) || { echo "make: $(CHROMIUM) is still missing after installing chromium: install it, then run make test again." >&2; exit 1; }
 
-# lint-imports checks the layers and rooms declared in pyproject.toml.
+# lint-imports checks the layers and rooms declared in pyproject.toml; mypy
+# the types ([tool.mypy]: every module's bodies, the records and IO strictly).
 test: install browser
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Refreshes the console's screenshots in docs/console from the browser tests.

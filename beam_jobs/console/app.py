@@ -105,7 +105,7 @@ def create_app(console: service.Console, *, token: Optional[str] = None,
                 api_exceptions.GoogleAPICallError: _datastore_error,
                 api_exceptions.RetryError: _datastore_error}
     return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers=handlers)
+                     exception_handlers=handlers)  # type: ignore[arg-type]  # Starlette's handler types are narrower than its dispatch
 
 
 def _is_api(request: Request) -> bool:
@@ -232,12 +232,12 @@ class _Pages:
                                                    'names_people': self.access.names_people})
         form = await request.form()
         target = _local_path(form.get('next'))
-        if not security.same_token(form.get('csrf_token'),
+        if not security.same_token(_text(form.get('csrf_token')),
                                    request.cookies.get(security.CSRF_COOKIE)):
             return _render(request, 'login.html', {
                 'next': target, 'needs_token': True,
                 'message': 'The form expired: try again.'}, 403)
-        user = self.access.user_of_token(form.get('token')) \
+        user = self.access.user_of_token(_text(form.get('token'))) \
             if self.access.needs_token else None
         if user is None:
             return _render(request, 'login.html', {
@@ -253,6 +253,11 @@ class _Pages:
         return _render(request, 'login.html', {
             'next': _local_path(request.url.path), 'needs_token': True,
             'names_people': self.access.names_people, 'message': None}, 401)
+
+
+def _text(value: Any) -> Optional[str]:
+    """A form field as text (an uploaded file is not)."""
+    return value if isinstance(value, str) else None
 
 
 def _local_path(path: Any) -> str:

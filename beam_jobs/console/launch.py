@@ -117,7 +117,7 @@ def check(body: Any, registry: registry_lib.JobRegistry,
         raise BadStartRequest('"namespaces" must be text: "a,b,c" or "all".')
     plan_params = {**params, **({'dry_run': True} if dry_run else {})}
     try:
-        retry_of = record_of(retry_failed) if retry_failed else None
+        retry_of = record_of(retry_failed) if retry_failed and record_of else None
         # The console's namespace holds its records; the run reads those named.
         plan = planning.plan_run(job, plan_params, shard_count, [], export=export,
                                  namespace=None if spaces else namespace,

@@ -36,6 +36,7 @@ from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
 from beam_jobs.records import requests as request_records
 from beam_jobs.records import runs
+from beam_jobs.records.runs import RunRecord
 from beam_jobs.rehearsal import rehearse as rehearse_lib
 from beam_jobs.rehearsal import release_plan
 from beam_jobs.rehearsal import signoff
@@ -129,11 +130,11 @@ class Console:
         return [views.run_view(r)
                 for r in follow.recent(self.store, limit, job_name=job or None)]
 
-    def run(self, run_id: str) -> runs.RunRecord:
+    def run(self, run_id: str) -> RunRecord:
         """The run as it is now (followed by its backend)."""
         return follow.current(self.store, run_id)
 
-    def output(self, run_id: str, record: Optional[runs.RunRecord] = None) -> dict[str, Any]:
+    def output(self, run_id: str, record: Optional[RunRecord] = None) -> dict[str, Any]:
         record = record or self.run(run_id)
         return {'run_id': run_id, 'status': record.status,
                 'finished': record.is_terminal,
@@ -176,7 +177,7 @@ class Console:
                 'guardrails': plan.guardrails,
                 'warnings': warnings}
 
-    def start(self, body: Any) -> runs.RunRecord:
+    def start(self, body: Any) -> RunRecord:
         """Create the run's record and start it in a process of its own."""
         request, _ = self.plan_start(body)
         record = self.store.create(request.job_name)
@@ -192,7 +193,7 @@ class Console:
                                ) from None
         return record
 
-    def revert(self, run_id: str, body: Any, signed_in: Optional[str]) -> runs.RunRecord:
+    def revert(self, run_id: str, body: Any, signed_in: Optional[str]) -> RunRecord:
         """Check a revert of `run_id` as `beam-jobs revert` would, then start
         it in a process of its own under a record of its own."""
         if not isinstance(body, dict) or set(body) - {'dry_run', 'force', 'reason', 'user'}:
@@ -219,7 +220,7 @@ class Console:
         return record
 
     def cancel(self, run_id: str, user: Any = None,
-               signed_in: Optional[str] = None) -> runs.RunRecord:
+               signed_in: Optional[str] = None) -> RunRecord:
         """Cancel as `signed_in` when the console knows who that is; the
         name a body gives counts only where it knows nobody (a shared token)."""
         if user is not None and not isinstance(user, str):

@@ -47,6 +47,14 @@ def signed_mode() -> bool:
     return allowed_signers() is not None
 
 
+def _signers_file() -> str:
+    """allowed_signers, in signed mode (where every signature is checked)."""
+    path = allowed_signers()
+    if path is None:
+        raise signing.SignatureError('no allowed_signers is set to check it against')
+    return path
+
+
 def _flag(name: str, default: bool) -> bool:
     value = config.get(name, default)
     if isinstance(value, str):
@@ -69,7 +77,7 @@ def principals() -> Optional[list[str]]:
     path = allowed_signers()
     if path is None:
         return None
-    names = []
+    names: list[str] = []
     for line in _read_allowed(path).splitlines():
         line = line.strip()
         if not line or line.startswith('#'):
@@ -117,7 +125,7 @@ def check_own(text: str, signature: str, user: str) -> None:
     """Refuse, before anything is written, a signature the gate would refuse:
     a key not in allowed_signers, revoked, or another approver's."""
     try:
-        principal = signing.signer(text, signature, allowed_signers(),
+        principal = signing.signer(text, signature, _signers_file(),
                                    _path_setting('revoked_keys'))
     except signing.SignatureError as error:
         raise signing.SignatureError(
@@ -141,7 +149,7 @@ def decision_signer(digest: str, signature: str) -> str:
     allowed_signers with namespaces="beam-jobs-gate"); SignatureError if none."""
     if not signed_mode():
         raise signing.SignatureError('no allowed_signers is set to check it against')
-    return signing.signer(digest + '\n', signature, allowed_signers(),
+    return signing.signer(digest + '\n', signature, _signers_file(),
                           _path_setting('revoked_keys'), signing.GATE_NAMESPACE)
 
 
@@ -158,7 +166,7 @@ def signer_of(record: RehearsalRecord, approval: dict) -> tuple[str, dict]:
     with the phrase naming what failed (no signature, unknown key, revoked
     key, a signature or field that does not match the record)."""
     text = approval.get('statement') or ''
-    principal = signing.signer(text, approval.get('signature') or '', allowed_signers(),
+    principal = signing.signer(text, approval.get('signature') or '', _signers_file(),
                                _path_setting('revoked_keys'))
     signed = json.loads(text)
     if principal != approval.get('user') or signed.get('user') != principal:

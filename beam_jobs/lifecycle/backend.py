@@ -18,7 +18,7 @@ never does any of this.
 from __future__ import annotations
 
 import socket
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 
@@ -40,7 +40,7 @@ class RunCanceledError(Exception):
 
 
 def build_pipeline(plan: RunPlan, run_id: str, records: target_lib.Target,
-                   queued_msec: int) -> beam.Pipeline:
+                   queued_msec: Optional[int]) -> beam.Pipeline:
     """The planned job's pipeline, ending in the sink that stores its output
     beside its record."""
     pipeline = beam.Pipeline(options=plan.pipeline_options)
@@ -90,8 +90,8 @@ class Backend:
             # A revert is not a run of the job's code: the job's hooks stay out.
             hook_error = (None if plan.revert_of else
                           hooks.call(plan.job_name, '_pre_start_hook', run_id))
-            store.transition(run_id, runs.STARTED,
-                             **({'hook_errors': [hook_error]} if hook_error else {}))
+            started: dict[str, Any] = {'hook_errors': [hook_error]} if hook_error else {}
+            store.transition(run_id, runs.STARTED, **started)
             stop_requested: list = []
             try:
                 with stops.stop_on_signals(stop_requested):

@@ -77,7 +77,7 @@ def submit(pipeline: beam.Pipeline, pipeline_options: PipelineOptions,
             f'Dataflow ({cloud.dataflow_endpoint}) refused the job: '
             f'{reason_of(error)}. Check the project, region and '
             'your permissions there, then run the job again.') from error
-    job_id = result.job_id() if getattr(result, 'has_job', False) else None
+    job_id = getattr(result, 'job_id')() if getattr(result, 'has_job', False) else None
     if not job_id:
         raise DataflowError(
             'Beam created no Dataflow job (was --dry_run or '

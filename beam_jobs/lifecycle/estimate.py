@@ -89,7 +89,7 @@ def last_measurement(job_name: str, rehearsals: rehearsal_records.RehearsalStore
             return Measurement(measured['cpu_seconds'], measured['entities'],
                                f'rehearsal {rehearsal.rehearsal_id} ({_where(measured)})')
     for run in (run_store.recent(limit, job_name) if run_store else []):
-        measured = measured_by_run(run)
+        measured = measured_by_run(run) or {}
         if measured:
             return Measurement(measured['cpu_seconds'], measured['entities'],
                                f'{_where(measured)} (no rehearsal measured it)')
@@ -271,6 +271,7 @@ def over_budget(budget: Optional[dict], usage: dict) -> Optional[str]:
     """Why a run must stop now (its reported cost passed its budget), or None."""
     if not (budget or {}).get('max_cost_usd') or usage.get('cost_usd') is None:
         return None
+    assert budget is not None   # it has max_cost_usd
     if usage['cost_usd'] <= budget['max_cost_usd']:
         return None
     return (f'Canceled by beam-jobs: the cost of the resources the Dataflow job '
@@ -284,6 +285,7 @@ def budget_left_text(budget: Optional[dict], usage: Optional[dict]) -> Optional[
     """`$0.42 of $1.00 left` while a run with a budget goes."""
     if not (budget or {}).get('max_cost_usd'):
         return None
+    assert budget is not None   # it has max_cost_usd
     spent = (usage or {}).get('cost_usd') or 0.0
     left = max(budget['max_cost_usd'] - spent, 0.0)
     return (f'{usd_text(left)} of {usd_text(budget["max_cost_usd"])} left '

@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from beam_jobs import config
 from beam_jobs import identity
@@ -203,8 +203,9 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
     if not is_production(is_dataflow) or not changes_datastore:
         return {}
     name = job_class_lib.job_name(job)
-    facts = {'user': identity.machine_user(), 'machine': identity.machine(),
-             'runner': runner, 'project': project, 'sign': signatures.sign_decision}
+    facts: dict[str, Any] = {'user': identity.machine_user(), 'machine': identity.machine(),
+                             'runner': runner, 'project': project,
+                             'sign': signatures.sign_decision}
     if database:
         facts['database'] = database
     if revert is not None:
@@ -218,7 +219,7 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
                 'reason': revert.reason}
     if no_backup:
         audit_store = audit
-        audit = lambda: _NoBackupAudit(audit_store())  # noqa: E731
+        audit = lambda: _NoBackupAudit(audit_store())  # type: ignore[assignment,return-value]  # noqa: E731  # the same append
     if not required():
         audit().append(name, audit_lib.OFF, reason='require_rehearsal = false', **facts)
         return {'gate': 'off (require_rehearsal = false)'}

@@ -206,9 +206,11 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
         source = retry_source(retry_of, job, params)
     else:
         source = sources.for_run(export)
-    if namespaces or (retry_of is not None and retry_of.source.get('namespaces')):
-        namespaces = _namespaces_read(source, namespaces or retry_of.source['namespaces'],
-                                      pipeline_options, namespace, database)
+    namespaces = namespaces or (retry_of.source.get('namespaces')
+                                if retry_of is not None else None)
+    if namespaces:
+        namespaces = _namespaces_read(source, namespaces, pipeline_options, namespace,
+                                      database)
     else:
         source.check(models, namespace)
     total = None if namespaces else source.entity_total(models, namespace)
@@ -221,7 +223,7 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
     if backup_location and no_backup:
         raise refusals.Refused('--backup_location and --no-backup contradict each other: '
                                'pass one of them.')
-    if write_mode.keeps_before_images:
+    if write_mode.keeps_before_images and write_mode.backup:
         before_images.check_writable(write_mode.backup)
     gate = gate_lib.check(
         job, params=params, is_dataflow=options_lib.is_dataflow(pipeline_options),

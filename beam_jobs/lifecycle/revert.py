@@ -118,7 +118,7 @@ def plan_revert(store: runs.RunStore, run_id: str, *, job_lookup: Callable[[str]
     write_mode = write_modes.decide(
         reads_export=False, dry_run=dry_run,
         backup=None if no_backup else planning.backup_root(pipeline_options, backup_location))
-    if write_mode.keeps_before_images:
+    if write_mode.keeps_before_images and write_mode.backup:
         before_images.check_writable(write_mode.backup)
     job = _job_named(original.job_name, job_lookup)
     params = {'revert_of': run_id, **({'force': True} if force else {}),

@@ -48,7 +48,7 @@ def capture(run_id: str, verbose: bool = False) -> Iterator[pathlib.Path]:
     path = log_path(run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    handlers = [logging.FileHandler(path, encoding='utf-8')]
+    handlers: list[logging.Handler] = [logging.FileHandler(path, encoding='utf-8')]
     handlers[0].setFormatter(logging.Formatter(_FORMAT))
     if verbose:
         handlers.append(logging.StreamHandler(sys.stderr))

@@ -50,7 +50,6 @@ def usage_text(usage: Optional[dict]) -> Optional[str]:
 
 def failure_text(failure: dict) -> str:
     """One trimmed error message of a failed Dataflow job (dataflow_fields.failure)."""
-    where = [f"step '{failure['step']}'" if failure.get('step') else None,
-             f'item {failure["item"]}' if failure.get('item') else None]
-    where = [part for part in where if part]
+    where = ([f"step '{failure['step']}'"] if failure.get('step') else []) + (
+        [f'item {failure["item"]}'] if failure.get('item') else [])
     return failure['exception'] + (f' ({", ".join(where)})' if where else '')

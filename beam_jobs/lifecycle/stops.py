@@ -49,12 +49,13 @@ def stop_on_signals(requested: list) -> Iterator[None]:
         return
     reasons = {signal.SIGTERM: 'stopped by SIGTERM (beam-jobs cancel)',
                signal.SIGINT: 'interrupted (Ctrl-C)'}
+    raised: list[bool] = []     # raised once; the map step raises it again if dropped
 
     def handler(signum, frame):
         if signum in reasons and not requested:
             requested.append(Stop(reasons[signum]))
-        if requested and not getattr(handler, 'raised', False):
-            handler.raised = True
+        if requested and not raised:
+            raised.append(True)
             # Noted too: a StopRun raised inside a destructor is dropped,
             # and the map step raises it again (stop_request.py).
             stop_request.ask(requested[0].reason)
@@ -100,7 +101,7 @@ class StopOnLostDatastore:
     def _check(self) -> None:
         misses = 0
         while not self._done.wait(self.INTERVAL_SECS):
-            misses = 0 if emulator.is_serving(self._host) else misses + 1
+            misses = 0 if self._host and emulator.is_serving(self._host) else misses + 1
             if misses >= self.MISSES and not self._done.is_set():
                 self.lost = True
                 running = emulator.attached()

@@ -50,7 +50,7 @@ class RehearsalPlan:
     follows: list = dataclasses.field(default_factory=list)
 
     @property
-    def after_dir(self) -> str:
+    def after_dir(self) -> Optional[str]:
         return self.job_plan.write_mode.after_state
 
     @property
@@ -141,7 +141,7 @@ def followed(source, rehearsal_store: Callable[[], record_lib.RehearsalStore]) -
     first: each after state of the chain names its job and run; the rehearsal
     that run belongs to is looked up among that job's rehearsals."""
     layer = getattr(source, 'after', None)
-    chain = []
+    chain: list[Any] = []
     while layer is not None:
         chain.insert(0, layer)
         layer = (after_state_lib.read(layer.base)

@@ -70,11 +70,11 @@ def build(target: Target, find_job: Callable[[str], type],
               if r.verdict == rehearsal_records.PASSED]
     names = list(dict.fromkeys([r.job_name for r in requests] + [r.job_name for r in passed]))
     follows: dict[str, list[str]] = {}
-    for record in [*requests, *passed]:
-        named = record.follows if isinstance(record, request_records.RequestRecord) \
-            else record.followed_jobs
-        follows.setdefault(record.job_name, [])
-        follows[record.job_name] += [n for n in named if n not in follows[record.job_name]]
+    named_by: list[tuple[str, list[str]]] = [(r.job_name, r.follows) for r in requests]
+    named_by += [(r.job_name, r.followed_jobs) for r in passed]
+    for job_name, named in named_by:
+        follows.setdefault(job_name, [])
+        follows[job_name] += [n for n in named if n not in follows[job_name]]
     newest_params = {r.job_name: r.params for r in passed}
     newest_request = {r.job_name: r for r in requests}
     planned = []

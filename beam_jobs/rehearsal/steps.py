@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from beam_jobs import identity
 from beam_jobs import options as options_lib
@@ -159,6 +159,7 @@ def _take(context: Context, record: record_lib.RehearsalRecord) -> bool:
         else:
             _conclude(context, record, state)
         return True
+    assert step.waits_for is not None   # a step that waits names its run
     run = follow.current(context.runs, step.waits_for)
     if not run.is_terminal:
         return False
@@ -180,8 +181,8 @@ def _writes(record: runs.RunRecord) -> dict:
     return writes
 
 
-def _expected(expected: Optional[list], line: str) -> bool:
-    return bool(expected) and any(item.matches(line) for item in expected)
+def _expected(expected: Optional[list[Any]], line: str) -> bool:
+    return bool(expected) and any(item.matches(line) for item in expected or ())
 
 
 def _output(context: Context, run: runs.RunRecord) -> output_format.StoredOutput:
@@ -213,7 +214,7 @@ def _job_ended(context: Context, record: record_lib.RehearsalRecord,
     if run.status == runs.COMPLETED:
         writes = _writes(run)
         after_state = after_state_lib.finish(
-            state.after_dir, state.base, run.run_id, record.job_name, writes)
+            state.after_dir or '', state.base or '', run.run_id, record.job_name, writes)
     else:
         reasons.append(f'The job\'s run {run.status}: {run.error}')
     output = _output(context, run)
@@ -267,7 +268,7 @@ def _start_verify(context: Context, record: record_lib.RehearsalRecord,
     claimed = recording.change_if(context.rehearsals, record.rehearsal_id,
                                   lambda r: len(r.verify) == step.index,
                                   lambda r: r.verify.append(entry))
-    if run is None:
+    if run is None or plan is None:
         return
     if not claimed:
         ending.end_unless_ended(context.runs, run.run_id, runs.CANCELED,
@@ -302,7 +303,7 @@ def _conclude(context: Context, record: record_lib.RehearsalRecord,
     """Every run ended: the expected output, then the verdict."""
     expected = state.expectation
     checked = None
-    if expected is not None:
+    if expected is not None and record.run_id:
         run = context.runs.get(record.run_id)
         checked = dict(expect_lib.check(expected, _output(context, run).lines),
                        file=state.expect_file)
