@@ -38,7 +38,11 @@ def add_parsers(commands, parent) -> None:
                          help='jobs that must have run in production first (the '
                          'gate refuses this one until they have)')
     request.set_defaults(handler=cmd_request)
+    _add_plan_and_requests(commands, parent)
+    _add_decisions(commands, parent)
 
+
+def _add_plan_and_requests(commands, parent) -> None:
     plan = commands.add_parser(
         'plan', parents=[parent], help='the release plan: jobs in order, the gate\'s verdict now',
         description='Every job with a request or a passed rehearsal, each after the '
@@ -57,6 +61,9 @@ def add_parsers(commands, parent) -> None:
     listed.add_argument('--limit', type=int, default=None)
     listed.set_defaults(handler=cmd_requests)
 
+
+def _add_decisions(commands, parent) -> None:
+    """approve, reject, withdraw, and the audit of the gate's decisions."""
     approve = commands.add_parser('approve', parents=[parent],
                                   help='approve a passed rehearsal (as yourself)')
     approve.add_argument('rehearsal_id')

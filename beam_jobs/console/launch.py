@@ -84,27 +84,7 @@ def check(body: Any, registry: registry_lib.JobRegistry,
         job = registry.get(name)
     except registry_lib.UnknownJobError as error:
         raise BadStartRequest(str(error)) from None
-    params = body.get('params')
-    if params is None:
-        params = {}
-    if not isinstance(params, Mapping):
-        raise BadStartRequest('"params" must be a JSON object of name to value, '
-                              f'not {json.dumps(params)}.')
-    params = dict(params)
-    for key in params:
-        if not key or '=' in key:
-            raise BadStartRequest(f'Param name {key!r} cannot be passed as '
-                                  '--param NAME=VALUE: use a non-empty name '
-                                  'without "=".')
-    dry_run = body.get('dry_run', False)
-    if dry_run is None:
-        dry_run = False
-    if not isinstance(dry_run, bool):
-        raise BadStartRequest('"dry_run" must be true or false.')
-    if dry_run or params.get('dry_run') is True:
-        # One spelling reaches the run: the --dry-run flag.
-        dry_run = True
-        params.pop('dry_run', None)
+    params, dry_run = _params_and_dry_run(body)
     shard_count = body.get('shard_count')
     export = body.get('export') or None
     if export is not None:
@@ -127,6 +107,33 @@ def check(body: Any, registry: registry_lib.JobRegistry,
         raise BadStartRequest(str(error)) from None
     return StartRequest(job, params, shard_count, dry_run, export, plan, retry_failed,
                         spaces)
+
+
+def _params_and_dry_run(body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The request's params (each passable as --param NAME=VALUE) and
+    whether it is a dry run, said once: as the --dry-run flag."""
+    params = body.get('params')
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise BadStartRequest('"params" must be a JSON object of name to value, '
+                              f'not {json.dumps(params)}.')
+    params = dict(params)
+    for key in params:
+        if not key or '=' in key:
+            raise BadStartRequest(f'Param name {key!r} cannot be passed as '
+                                  '--param NAME=VALUE: use a non-empty name '
+                                  'without "=".')
+    dry_run = body.get('dry_run', False)
+    if dry_run is None:
+        dry_run = False
+    if not isinstance(dry_run, bool):
+        raise BadStartRequest('"dry_run" must be true or false.')
+    if dry_run or params.get('dry_run') is True:
+        # One spelling reaches the run: the --dry-run flag.
+        dry_run = True
+        params.pop('dry_run', None)
+    return params, dry_run
 
 
 def _check_export(path: Any) -> str:

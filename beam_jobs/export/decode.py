@@ -156,14 +156,11 @@ class EntityDecoder:
             else:  # uservalue
                 value, v1_meaning = _user(pv.uservalue), V1_USER
             if prop.multiple:
-                elements = values.get(name)
-                if elements is None:
-                    elements = values[name] = []
+                elements = values.setdefault(name, [])
                 elements.append(value)
                 if v1_meaning is not None:
                     list_meanings = list_meanings or {}
-                    list_meanings.setdefault(name, {})[len(elements) - 1] = (
-                        v1_meaning)
+                    list_meanings.setdefault(name, {})[len(elements) - 1] = v1_meaning
             else:
                 values[name] = value
                 if v1_meaning is not None:

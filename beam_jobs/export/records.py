@@ -72,30 +72,46 @@ def read_records(stream: BinaryIO, name: str, start: int = 0,
     """
     block_start = start - start % BLOCK_SIZE
     stream.seek(block_start)
-    pieces: Optional[list] = None      # the chunks of the record being read
-    record_offset = 0
     # At a block past the first, the first chunks may end a record that began
     # in an earlier block: that record belongs to whoever reads that block.
-    skipping_tail = block_start > 0
+    reader = _Chunks(name, start, stop, skipping_tail=block_start > 0)
     while True:
         block = _read_block(stream)
-        size = len(block)
-        if not size:
+        if not block:
             break
-        pos = 0
+        yield from reader.records_of(block, block_start)
+        if reader.done:
+            return
+        if len(block) < BLOCK_SIZE:
+            break
+        block_start += BLOCK_SIZE
+    if reader.pieces is not None:
+        raise RecordError(
+            f'{name} is cut short: the record that starts at byte '
+            f'{reader.record_offset} has no LAST chunk. Copy or export the file again.')
+
+
+class _Chunks:
+    """The chunks of a log file, block after block, joined into records;
+    what is carried from one block to the next is kept here."""
+
+    def __init__(self, name: str, start: int, stop: Optional[int], skipping_tail: bool):
+        self.name, self.start, self.stop = name, start, stop
+        self.pieces: Optional[list[bytes]] = None   # the record being read
+        self.record_offset = 0
+        self.skipping_tail = skipping_tail
+        self.done = False                            # reached `stop`
+
+    def records_of(self, block: bytes, block_start: int) -> Iterator[tuple[int, bytes]]:
+        name, start, stop = self.name, self.start, self.stop
+        pieces, skipping_tail = self.pieces, self.skipping_tail
+        size, pos = len(block), 0
         while size - pos >= HEADER_SIZE:
             offset = block_start + pos
             crc, length, kind = _HEADER.unpack_from(block, pos)
             end = pos + HEADER_SIZE + length
             if end > size:
-                if size < BLOCK_SIZE:
-                    raise RecordError(
-                        f'{name} is cut short: the chunk at byte {offset} '
-                        f'needs {length} bytes, the file ends after '
-                        f'{size - pos - HEADER_SIZE}. Copy or export the file '
-                        'again.')
-                raise _corrupt(name, offset, f'chunk length {length} runs past '
-                               'the end of its block')
+                raise _overrun(name, offset, length, size - pos - HEADER_SIZE, size)
             if kind == 0 and length == 0 and crc == 0:
                 pos = end  # zeros a preallocating writer left: no record here
                 continue
@@ -114,41 +130,42 @@ def read_records(stream: BinaryIO, name: str, start: int = 0,
             if kind not in _NAMES:
                 raise _corrupt(name, offset, f'unknown chunk type {kind}')
             if stop is not None and pieces is None and offset >= stop:
+                self.done = True
                 return
             data = block[pos + HEADER_SIZE:end]
             if masked_crc(kind, data) != crc:
                 raise _corrupt(name, offset, 'checksum mismatch')
             skipping_tail = False
             pos = end
+            if kind in (FULL, FIRST) and pieces is not None:
+                raise _corrupt(name, offset, f'a {_NAMES[kind]} chunk inside the '
+                               f'record that starts at byte {self.record_offset}')
             if kind == FULL:
-                if pieces is not None:
-                    raise _corrupt(name, offset, 'a FULL chunk inside the '
-                                   f'record that starts at byte {record_offset}')
                 yield offset, data
             elif kind == FIRST:
-                if pieces is not None:
-                    raise _corrupt(name, offset, 'a FIRST chunk inside the '
-                                   f'record that starts at byte {record_offset}')
-                pieces, record_offset = [data], offset
-            else:
-                if pieces is None:
-                    raise _corrupt(name, offset, 'a MIDDLE or LAST chunk with no '
-                                   'FIRST chunk before it')
+                pieces, self.record_offset = [data], offset
+            else:   # MIDDLE or LAST, after a FIRST (see above)
+                assert pieces is not None
                 pieces.append(data)
                 if kind == LAST:
                     record, pieces = b''.join(pieces), None
-                    yield record_offset, record
-        if size < BLOCK_SIZE:
-            if pos < size and block[pos:] != _PADDING[:size - pos]:
-                raise RecordError(
-                    f'{name} is cut short: it ends inside the chunk header at '
-                    f'byte {block_start + pos}. Copy or export the file again.')
-            break
-        block_start += BLOCK_SIZE
-    if pieces is not None:
-        raise RecordError(
-            f'{name} is cut short: the record that starts at byte '
-            f'{record_offset} has no LAST chunk. Copy or export the file again.')
+                    yield self.record_offset, record
+            self.pieces = pieces
+        self.pieces, self.skipping_tail = pieces, skipping_tail
+        if size < BLOCK_SIZE and pos < size and block[pos:] != _PADDING[:size - pos]:
+            raise RecordError(
+                f'{name} is cut short: it ends inside the chunk header at '
+                f'byte {block_start + pos}. Copy or export the file again.')
+
+
+def _overrun(name: str, offset: int, length: int, left: int, size: int) -> Exception:
+    """A chunk longer than what is left of its block: a file cut short (in
+    its last block) or a damaged length."""
+    if size < BLOCK_SIZE:
+        return RecordError(
+            f'{name} is cut short: the chunk at byte {offset} needs {length} bytes, '
+            f'the file ends after {left}. Copy or export the file again.')
+    return _corrupt(name, offset, f'chunk length {length} runs past the end of its block')
 
 
 _NAMES = {FULL: 'FULL', FIRST: 'FIRST', MIDDLE: 'MIDDLE', LAST: 'LAST'}

@@ -191,21 +191,9 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
     job_class_lib.check_params(params)
     shard_count = check_shard_count(shard_count)
     pipeline_options = options_lib.pipeline_options(pipeline_args, own_flags, command)
-    budget = {}
-    if options_lib.is_dataflow(pipeline_options):
-        dataflow_settings.check(pipeline_options)
-        budget = guardrails(pipeline_options, max_cost_usd, flexrs)
-    elif flexrs or max_cost_usd is not None:
-        raise refusals.Refused('--flexrs and --max-cost-usd are for runs on Dataflow: add '
-                               '--runner=DataflowRunner, or leave them out.')
+    budget = _budget(pipeline_options, max_cost_usd, flexrs)
     namespace = run_namespace(namespace)
-    if retry_of is not None:
-        if export:
-            raise refusals.Refused('--retry-failed reads what a run left in the Datastore; '
-                                   'it does not go with --export.')
-        source = retry_source(retry_of, job, params)
-    else:
-        source = sources.for_run(export)
+    source = _source(job, params, export, retry_of)
     namespaces = namespaces or (retry_of.source.get('namespaces')
                                 if retry_of is not None else None)
     if namespaces:
@@ -213,27 +201,13 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
                                       database)
     else:
         source.check(models, namespace)
-    total = None if namespaces else source.entity_total(models, namespace)
-    if total is not None and source.reads_export:
-        options_lib.use_processes_for_export(pipeline_options, pipeline_args, total)
-    write_mode = write_modes.decide(
-        reads_export=source.reads_export, dry_run=bool(params.get('dry_run')),
-        after_state=after_state, backup=None if no_backup else backup_root(
-            pipeline_options, backup_location))
-    if backup_location and no_backup:
-        raise refusals.Refused('--backup_location and --no-backup contradict each other: '
-                               'pass one of them.')
-    if write_mode.keeps_before_images and write_mode.backup:
-        before_images.check_writable(write_mode.backup)
-    gate = gate_lib.check(
-        job, params=params, is_dataflow=options_lib.is_dataflow(pipeline_options),
-        changes_datastore=write_mode.changes_datastore, skip=skip_rehearsal,
-        rehearsals=lambda: rehearsal_records.RehearsalStore(signoff_target(namespace)),
-        audit=lambda: audit_lib.AuditStore(signoff_target(namespace)),
-        runner=options_lib.runner_name(pipeline_options),
-        project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace,
-        no_backup=no_backup, runs_of=production_runs(pipeline_options, namespace),
-        database=database)
+        total = source.entity_total(models, namespace)
+        if total is not None and source.reads_export:
+            options_lib.use_processes_for_export(pipeline_options, pipeline_args, total)
+    write_mode = _write_mode(source, params, pipeline_options, after_state,
+                             backup_location, no_backup)
+    gate = _gate(job, params, pipeline_options, write_mode, skip_rehearsal, namespace,
+                 no_backup, database)
     estimate = (estimate_for(job, models, source, pipeline_options, namespace).as_record()
                 if options_lib.is_dataflow(pipeline_options) else {})
     return RunPlan(job, tuple(models), params, shard_count, pipeline_options,
@@ -241,6 +215,64 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
                    retry_of=retry_of.run_id if retry_of is not None else None,
                    estimate=estimate, budget=budget,
                    namespaces=tuple(namespaces) if namespaces else None, database=database)
+
+
+def _gate(job: type, params: dict[str, Any], pipeline_options: PipelineOptions,
+          write_mode: write_modes.WriteMode, skip: Optional[gate_lib.Skip],
+          namespace: Optional[str], no_backup: bool,
+          database: Optional[str]) -> dict[str, Any]:
+    """What the production gate decides of this run (gate.check), asking the
+    sign-off records and the runs where its production runs are recorded."""
+    return gate_lib.check(
+        job, params=params, is_dataflow=options_lib.is_dataflow(pipeline_options),
+        changes_datastore=write_mode.changes_datastore, skip=skip,
+        rehearsals=lambda: rehearsal_records.RehearsalStore(signoff_target(namespace)),
+        audit=lambda: audit_lib.AuditStore(signoff_target(namespace)),
+        runner=options_lib.runner_name(pipeline_options),
+        project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace,
+        no_backup=no_backup, runs_of=production_runs(pipeline_options, namespace),
+        database=database)
+
+
+def _budget(pipeline_options: PipelineOptions, max_cost_usd: Optional[Any],
+            flexrs: bool) -> dict[str, Any]:
+    """A Dataflow run's guardrails, checked; a local run refuses them."""
+    if options_lib.is_dataflow(pipeline_options):
+        dataflow_settings.check(pipeline_options)
+        return guardrails(pipeline_options, max_cost_usd, flexrs)
+    if flexrs or max_cost_usd is not None:
+        raise refusals.Refused('--flexrs and --max-cost-usd are for runs on Dataflow: add '
+                               '--runner=DataflowRunner, or leave them out.')
+    return {}
+
+
+def _source(job: type, params: dict[str, Any], export: Optional[str],
+            retry_of: Optional[runs.RunRecord]) -> Any:
+    """What the run reads: what a run left (`--retry-failed`), an export, or
+    the Datastore."""
+    if retry_of is None:
+        return sources.for_run(export)
+    if export:
+        raise refusals.Refused('--retry-failed reads what a run left in the Datastore; '
+                               'it does not go with --export.')
+    return retry_source(retry_of, job, params)
+
+
+def _write_mode(source: Any, params: dict[str, Any], pipeline_options: PipelineOptions,
+                after_state: Optional[str], backup_location: Optional[str],
+                no_backup: bool) -> write_modes.WriteMode:
+    """What becomes of the run's writes; where it keeps before-images,
+    checked writable before anything runs."""
+    if backup_location and no_backup:
+        raise refusals.Refused('--backup_location and --no-backup contradict each other: '
+                               'pass one of them.')
+    write_mode = write_modes.decide(
+        reads_export=source.reads_export, dry_run=bool(params.get('dry_run')),
+        after_state=after_state, backup=None if no_backup else backup_root(
+            pipeline_options, backup_location))
+    if write_mode.keeps_before_images and write_mode.backup:
+        before_images.check_writable(write_mode.backup)
+    return write_mode
 
 
 def _namespaces_read(source, requested: Sequence[str], pipeline_options: PipelineOptions,

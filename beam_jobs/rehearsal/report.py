@@ -39,6 +39,14 @@ def _measured(measured: dict) -> list[str]:
 
 
 def markdown(record: RehearsalRecord) -> str:
+    """The rehearsal's report: what ran, its checks, writes and durations,
+    and its sign-off."""
+    lines = (_head(record) + _checks(record) + _writes_and_durations(record)
+             + _sign_off(record))
+    return '\n'.join(lines) + '\n'
+
+
+def _head(record: RehearsalRecord) -> list[str]:
     version = record.code_version
     export = record.export
     lines = [
@@ -67,6 +75,11 @@ def markdown(record: RehearsalRecord) -> str:
         waiting = record.in_flight_run
         lines.append(f'- Running: waiting for run `{waiting}`' if waiting else
                      '- Running: its next step starts when it is next read')
+    return lines
+
+
+def _checks(record: RehearsalRecord) -> list[str]:
+    lines: list[str] = []
     if record.reasons:
         lines += ['', '## Why it failed', ''] + [f'- {reason}' for reason in record.reasons]
     lines += ['', '## Checks', '']
@@ -90,6 +103,11 @@ def markdown(record: RehearsalRecord) -> str:
         if len(record.failed_items) > MAX_LISTED:
             lines.append(f'- … and {len(record.failed_items) - MAX_LISTED} more '
                          f'(`beam-jobs output {record.run_id}`)')
+    return lines
+
+
+def _writes_and_durations(record: RehearsalRecord) -> list[str]:
+    lines: list[str] = []
     writes = record.writes or {}
     durations = record.durations or {}
     lines += ['', '## Writes (into the after state)', '',
@@ -104,6 +122,11 @@ def markdown(record: RehearsalRecord) -> str:
     if record.coordinator_notes:
         lines += ['', '## Notes for the release coordinator', '',
                   record.coordinator_notes.strip()]
+    return lines
+
+
+def _sign_off(record: RehearsalRecord) -> list[str]:
+    lines: list[str] = []
     lines += ['', '## Sign-off', '']
     for approval in record.approvals:
         named = ('' if approval.get('approvers', 'unknown') is not None
@@ -123,4 +146,4 @@ def markdown(record: RehearsalRecord) -> str:
     elif not record.standing_approvals:
         lines.append(f'- Not approved: an approver runs `beam-jobs approve '
                      f'{record.rehearsal_id} --note TEXT`')
-    return '\n'.join(lines) + '\n'
+    return lines
