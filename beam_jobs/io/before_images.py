@@ -47,13 +47,14 @@ import hashlib
 import json
 import random
 import time
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, BinaryIO, Iterable, Iterator, Optional, Unpack
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
 from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import datastore
 from google.cloud.datastore import helpers
 from google.cloud.datastore.helpers import GeoPoint
@@ -77,6 +78,13 @@ CHUNK_BYTES = 8 << 20
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MICROSECOND = datetime.timedelta(microseconds=1)
 
+# A key as this module compares and stores keys, whatever its shape:
+# `(namespace, (kind, id_or_name, ...))`, '' for the default namespace.
+Identity = tuple[str, tuple[Any, ...]]
+# A job's write: `(op, kind, entity or key)` ('put' or 'delete'), and when
+# the run keeps a backup also `before` and `source` (KeepBeforeImagesFn).
+Write = tuple[str, str, Any, Unpack[tuple[Any, ...]]]
+
 
 class BackupError(refusals.Refused):
     """A backup that is missing, damaged, or cannot be written where asked."""
@@ -84,7 +92,7 @@ class BackupError(refusals.Refused):
 
 # Keys and digests.
 
-def identity(key) -> tuple:
+def identity(key: Any) -> Identity:
     """`(namespace, (kind, id_or_name, ...))` of any key shape this project
     meets: a key protobuf, a client key, a Beam key."""
     if isinstance(key, KEY_PB):
@@ -96,22 +104,25 @@ def identity(key) -> tuple:
     raise TypeError(f'Not a Datastore key: {key!r}')
 
 
-def key_text(ident: tuple) -> str:
+def key_text(ident: Identity) -> str:
     """`Kind/id[/Kind/id]` (and `@namespace`), as lines name a key."""
     namespace, flat = ident
     path = '/'.join(f'{flat[i]}/{flat[i + 1]}' for i in range(0, len(flat), 2))
     return f'{path}@{namespace}' if namespace else path
 
 
-def client_entity(entity) -> Optional[datastore.Entity]:
+def client_entity(entity: Any) -> Optional[datastore.Entity]:
     """An entity of any shape as a client entity (None stays None)."""
     if entity is None or entity == ABSENT:
         return None
+    decoded: datastore.Entity
     if isinstance(entity, EntityPb):
-        return helpers.entity_from_protobuf(entity.pb)
-    if isinstance(entity, ENTITY_PB):
-        return helpers.entity_from_protobuf(entity)
-    return encode.client_entity(entity)
+        decoded = helpers.entity_from_protobuf(entity.pb)
+    elif isinstance(entity, ENTITY_PB):
+        decoded = helpers.entity_from_protobuf(entity)
+    else:
+        decoded = encode.client_entity(entity)
+    return decoded
 
 
 def _canonical(value: Any) -> Any:
@@ -144,7 +155,7 @@ def _canonical(value: Any) -> Any:
     return ['?', repr(value)]
 
 
-def digest(entity) -> str:
+def digest(entity: Any) -> str:
     """What an entity holds, as a short text: ABSENT for none."""
     entity = client_entity(entity)
     if entity is None:
@@ -160,7 +171,7 @@ def run_folder(location: str, run_id: str) -> str:
     return FileSystems.join(location, run_id)
 
 
-def set_folder(ident: tuple) -> str:
+def set_folder(ident: Identity) -> str:
     namespace, flat = ident
     return writer.set_folder(flat[-2], namespace or None)
 
@@ -178,7 +189,7 @@ def _new_chunk_number() -> int:
     return number
 
 
-def _create(path: str, mime: str = 'application/octet-stream'):
+def _create(path: str, mime: str = 'application/octet-stream') -> BinaryIO:
     return FileSystems.create(path, mime_type=mime,
                               compression_type=CompressionTypes.UNCOMPRESSED)
 
@@ -186,7 +197,7 @@ def _create(path: str, mime: str = 'application/octet-stream'):
 class _HashingStream:
     """Counts and hashes what is written through it."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -197,15 +208,15 @@ class _HashingStream:
         self._stream.write(data)
 
 
-def write_chunk(location: str, writes: list, befores: list,
-                written_digests: list, sources: list) -> int:
+def write_chunk(location: str, writes: list[Write], befores: list[Any],
+                written_digests: list[str], sources: list[Optional[Identity]]) -> int:
     """The files of one chunk: before-images (one export data file per kind
     and namespace) and the keys file. Returns the chunk's number.
 
     `befores[i]` is the before-image of `writes[i]` (an entity, or ABSENT).
     """
     number = _new_chunk_number()
-    encoded: dict[str, list] = {}
+    encoded: dict[str, list[bytes]] = {}
     lines = []
     for write, before, wrote, source in zip(writes, befores, written_digests, sources):
         ident = identity(_key_of(write))
@@ -239,12 +250,12 @@ def write_chunk(location: str, writes: list, befores: list,
     return number
 
 
-def _key_of(write) -> Any:
+def _key_of(write: Write) -> Any:
     item = write[2]
     return item.key if isinstance(item, (beam_types.Entity, datastore.Entity)) else item
 
 
-def _client_key(key, client: datastore.Client) -> datastore.Key:
+def _client_key(key: Any, client: datastore.Client) -> datastore.Key:
     """A client key of any key shape, or of an identity, in `client`'s
     database (Beam's and ndb's keys know none)."""
     if isinstance(key, beam_types.Key):
@@ -252,7 +263,8 @@ def _client_key(key, client: datastore.Client) -> datastore.Key:
     if isinstance(key, datastore.Key) and key.database == client.database:
         return key
     namespace, flat = key if isinstance(key, tuple) else identity(key)
-    return client.key(*flat, namespace=namespace or None)
+    client_key: datastore.Key = client.key(*flat, namespace=namespace or None)
+    return client_key
 
 
 class KeepBeforeImagesFn(beam.DoFn):
@@ -266,17 +278,20 @@ class KeepBeforeImagesFn(beam.DoFn):
     """
 
     def __init__(self, location: str, target: target_lib.Target):
-        super().__init__()
+        # Beam's DoFn.__init__ is untyped, and untyped_calls_exclude misses super().
+        super().__init__()  # type: ignore[no-untyped-call]
         self._location = location
         self._target = target
 
-    def setup(self):
+    def setup(self) -> None:
         self._client = target_lib.client(self._target)
 
-    def start_bundle(self):
-        self._chunk, self._bytes = [], 0
+    def start_bundle(self) -> None:
+        self._chunk: list[Write] = []
+        self._bytes = 0
 
-    def process(self, write):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def process(self, write):  # type: (Write) -> Iterator[Write]
         self._chunk.append(write)
         before = write[3] if len(write) > 3 else None
         if isinstance(before, EntityPb):
@@ -284,11 +299,11 @@ class KeepBeforeImagesFn(beam.DoFn):
         if len(self._chunk) >= CHUNK_WRITES or self._bytes >= CHUNK_BYTES:
             yield from self._flush()
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> Iterator[WindowedValue]:
         for write in self._flush():
             yield GlobalWindows.windowed_value(write)
 
-    def _flush(self) -> list:
+    def _flush(self) -> list[Write]:
         chunk, self._chunk, self._bytes = self._chunk, [], 0
         if not chunk:
             return []
@@ -306,7 +321,7 @@ class KeepBeforeImagesFn(beam.DoFn):
         return chunk
 
 
-class KeepBeforeImages(beam.PTransform):
+class KeepBeforeImages(beam.PTransform[beam.PCollection[Write], beam.PCollection[Write]]):
     """Writes → the same writes, after their before-images are stored."""
 
     def __init__(self, location: str, target: target_lib.Target):
@@ -314,28 +329,32 @@ class KeepBeforeImages(beam.PTransform):
         self._location = location
         self._target = target
 
-    def display_data(self):
+    def display_data(self) -> dict[str, Any]:
         return {'backup_location': self._location}
 
-    def expand(self, writes):
-        return writes | 'Store before-images' >> beam.ParDo(
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def expand(self, writes):  # type: (beam.PCollection[Write]) -> beam.PCollection[Write]
+        stored: beam.PCollection[Write] = writes | 'Store before-images' >> beam.ParDo(
             KeepBeforeImagesFn(self._location, self._target))
+        return stored
 
 
 class _KeepFailedKeysFn(beam.DoFn):
     """Identities of entities whose map failed → one file per bundle."""
 
     def __init__(self, location: str):
-        super().__init__()
+        # Beam's DoFn.__init__ is untyped, and untyped_calls_exclude misses super().
+        super().__init__()  # type: ignore[no-untyped-call]
         self._location = location
 
-    def start_bundle(self):
-        self._keys = []
+    def start_bundle(self) -> None:
+        self._keys: list[Identity] = []
 
-    def process(self, ident):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def process(self, ident):  # type: (Identity) -> None
         self._keys.append(ident)
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> None:
         if not self._keys:
             return
         path = FileSystems.join(self._location, FAILED, f'{_new_chunk_number()}.jsonl')
@@ -345,7 +364,7 @@ class _KeepFailedKeysFn(beam.DoFn):
         self._keys = []
 
 
-class KeepFailedKeys(beam.PTransform):
+class KeepFailedKeys(beam.PTransform[beam.PCollection[Identity], beam.PCollection[None]]):
     """The keys whose map failed, kept with the run's backup (not parsed
     back from the output's text) so `run --retry-failed` can read them."""
 
@@ -353,12 +372,14 @@ class KeepFailedKeys(beam.PTransform):
         super().__init__()
         self._location = location
 
-    def expand(self, failed_keys):
-        return failed_keys | 'Keep failed keys' >> beam.ParDo(
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def expand(self, failed_keys):  # type: (beam.PCollection[Identity]) -> beam.PCollection[None]
+        kept: beam.PCollection[None] = failed_keys | 'Keep failed keys' >> beam.ParDo(
             _KeepFailedKeysFn(self._location)).with_output_types(None)
+        return kept
 
 
-def failed_keys(location: str) -> list[tuple]:
+def failed_keys(location: str) -> list[Identity]:
     """Every key whose map failed in the run whose backup this is (each
     once, in key order)."""
     try:
@@ -366,7 +387,7 @@ def failed_keys(location: str) -> list[tuple]:
         paths = [found.path for found in match.metadata_list]
     except Exception:  # pylint: disable=broad-except
         paths = []
-    keys = set()
+    keys: set[Identity] = set()
     for path in paths:
         for text in _read_text(path).splitlines():
             line = json.loads(text)
@@ -374,11 +395,11 @@ def failed_keys(location: str) -> list[tuple]:
     return sorted(keys, key=repr)
 
 
-def written_by_source(location: str) -> dict[tuple, list[tuple[tuple, str]]]:
+def written_by_source(location: str) -> dict[Identity, list[tuple[Identity, str]]]:
     """Per entity a run mapped and wrote from: `[(key written, digest of
     what was written last)]`. A run that stopped midway is finished by
     mapping again only the entities whose writes are not all there."""
-    done: dict = {}
+    done: dict[Identity, list[tuple[Identity, str]]] = {}
     for _, last in resolve(read_chunks(location)).values():
         source = last.source or last.ident
         done.setdefault(source, []).append((last.ident, last.wrote))
@@ -394,16 +415,18 @@ class SkipWrittenFn(beam.DoFn):
     """
 
     def __init__(self, location: str, target: target_lib.Target):
-        super().__init__()
+        # Beam's DoFn.__init__ is untyped, and untyped_calls_exclude misses super().
+        super().__init__()  # type: ignore[no-untyped-call]
         self._location = location
         self._target = target
 
-    def setup(self):
+    def setup(self) -> None:
         self._done = written_by_source(self._location)
         self._client = target_lib.client(self._target)
         self._skipped = beam.metrics.Metrics.counter('beam_jobs', 'retry_skipped')
 
-    def process(self, element):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def process(self, element):  # type: (Any) -> Iterator[Any]
         source = identity(element.key)
         writes = self._done.get(source)
         if writes and all(self._holds(source, element, written, wrote)
@@ -412,7 +435,7 @@ class SkipWrittenFn(beam.DoFn):
             return
         yield element
 
-    def _holds(self, source, element, written, wrote) -> bool:
+    def _holds(self, source: Identity, element: Any, written: Identity, wrote: str) -> bool:
         if written == source:
             return digest(element) == wrote
         current = self._client.get(_client_key(written, self._client))
@@ -425,12 +448,12 @@ class SkipWrittenFn(beam.DoFn):
 class Entry:
     """One write a run made, as its backup keeps it."""
 
-    ident: tuple
+    ident: Identity
     op: str
-    image: Optional[tuple]     # (folder, index) in its chunk, None: absent
+    image: Optional[tuple[str, int]]     # (folder, index) in its chunk, None: absent
     wrote: str
     chunk: int
-    source: Optional[tuple] = None
+    source: Optional[Identity] = None
 
     @property
     def was_absent(self) -> bool:
@@ -468,7 +491,7 @@ def _read_text(path: str) -> str:
         return f.read().decode('utf-8')
 
 
-def read_chunk_keys(path: str) -> tuple[dict, list[Entry]]:
+def read_chunk_keys(path: str) -> tuple[dict[str, Any], list[Entry]]:
     """A keys file: its header and its entries."""
     try:
         lines = _read_text(path).splitlines()
@@ -491,8 +514,8 @@ def read_chunk_keys(path: str) -> tuple[dict, list[Entry]]:
 class Chunk:
     number: int
     keys_file: str
-    files: dict          # relative path → {'bytes', 'sha256', 'records'}
-    entries: list
+    files: dict[str, dict[str, Any]]     # relative path → {'bytes', 'sha256', 'records'}
+    entries: list[Entry]
 
 
 def read_chunks(location: str) -> list[Chunk]:
@@ -520,11 +543,11 @@ def chunk_images(location: str, chunk: Chunk) -> dict[str, list[bytes]]:
     return images
 
 
-def resolve(chunks: Iterable[Chunk]) -> dict[tuple, tuple[Entry, Entry]]:
+def resolve(chunks: Iterable[Chunk]) -> dict[Identity, tuple[Entry, Entry]]:
     """Per key written, `(first, last)`: the first entry holds the true
     before-image (a retried bundle's second attempt read what the first had
     already written), the last what the run left there."""
-    seen: dict[tuple, tuple[Entry, Entry]] = {}
+    seen: dict[Identity, tuple[Entry, Entry]] = {}
     for chunk in sorted(chunks, key=lambda c: c.number):
         for entry in chunk.entries:
             first = seen.get(entry.ident, (entry, entry))[0]
@@ -542,14 +565,14 @@ class Manifest:
     project: Optional[str]
     namespace: Optional[str]
     run_status: str
-    kinds: dict            # kind → {'put', 'delete', 'images', 'absent'}
-    files: dict            # relative path → {'bytes', 'sha256', 'records'}
-    chunks: list           # keys file names
+    kinds: dict[str, dict[str, int]]     # kind → {'put', 'delete', 'images', 'absent'}
+    files: dict[str, dict[str, Any]]     # relative path → {'bytes', 'sha256', 'records'}
+    chunks: list[str]                    # keys file names
     writes: int
     at_msec: int
     export: Optional[str] = None    # the .overall_export_metadata path
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """What a run record keeps of it."""
         return {'location': self.location, 'kinds': self.kinds, 'writes': self.writes,
                 'files': len(self.files) + len(self.chunks), 'export': self.export,
@@ -564,9 +587,9 @@ def finish(location: str, run_id: str, job_name: str, project: Optional[str],
     """Write the manifest and the export metadata of a run's backup (at the
     run's end, whatever the end: a failed run's writes need undoing most)."""
     chunks = read_chunks(location)
-    kinds: dict = {}
-    files: dict = {}
-    sets: dict = {}
+    kinds: dict[str, dict[str, int]] = {}
+    files: dict[str, dict[str, Any]] = {}
+    sets: dict[str, writer.WrittenSet] = {}
     for chunk in chunks:
         files.update(chunk.files)
         for entry in chunk.entries:
@@ -643,7 +666,8 @@ def decode_image(record: bytes, project: str) -> datastore.Entity:
     image = decode.EntityDecoder(project).decode(record)
     if image is None:
         raise BackupError('A before-image record holds no entity: the backup is damaged.')
-    return image.to_client_entity()
+    decoded: datastore.Entity = image.to_client_entity()
+    return decoded
 
 
 def b64(data: bytes) -> str:

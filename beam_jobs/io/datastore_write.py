@@ -16,6 +16,7 @@ so there the commits are the client's, in batches of the real service's size.
 from __future__ import annotations
 
 import time
+from typing import Any, Unpack
 
 import apache_beam as beam
 from apache_beam.io.gcp.datastore.v1new import datastoreio
@@ -37,9 +38,16 @@ _RETRIED = (api_exceptions.Aborted, api_exceptions.ServiceUnavailable,
             api_exceptions.DeadlineExceeded, api_exceptions.InternalServerError)
 ATTEMPTS = 5
 
+# A job's write, `(op, kind, entity or key, ...)`: before_images.Write (the
+# two modules do not import each other).
+Write = tuple[str, str, Any, Unpack[tuple[Any, ...]]]
+# A transform that writes what it is given; what it returns is of no use.
+Sink = beam.PTransform[beam.PCollection[Any], Any]
 
-def _encoded_size(client_entity) -> int:
-    return entity_types.Entity.pb(helpers.entity_to_protobuf(client_entity)).ByteSize()
+
+def _encoded_size(client_entity: datastore.Entity) -> int:
+    size: int = entity_types.Entity.pb(helpers.entity_to_protobuf(client_entity)).ByteSize()
+    return size
 
 
 class PutInBatchesFn(beam.DoFn):
@@ -51,28 +59,32 @@ class PutInBatchesFn(beam.DoFn):
 
     def __init__(self, target: target_lib.Target,
                  max_bytes: int = EMULATOR_MAX_BATCH_BYTES):
-        super().__init__()
+        # Beam's DoFn.__init__ is untyped, and untyped_calls_exclude misses super().
+        super().__init__()  # type: ignore[no-untyped-call]
         self._target = target
         self._max_bytes = max_bytes
 
-    def setup(self):
+    def setup(self) -> None:
         self._client = target_lib.client(self._target)
 
-    def display_data(self):
+    def display_data(self) -> dict[str, Any]:
         return {'project': self._target.project,
                 'database': target_lib.database_name(self._target.database)}
 
-    def start_bundle(self):
-        self._batch, self._deletes, self._bytes = [], [], 0
+    def start_bundle(self) -> None:
+        self._batch: list[datastore.Entity] = []
+        self._deletes: list[datastore.Key] = []
+        self._bytes = 0
 
-    def process(self, entity):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def process(self, entity):  # type: (Any) -> None
         if not isinstance(entity, datastore.Entity):
             entity = entity.to_client_entity()     # a Beam entity
         if entity.key.database != self._target.database:
             entity.key = self._in_database(entity.key)
         self._add(entity, max(MIN_ENTITY_WEIGHT, _encoded_size(entity)))
 
-    def delete(self, key) -> None:
+    def delete(self, key: Any) -> None:
         if not isinstance(key, datastore.Key):
             key = key.to_client_key()               # a Beam key
         if key.database != self._target.database:
@@ -85,17 +97,17 @@ class PutInBatchesFn(beam.DoFn):
         return datastore.Key(*key.flat_path, project=key.project,
                              namespace=key.namespace, database=self._target.database)
 
-    def _add(self, item, size: int) -> None:
+    def _add(self, item: Any, size: int) -> None:     # a client entity or key
         if (self._batch or self._deletes) and self._bytes + size > self._max_bytes:
             self._commit()
         (self._deletes if isinstance(item, datastore.Key) else self._batch).append(item)
         self._bytes += size
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> None:
         if self._batch or self._deletes:
             self._commit()
 
-    def _commit(self):
+    def _commit(self) -> None:
         puts, deletes = self._batch, self._deletes
         self._batch, self._deletes, self._bytes = [], [], 0
         for attempt in range(ATTEMPTS):
@@ -122,17 +134,19 @@ def _batch_bytes() -> int:
     return EMULATOR_MAX_BATCH_BYTES if target_lib.is_emulator() else SERVICE_MAX_BATCH_BYTES
 
 
-def write_entities(project: str) -> beam.PTransform:
+def write_entities(project: str) -> Sink:
     """Beam entities (keys complete, any namespace) → the Datastore of
     `project`, sized for where it writes (see the module docstring)."""
     if target_lib.is_emulator():
         # Declared, not inferred: Beam's inference of a DoFn's output type
         # reads its bytecode, and cost more than a small run's reading.
-        return beam.ParDo(PutInBatchesFn(target_lib.Target(project))).with_output_types(None)
+        batched: Sink = beam.ParDo(
+            PutInBatchesFn(target_lib.Target(project))).with_output_types(None)
+        return batched
     return datastoreio.WriteToDatastore(project)
 
 
-def delete_keys(project: str) -> beam.PTransform:
+def delete_keys(project: str) -> Sink:
     """Beam's DeleteFromDatastore; keys are small, so Beam's batches fit."""
     return datastoreio.DeleteFromDatastore(
         project, throttle_rampup=not target_lib.is_emulator())
@@ -141,7 +155,8 @@ def delete_keys(project: str) -> beam.PTransform:
 class _ApplyToEmulatorFn(PutInBatchesFn):
     """`(op, kind, entity or key, ...)` → puts and deletes, in bounded commits."""
 
-    def process(self, write):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def process(self, write):  # type: (Write) -> None
         op, item = write[0], write[2]
         if op == 'put':
             super().process(item)
@@ -149,7 +164,7 @@ class _ApplyToEmulatorFn(PutInBatchesFn):
             self.delete(item)
 
 
-class ApplyWrites(beam.PTransform):
+class ApplyWrites(beam.PTransform[beam.PCollection[Write], Any]):
     """A job's writes (`(op, kind, entity or key)`) → the Datastore of
     `target` (its project and database; each write goes to its own key's
     namespace): Beam's sinks in production, bounded commits of the client
@@ -160,7 +175,8 @@ class ApplyWrites(beam.PTransform):
         self._target = target
         self._project = target.project
 
-    def expand(self, writes):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def expand(self, writes):  # type: (beam.PCollection[Write]) -> Any
         if _by_client(self._target):
             return writes | 'Apply' >> beam.ParDo(_ApplyToEmulatorFn(
                 self._target, _batch_bytes())).with_output_types(None)

@@ -10,7 +10,7 @@ namespace throughout, as the Datastore's `__namespace__` kind names it.
 from __future__ import annotations
 
 import collections
-from typing import Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import apache_beam as beam
 from google.api_core import exceptions as api_exceptions
@@ -58,7 +58,7 @@ def name(namespace: Optional[str]) -> str:
     return namespace or DEFAULT_NAME
 
 
-def resolve(requested: Sequence[str], present: Sequence[str], where: str) -> tuple:
+def resolve(requested: Sequence[str], present: Sequence[str], where: str) -> tuple[str, ...]:
     """The namespaces a run reads: every one `present` for [ALL], else those
     requested, each of which must be present (a ValueError names the ones
     that are)."""
@@ -78,7 +78,7 @@ def resolve(requested: Sequence[str], present: Sequence[str], where: str) -> tup
 NAMESPACE_READ = 'namespace_read.{namespace}'
 
 
-def read_counts(counted: dict) -> dict[str, int]:
+def read_counts(counted: dict[str, Any]) -> dict[str, int]:
     """`{namespace name: n}` of a record's `namespace_read.NS` counters."""
     prefix = NAMESPACE_READ.format(namespace='')
     return {found[len(prefix):]: value for found, value in counted.items()
@@ -91,17 +91,18 @@ class CountByNamespace(beam.DoFn):
     (`namespace_read.NS` counters, `(default)` for the default one),
     handed to Beam once per bundle."""
 
-    def start_bundle(self):
+    def start_bundle(self) -> None:
         self._counts: collections.Counter[str] = collections.Counter()
 
-    def process(self, entity):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def process(self, entity):  # type: (Any) -> Iterator[Any]
         key = entity.key
         partition = getattr(key, 'partition_id', None)
         namespace = partition.namespace_id if partition is not None else key.namespace
         self._counts[namespace or ''] += 1
         yield entity
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> None:
         for namespace, count in self._counts.items():
             Metrics.counter(counters.METRICS_NAMESPACE, NAMESPACE_READ.format(
                 namespace=name(namespace))).inc(count)

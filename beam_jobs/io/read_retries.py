@@ -71,7 +71,7 @@ class Backoff:
         """Seconds to wait after the `failure`-th failure in a row: jittered
         between half and all of the doubled delay, so that readers that
         failed together do not all ask again at the same moment."""
-        ceiling = min(self.max_delay, self.first_delay * 2 ** (failure - 1))
+        ceiling: float = min(self.max_delay, self.first_delay * 2 ** (failure - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
 

@@ -10,7 +10,7 @@ refuse before a run exists.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Type, Union
+from typing import Any, Optional, Sequence, Type, Union
 
 import apache_beam as beam
 from google.cloud import ndb
@@ -26,6 +26,9 @@ from beam_jobs.io import datastore_read
 from beam_jobs.io import namespaces as namespaces_lib
 
 Models = Sequence[Type[ndb.Model]]
+# The one transform that reads: pbegin → entities (Datastore protobufs or
+# Beam entities: the map step takes either).
+Read = beam.PTransform[beam.pvalue.PBegin, beam.PCollection[Any]]
 
 
 def _kinds(models: Models) -> list[str]:
@@ -44,18 +47,19 @@ class DatastoreSource:
     def entity_total(self, models: Models, namespace: Optional[str]) -> Optional[int]:
         return None
 
-    def namespaces(self, requested: Sequence[str], target: target_lib.Target) -> tuple:
+    def namespaces(self, requested: Sequence[str],
+                   target: target_lib.Target) -> tuple[str, ...]:
         """The namespaces `--namespaces` names (or all), each checked to hold
         entities (namespaces.resolve)."""
         return namespaces_lib.resolve(requested, namespaces_lib.listed(target),
                                       f'the Datastore of {target.describe()}')
 
     def read(self, models: Models, target: target_lib.Target,
-             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
+             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> Read:
         return datastore_read.ReadKinds(_kinds(models), target, shard_count,
                                         namespaces=namespaces)
 
-    def describe(self, target: target_lib.Target) -> dict:
+    def describe(self, target: target_lib.Target) -> dict[str, Any]:
         described = {'type': 'datastore', 'project': target.project,
                      'namespace': target.namespace}
         if target.database:
@@ -109,7 +113,8 @@ class ExportSource:
             total += count
         return total
 
-    def namespaces(self, requested: Sequence[str], target: target_lib.Target) -> tuple:
+    def namespaces(self, requested: Sequence[str],
+                   target: target_lib.Target) -> tuple[str, ...]:
         """The namespaces `--namespaces` names (or all), each checked to be
         in the export; `all` of an export of every namespace reads it whole."""
         if self.after:
@@ -124,7 +129,7 @@ class ExportSource:
                                       f'the export {self.info.metadata_path}')
 
     def read(self, models: Models, target: target_lib.Target,
-             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
+             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> Read:
         # Splits follow the files and their 32 KiB blocks, not shard_count.
         namespace: Union[None, str, tuple[str, ...]] = target.namespace
         if namespaces is not None:
@@ -132,7 +137,7 @@ class ExportSource:
         return reader.ReadExport(self.path, list(models), project=target.project,
                                  namespace=namespace)
 
-    def describe(self, target: target_lib.Target) -> dict:
+    def describe(self, target: target_lib.Target) -> dict[str, Any]:
         counts = {}
         for entity_set in self.info.entity_sets:
             if entity_set.kind is not None and entity_set.namespace in (
@@ -180,27 +185,30 @@ class UnfinishedSource(DatastoreSource):
         self.backup = backup
 
     def read(self, models: Models, target: target_lib.Target,
-             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
+             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> Read:
         return _SkipWritten(super().read(models, target, shard_count, namespaces),
                             self.backup, target)
 
-    def describe(self, target: target_lib.Target) -> dict:
+    def describe(self, target: target_lib.Target) -> dict[str, Any]:
         return {**super().describe(target), 'retry_of': self.retry_of,
                 'retry': 'unfinished'}
 
 
-class _SkipWritten(beam.PTransform):
-    def __init__(self, read: beam.PTransform, backup: str, target: target_lib.Target):
+class _SkipWritten(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[Any]]):
+    def __init__(self, read: Read, backup: str, target: target_lib.Target):
         super().__init__()
         self._read = read
         self._backup = backup
         self._target = target
 
-    def expand(self, pbegin):
-        return (pbegin
-                | 'Read Datastore' >> self._read
-                | 'Skip what is written' >> beam.ParDo(
-                    before_images.SkipWrittenFn(self._backup, self._target)))
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def expand(self, pbegin):  # type: (beam.pvalue.PBegin) -> beam.PCollection[Any]
+        left: beam.PCollection[Any] = (
+            pbegin
+            | 'Read Datastore' >> self._read
+            | 'Skip what is written' >> beam.ParDo(
+                before_images.SkipWrittenFn(self._backup, self._target)))
+        return left
 
 
 class FailedKeysSource(DatastoreSource):
@@ -209,18 +217,18 @@ class FailedKeysSource(DatastoreSource):
 
     label = 'Read failed keys'
 
-    def __init__(self, retry_of: str, keys: Sequence[tuple]):
+    def __init__(self, retry_of: str, keys: Sequence[before_images.Identity]):
         self.retry_of = retry_of
         self.keys = list(keys)
 
     def read(self, models: Models, target: target_lib.Target,
-             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> beam.PTransform:
+             shard_count: int, namespaces: Optional[Sequence[str]] = None) -> Read:
         return datastore_read.LookUpKeys(self.keys, target)
 
     def entity_total(self, models: Models, namespace: Optional[str]) -> int:
         return len(self.keys)
 
-    def describe(self, target: target_lib.Target) -> dict:
+    def describe(self, target: target_lib.Target) -> dict[str, Any]:
         return {**super().describe(target), 'retry_of': self.retry_of,
                 'retry': 'failed keys', 'keys': len(self.keys)}
 
@@ -232,13 +240,13 @@ class FailedKeysSource(DatastoreSource):
         return {kind: count for kind, count in counts.items()}
 
 
-def for_run(export: Optional[str] = None):
+def for_run(export: Optional[str] = None) -> Union[ExportSource, DatastoreSource]:
     """The source a run reads: `export` (an export or after state) if given,
     else the Datastore."""
     return ExportSource(export) if export else DatastoreSource()
 
 
-def text(described: dict) -> str:
+def text(described: dict[str, Any]) -> str:
     """Where a run read, in one line, from its record's `source`."""
     if not described:
         return '-'
@@ -261,7 +269,7 @@ def text(described: dict) -> str:
             f'{_namespaces_text(described)}{retry}')
 
 
-def _namespaces_text(described: dict) -> str:
+def _namespaces_text(described: dict[str, Any]) -> str:
     spaces = described.get('namespaces')
     if not spaces:
         return ''

@@ -16,6 +16,7 @@ import json
 from typing import Optional
 
 from apache_beam.io.gcp.datastore.v1new import types as beam_types
+from google.cloud import datastore
 
 from beam_jobs import output_format
 from beam_jobs import target as target_lib
@@ -54,8 +55,10 @@ def to_entities(stored: output_format.StoredOutput, run_id: str,
     return entities
 
 
-def _first_piece(client, run_id: str):
-    return client.get(client.key(OUTPUT_KIND, _piece_name(run_id, 0)))
+def _first_piece(client: datastore.Client, run_id: str) -> Optional[datastore.Entity]:
+    key = client.key(OUTPUT_KIND, _piece_name(run_id, 0))
+    first: Optional[datastore.Entity] = client.get(key)
+    return first
 
 
 def read(run_id: str, target: target_lib.Target) -> Optional[output_format.StoredOutput]:
@@ -79,7 +82,7 @@ def read(run_id: str, target: target_lib.Target) -> Optional[output_format.Store
                                       _counts(first))
 
 
-def _counts(first) -> output_format.Counts:
+def _counts(first: datastore.Entity) -> output_format.Counts:
     return output_format.Counts(int(first.get('output_lines') or 0),
                                 int(first.get('failed_items') or 0),
                                 int(first.get('error_lines') or 0))

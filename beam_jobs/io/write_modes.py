@@ -16,7 +16,7 @@ console's confirmation all read it, and none decides again from flags or paths.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 import apache_beam as beam
 
@@ -27,6 +27,8 @@ from beam_jobs.io import before_images
 from beam_jobs.io import datastore_write
 
 APPLY, DRY_RUN, AFTER_STATE, REPORT_ONLY = 'apply', 'dry_run', 'after_state', 'report_only'
+# Where a run's writes go; what it returns is of no use.
+Sink = beam.PTransform[beam.PCollection[before_images.Write], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +59,7 @@ class WriteMode:
         """The output line that sums up the writes of one op and kind."""
         return output_format.write_summary(self.name, op, count, kind)
 
-    def sink(self, target: target_lib.Target) -> Optional[beam.PTransform]:
+    def sink(self, target: target_lib.Target) -> Optional[Sink]:
         """Where the writes go, or None where they are only reported."""
         if self.name == APPLY and self.backup:
             return _BackUpThenApply(self.backup, target)
@@ -87,7 +89,7 @@ class WriteMode:
                 'A dry run first shows what it would write.')
 
 
-class _BackUpThenApply(beam.PTransform):
+class _BackUpThenApply(Sink):
     """Writes → before-images stored → the same writes applied: in the
     graph (and on Dataflow's job page) the backup step comes first."""
 
@@ -96,7 +98,8 @@ class _BackUpThenApply(beam.PTransform):
         self._backup = backup
         self._target = target
 
-    def expand(self, writes):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def expand(self, writes):  # type: (beam.PCollection[before_images.Write]) -> Any
         return (writes
                 | 'Keep before-images' >> before_images.KeepBeforeImages(
                     self._backup, self._target)
