@@ -43,11 +43,14 @@ def run_job(job: type, *, run_id: Optional[str] = None,
 
     Bad input is refused (refusals.Refused) before any record is made. When
     the record already exists (`Job.create_new()` then `Job.enqueue()`), a
-    refusal ends it `failed` with the reason instead.
+    refusal ends it `failed` with the reason instead; but a class that is no
+    job is raised as it was, leaving the record as it is (it is not its run).
     """
     try:
         plan = planning.plan_run(job, params, shard_count, pipeline_args, export,
                                  namespace=target.namespace if target else None)
+    except job_class_lib.InvalidJobError:
+        raise
     except refusals.Refused as error:
         if run_id is None:
             raise
