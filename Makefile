@@ -58,7 +58,7 @@ test: install browser
 
 # Refreshes the console's screenshots in docs/console from the browser tests.
 screenshots: install browser
-	BEAM_JOBS_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/test_console_browser.py
+	BEAM_JOBS_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/scenarios/test_console_browser.py
 
 bench: install
 	$(BIN)/python -m bench.run --entities $(N)

@@ -21,7 +21,7 @@ from beam_jobs.lifecycle import estimate
 from beam_jobs.lifecycle import planning
 from beam_jobs.records import runs
 
-# The exit codes (the README's table; tests/test_exit_codes.py checks it).
+# The exit codes (the README's table; tests/cli/test_common.py checks it).
 EXIT_OK, EXIT_FAILED, EXIT_ITEMS_FAILED = 0, 1, 3
 EXIT_USAGE = refusals.EXIT_CODE   # refused: one sentence, nothing changed
 

@@ -1,6 +1,6 @@
 """rehearsal/steps.py: which step of a running rehearsal is next, from its
-record alone (taking the steps is played by tests/test_rehearsal.py and
-tests/test_rehearse_anywhere.py against the emulator)."""
+record alone (taking the steps is played by tests/rehearsal/test_rehearse.py and
+tests/scenarios/test_rehearse_anywhere.py against the emulator)."""
 
 from beam_jobs.records import rehearsals as record_lib
 from beam_jobs.rehearsal.state import RehearsalState

@@ -13,7 +13,7 @@ from beam_jobs import cli
 from beam_jobs import refusals
 from beam_jobs.cli import common
 
-README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'
+README = pathlib.Path(__file__).resolve().parents[2] / 'README.md'
 _ROW = re.compile(r'^\| (\d+) \| `(EXIT_\w+)` \| (.+) \|$')
 
 

@@ -1,5 +1,6 @@
 """A run is planned once: its source and its write mode decided by `plan_run`,
-and read, never decided again, by the pipeline, the gate and the console."""
+and read, never decided again, by the pipeline, the gate and the console
+(the gate's reading: tests/lifecycle/test_gate.py)."""
 
 import functools
 import sys
@@ -7,19 +8,11 @@ import sys
 import pytest
 
 from beam_jobs import cli, testing
-from beam_jobs.export import write_export
 from beam_jobs.io import sources, write_modes
-from beam_jobs.lifecycle import backend, gate, planning
+from beam_jobs.lifecycle import backend, planning
 from beam_jobs.records import runs
 from tests import console_helpers
 from tests import job_fixtures as fx
-
-
-@pytest.fixture
-def export(datastore_target, tmp_path):
-    with testing.ndb_context(datastore_target):
-        return write_export(fx.notes(4), str(tmp_path / 'notes'),
-                            project=datastore_target.project)
 
 
 @pytest.mark.parametrize('params, reads_export, after, mode', [
@@ -48,14 +41,6 @@ def test_the_pipeline_writes_where_the_plan_says(datastore_target, export):
     for plan in (planning.plan_run(fx.TopicTagMigrationJob, {'dry_run': True}),
                  planning.plan_run(fx.TopicTagMigrationJob, export=export)):
         assert 'RunJob TopicTagMigrationJob/Write' not in steps(plan)
-
-
-def test_the_gate_asks_the_plans_write_mode(datastore_target, export, monkeypatch):
-    monkeypatch.setattr(gate, 'is_production', lambda is_dataflow: True)
-    with pytest.raises(gate.GateError, match='no approved rehearsal'):
-        planning.plan_run(fx.TopicTagMigrationJob)
-    assert planning.plan_run(fx.TopicTagMigrationJob, {'dry_run': True}).gate == {}
-    assert planning.plan_run(fx.TopicTagMigrationJob, export=export).gate == {}
 
 
 def test_the_consoles_confirmation_is_the_plans(datastore_target, export):

@@ -5,9 +5,9 @@ A Datastore read hands the map step entity protobufs, which
 types and through ndb's own decoding for the rest; an export read hands it
 Beam entities, which `entities_lib.to_model` decodes through ndb. Both must give
 exactly the model `Model.get()` gives, for every ndb property type, and keys
-that are cheap to read (`lean_models.FlatKey`). Also: the ndb context the map
-step keeps current (`NdbContext.run`), and an entity that cannot be decoded
-becoming an error line.
+that are cheap to read (`lean_models.FlatKey`). Also: an entity that cannot be
+decoded becoming an error line. (The ndb context the map step keeps current:
+tests/test_ndb_context.py.)
 """
 
 import copy
@@ -16,15 +16,13 @@ import pickle
 import random
 import zlib
 
-import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import datastore as datastore_client
 from google.cloud import ndb
 
-from beam_jobs import MapReduce, RunJob, jobs, lean_models, testing
+from beam_jobs import RunJob, jobs, lean_models, testing
 from beam_jobs import entities as entities_lib
-from beam_jobs import ndb_context
 from beam_jobs import target as target_lib
 from beam_jobs.export import ReadExport
 from beam_jobs.io import datastore_read
@@ -393,71 +391,6 @@ def test_key_from_a_protobuf_is_the_client_s():
         assert (lean.flat_path, lean.path, lean.project, lean.namespace,
                 lean.database) == (client.flat_path, client.path, client.project,
                                    client.namespace, client.database)
-
-
-# The ndb context of the map step.
-
-class ContextJob(jobs.BaseMapReduceOneOffJobManager):
-    """Reports what map sees of its ndb context, and leaves entities in its
-    cache: the next element must not see them."""
-
-    @classmethod
-    def entity_classes_to_map_over(cls):
-        return [NoteModel]
-
-    @staticmethod
-    def map(item):
-        context = ndb.get_context()
-        cached = len(context.cache)
-        context.cache[ndb.Key('NoteModel', 'x')] = item
-        yield ('cache', str(cached))
-        yield ('context', type(context).__name__)
-        yield ('param', jobs.BaseMapReduceOneOffJobManager.get_mapper_param('p'))
-
-    @staticmethod
-    def reduce(key, values):
-        yield (key, sorted(set(values)))
-
-
-def test_map_has_a_context_and_params_and_a_clean_cache(datastore_target):
-    with testing.ndb_context(datastore_target):
-        notes = [NoteModel(id=f'n{i}', text=str(i)) for i in range(150)]
-    with testing.local_test_pipeline() as pipeline:
-        lines = (pipeline | beam.Create(notes)
-                 | MapReduce(ContextJob, {'p': 'v'}, project=datastore_target.project))
-        assert_that(lines, equal_to(["['cache', ['0']]", "['context', ['Context']]",
-                                     "['param', ['v']]"]))
-
-
-def test_no_context_is_left_current_after_a_run(datastore_target):
-    context = ndb_context.NdbContext(datastore_target)
-    seen = []
-
-    def work(value):
-        seen.append(ndb.get_context(raise_context_error=False) is not None)
-        ndb.get_context().cache[ndb.Key('K', value)] = value
-        context.after_each()
-        seen.append(len(ndb.get_context().cache))
-        return value * 2
-    assert context.run(work, 3) == 6
-    assert seen == [True, 0]
-    assert ndb.get_context(raise_context_error=False) is None
-    with pytest.raises(ZeroDivisionError):
-        context.run(lambda: 1 / 0)
-    assert ndb.get_context(raise_context_error=False) is None
-    assert context.run(work, 1) == 2        # a fresh context after a failure
-
-
-def test_a_current_context_is_used_not_replaced(datastore_target):
-    with testing.ndb_context(datastore_target):
-        outer = ndb.get_context()
-        outer.cache[ndb.Key('K', 1)] = 'kept'
-        inner = ndb_context.NdbContext(datastore_target)
-        assert inner.run(ndb.get_context) is outer
-        inner.run(inner.after_each)
-        assert outer.cache[ndb.Key('K', 1)] == 'kept'
-        with inner.active():
-            assert ndb.get_context() is outer
 
 
 def test_export_entities_of_common_types_take_the_lean_path(tmp_path):

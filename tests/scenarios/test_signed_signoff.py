@@ -17,7 +17,7 @@ from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.target import Target, client
 from tests import job_fixtures as fx
 from tests import signing_keys
-from tests.test_team_signoff import (_cli, _dataflow, _signoff,  # noqa: F401 (fixtures)
+from tests.scenarios.test_team_signoff import (_cli, _dataflow, _signoff,  # noqa: F401 (fixtures)
                                      shared_emulator, shout_package, team)
 
 

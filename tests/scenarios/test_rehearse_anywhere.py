@@ -25,7 +25,7 @@ from tests.storage_emulator import BUCKET
 
 MIGRATION = 'ExplorationContentMigrationOneOffJob'
 VALIDATION = 'ExplorationStatesSchemaValidationOneOffJob'
-EXPECTED = os.path.join(os.path.dirname(__file__), '..', 'pipelines', 'expected',
+EXPECTED = os.path.join(os.path.dirname(__file__), '..', '..', 'pipelines', 'expected',
                         'exploration_content_migration.txt')
 REGISTRY = ['--registry', 'tests.rehearsal_registry']
 RUNNING, DONE = Snapshot('JOB_STATE_RUNNING'), Snapshot('JOB_STATE_DONE')

@@ -19,7 +19,7 @@ from tests import job_fixtures as fx
 REGISTRY = ['--registry', 'tests.rehearsal_registry']
 MIGRATION = 'ExplorationContentMigrationOneOffJob'
 VALIDATION = 'ExplorationStatesSchemaValidationOneOffJob'
-EXPECTED = os.path.join(os.path.dirname(__file__), '..', 'pipelines', 'expected',
+EXPECTED = os.path.join(os.path.dirname(__file__), '..', '..', 'pipelines', 'expected',
                         'exploration_content_migration.txt')
 
 

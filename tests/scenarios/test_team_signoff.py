@@ -34,7 +34,7 @@ from tests.storage_emulator import BUCKET
 MIGRATION = 'ExplorationContentMigrationOneOffJob'
 VALIDATION = 'ExplorationStatesSchemaValidationOneOffJob'
 REPAIR = 'ExplorationContentRepairOneOffJob'
-EXPECTED = os.path.join(os.path.dirname(__file__), '..', 'pipelines', 'expected',
+EXPECTED = os.path.join(os.path.dirname(__file__), '..', '..', 'pipelines', 'expected',
                         'exploration_content_migration.txt')
 REGISTRY = ['--registry', 'tests.rehearsal_registry']
 

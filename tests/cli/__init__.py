@@ -1,0 +1,1 @@
+"""Tests of beam_jobs/cli/, one module per module."""

@@ -1,0 +1,1 @@
+"""Tests of beam_jobs/compile/, one module per module."""

@@ -1,0 +1,1 @@
+"""Tests of beam_jobs/console/, one module per module."""

@@ -1,0 +1,1 @@
+"""Tests of beam_jobs/export/, one module per module."""

@@ -1,0 +1,1 @@
+"""Tests of beam_jobs/io/, one module per module."""

@@ -1,0 +1,1 @@
+"""Tests of beam_jobs/lifecycle/, one module per module."""

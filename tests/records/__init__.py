@@ -1,0 +1,1 @@
+"""Tests of beam_jobs/records/, one module per module."""
