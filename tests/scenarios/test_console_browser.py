@@ -366,7 +366,7 @@ def test_a_dataflow_run_watched_on_its_page(page, console_url, datastore_target,
     import uuid as uuid_lib
 
     from tests import dataflow_stub
-    from tests import test_dataflow_watch as watch_tests
+    from tests.scenarios import test_dataflow_watch as watch_tests
     expect = _expect()
     monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '0')
     stub = dataflow_stub.DataflowStub().start()
