@@ -14,7 +14,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 
 from beam_jobs import cli, entities as entities_lib, testing
 from beam_jobs.export import ReadExport, after_state, encode, write_export
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
 from pipelines import sample_data
@@ -350,7 +350,7 @@ def test_the_records_say_where_a_dataflow_rehearsal_keeps_its_runs(datastore_tar
     """A reader on any machine finds the runs of a Dataflow rehearsal from its
     record; a local rehearsal of another machine is that machine's."""
     from beam_jobs.rehearsal import rehearse
-    store = rehearsal_records.RehearsalStore(planning.signoff_target())
+    store = rehearsal_records.RehearsalStore(record_stores.signoff_target())
     local = store.create('RewriteNotesJob', machine='another-machine',
                          resume={'namespace': datastore_target.namespace})
     assert rehearse.context_for(local, lambda name: None) is None

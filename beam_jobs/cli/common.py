@@ -18,7 +18,7 @@ from beam_jobs import target as target_lib
 from beam_jobs.compat import argparse as argparse_compat
 from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.lifecycle import estimate
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import runs
 
 # The exit codes (the README's table; tests/test_exit_codes.py checks it).
@@ -116,7 +116,7 @@ def registry(args) -> registry_lib.JobRegistry:
 
 def store(args, pipeline_args: Sequence[str] = ()) -> runs.RunStore:
     """The run records these commands read: the configured runner's."""
-    return planning.configured_record_store(pipeline_args, args.namespace)
+    return record_stores.configured_run_store(pipeline_args, args.namespace)
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]],

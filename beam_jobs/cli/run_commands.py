@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from typing import Optional, Sequence
@@ -16,12 +15,12 @@ from beam_jobs.cli import watch
 from beam_jobs.cli.progress_bar import TerminalBar
 from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.io import sources
-from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate
 from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import gate
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.lifecycle import run_logs
 from beam_jobs.lifecycle import run_text
 from beam_jobs.records import rehearsals as rehearsal_records
@@ -201,7 +200,7 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
         if args.run_id:   # the console made the record: it must not stay new
             _refuse_record(args, str(error))
         raise
-    store = planning.record_store(plan)
+    store = record_stores.for_plan(plan)
     if args.run_id:
         existing = store.get(args.run_id)
         if existing.status != runs.NEW or existing.job_name != job.__name__:
@@ -263,9 +262,8 @@ def _report_end(store: runs.RunStore, record: runs.RunRecord,
 
 
 def _refuse_record(args, reason: str) -> None:
-    store = common.store(args)   # where this setting's runs keep their records
-    with contextlib.suppress(runs.InvalidTransitionError, runs.UnknownRunError):
-        ending.end_run(store, args.run_id, runs.FAILED, error=reason)
+    # Where this setting's runs keep their records.
+    launcher.refuse(common.store(args), args.run_id, reason)
 
 
 def cmd_runs(args) -> int:
@@ -364,7 +362,7 @@ def cmd_cancel(args) -> int:
 def _cancel_rehearsal(args) -> int:
     """`beam-jobs cancel REHEARSAL_ID`: the run in flight stops (on Dataflow,
     its job), no further run starts, and the rehearsal ends failed."""
-    store = rehearsal_records.RehearsalStore(planning.signoff_target(args.namespace))
+    store = rehearsal_records.RehearsalStore(record_stores.signoff_target(args.namespace))
     record = store.get(args.run_id)
     context = rehearse_lib.context_for(record, common.registry(args).get)
     if context is None:
