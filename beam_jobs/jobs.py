@@ -143,9 +143,9 @@ class BaseMapReduceOneOffJobManager:
         record = cls.get_record(job_id)
         metadata = {'runner': record.runner, 'log_file': record.log_file,
                     'source': record.source}
-        if record.dataflow_job_id:
-            metadata.update(dataflow_job_id=record.dataflow_job_id,
-                            console_url=record.console_url)
+        if record.dataflow.job_id:
+            metadata.update(dataflow_job_id=record.dataflow.job_id,
+                            console_url=record.dataflow.console_url)
         return metadata
 
     @classmethod

@@ -186,11 +186,11 @@ def backup_line(record: runs.RunRecord) -> Optional[str]:
 def cost_lines(record: runs.RunRecord) -> list[tuple[str, str]]:
     """A Dataflow run's estimate beside what it reported, its guardrails
     and, while it goes, the budget left: `(name, text)` pairs."""
-    found = [('estimate', estimate.figures_text(record.estimate)),
-             ('vs actual', estimate.beside_actuals(record.estimate, record.usage)),
-             ('guardrails', estimate.guardrails_text(record.budget)),
+    found = [('estimate', estimate.figures_text(record.dataflow.estimate)),
+             ('vs actual', estimate.beside_actuals(record.dataflow.estimate, record.usage)),
+             ('guardrails', estimate.guardrails_text(record.dataflow.budget)),
              ('budget left', None if record.is_terminal
-              else estimate.budget_left_text(record.budget, record.usage))]
+              else estimate.budget_left_text(record.dataflow.budget, record.usage))]
     return [(name, text) for name, text in found if text]
 
 

@@ -76,8 +76,8 @@ def cmd_revert(args, pipeline_args: Sequence[str]) -> int:
         return common.EXIT_FAILED
     finally:
         bar.close()
-    if record.dataflow_job_id and not record.is_terminal:
-        print(f'Submitted to Dataflow as job {record.dataflow_job_id}: follow it with '
+    if record.dataflow.job_id and not record.is_terminal:
+        print(f'Submitted to Dataflow as job {record.dataflow.job_id}: follow it with '
               f'`beam-jobs status {run_id} --watch`.')
         return common.EXIT_OK
     lines = list(store.output(run_id)) if record.status == 'completed' else []

@@ -218,9 +218,9 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
         return common.EXIT_FAILED
     finally:
         bar.close()
-    if record.dataflow_job_id and not record.is_terminal:
-        print(f'Submitted to Dataflow as job {record.dataflow_job_id}\n'
-              f'  console: {record.console_url}\n'
+    if record.dataflow.job_id and not record.is_terminal:
+        print(f'Submitted to Dataflow as job {record.dataflow.job_id}\n'
+              f'  console: {record.dataflow.console_url}\n'
               f'  follow:  beam-jobs status {run_id} --watch   (output: beam-jobs '
               f'output {run_id}; stop: beam-jobs cancel {run_id})', flush=True)
         if not args.wait:
@@ -252,8 +252,8 @@ def _report_end(store: runs.RunStore, record: runs.RunRecord,
     if hint:
         print(f'Retry: {hint}')
     if record.status != runs.COMPLETED:
-        if record.dataflow_job_id:
-            print(f'Console: {record.console_url}', file=sys.stderr)
+        if record.dataflow.job_id:
+            print(f'Console: {record.dataflow.console_url}', file=sys.stderr)
         else:
             print(f'Log: {run_logs.log_path(record.run_id)}' + (
                 '' if verbose else ' (Beam\'s traceback; --verbose shows it here)'),
@@ -309,22 +309,24 @@ def _print_status(record: runs.RunRecord) -> None:
                 ('revert of', record.revert_of), ('retry of', record.retry_of),
                 ('retry', common.retry_hint(record)),
                 ('gate', ', '.join(f'{k}: {v}' for k, v in record.gate.items())),
-                ('dataflow job', record.dataflow_job_id),
-                ('console', record.console_url),
+                ('dataflow job', record.dataflow.job_id),
+                ('console', record.dataflow.console_url),
                 ('progress', run_text.progress_text(record)),
-                ('stages', run_text.stages_text(record.stages)),
+                ('stages', run_text.stages_text(record.dataflow.stages)),
                 ('usage', run_text.usage_text(record.usage)),
                 *common.cost_lines(record),
                 ('canceled by', record.canceled_by),
-                ('error', record.error), ('log', None if record.dataflow_job_id
+                ('error', record.error), ('log', None if record.dataflow.job_id
                                           else record.log_file),
-                ('dataflow api', record.follow_error)]
+                ('dataflow api', record.dataflow.follow_error)]
     fields += [(name, value) for name, value in optional if value]
-    fields += [('cause', run_text.failure_text(failure)) for failure in record.failure_messages]
+    fields += [('cause', run_text.failure_text(failure))
+               for failure in record.dataflow.failure_messages]
     fields += [('hook error', error) for error in record.hook_errors]
     for name, value in fields:
         print(f'{name:>13}: {value}')
-    attempted = ' (attempted: the job is still running)' if record.counters_attempted else ''
+    attempted = (' (attempted: the job is still running)'
+                 if record.dataflow.counters_attempted else '')
     for name, value in record.counters.items():
         print(f'{"counter":>13}: {name} = {value}{attempted}')
     if record.is_terminal:

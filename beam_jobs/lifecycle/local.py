@@ -83,7 +83,7 @@ class LocalBackend(Backend):
                   f'records that end (kept in {saved}).', file=sys.stderr)
             record = runs.RunRecord(run_id=run_id, job_name=job_name, status=status)
             for name, value in fields.items():
-                setattr(record, name, value)
+                record.set(name, value)
             record.log_file = str(run_logs.log_path(run_id))
             return record
 

@@ -92,7 +92,7 @@ def start(context: Context, plan: planning.RunPlan, run_id: str) -> runs.RunReco
     record = launcher.start(plan, context.runs, run_id, listeners=context.listeners)
     if plan.is_dataflow:
         context.say(f'{plan.job_name}: submitted to Dataflow as run {run_id}'
-                    + (f' ({record.console_url})' if record.console_url else ''))
+                    + (f' ({record.dataflow.console_url})' if record.dataflow.console_url else ''))
     return record
 
 
@@ -222,9 +222,10 @@ def _job_ended(context: Context, record: record_lib.RehearsalRecord,
     reasons += _job_reasons(output, state)
 
     measured = estimate_lib.measured_by_run(run) or {}
-    if run.estimate:    # on Dataflow: what was estimated, beside what it used
-        measured.update(estimate=estimate_lib.figures_text(run.estimate),
-                        beside_actuals=estimate_lib.beside_actuals(run.estimate, run.usage))
+    estimated = run.dataflow.estimate
+    if estimated:    # on Dataflow: what was estimated, beside what it used
+        measured.update(estimate=estimate_lib.figures_text(estimated),
+                        beside_actuals=estimate_lib.beside_actuals(estimated, run.usage))
 
     def record_it(r):
         r.durations['job'] = run.seconds
