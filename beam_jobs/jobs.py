@@ -19,7 +19,7 @@ from beam_jobs.compile.transforms import DEFAULT_SHARD_COUNT
 from beam_jobs.job_class import Delete, InvalidJobError, Put  # noqa: F401  (public names)
 from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import launcher
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import runs
 
 STATUS_CODE_NEW = runs.NEW
@@ -43,7 +43,7 @@ def run_store() -> runs.RunStore:
     emulator, started or shared with other commands. With Dataflow configured
     (`runner = "DataflowRunner"`), the Datastore of the configured project.
     """
-    return planning.configured_record_store()
+    return record_stores.configured_run_store()
 
 
 class BaseMapReduceOneOffJobManager:
@@ -143,9 +143,9 @@ class BaseMapReduceOneOffJobManager:
         record = cls.get_record(job_id)
         metadata = {'runner': record.runner, 'log_file': record.log_file,
                     'source': record.source}
-        if record.dataflow_job_id:
-            metadata.update(dataflow_job_id=record.dataflow_job_id,
-                            console_url=record.console_url)
+        if record.dataflow.job_id:
+            metadata.update(dataflow_job_id=record.dataflow.job_id,
+                            console_url=record.dataflow.console_url)
         return metadata
 
     @classmethod

@@ -18,7 +18,7 @@ from beam_jobs import target as target_lib
 from beam_jobs.compat import argparse as argparse_compat
 from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.lifecycle import estimate
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import runs
 
 # The exit codes (the README's table; tests/cli/test_common.py checks it).
@@ -116,7 +116,7 @@ def registry(args) -> registry_lib.JobRegistry:
 
 def store(args, pipeline_args: Sequence[str] = ()) -> runs.RunStore:
     """The run records these commands read: the configured runner's."""
-    return planning.configured_record_store(pipeline_args, args.namespace)
+    return record_stores.configured_run_store(pipeline_args, args.namespace)
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]],
@@ -186,11 +186,11 @@ def backup_line(record: runs.RunRecord) -> Optional[str]:
 def cost_lines(record: runs.RunRecord) -> list[tuple[str, str]]:
     """A Dataflow run's estimate beside what it reported, its guardrails
     and, while it goes, the budget left: `(name, text)` pairs."""
-    found = [('estimate', estimate.figures_text(record.estimate)),
-             ('vs actual', estimate.beside_actuals(record.estimate, record.usage)),
-             ('guardrails', estimate.guardrails_text(record.budget)),
+    found = [('estimate', estimate.figures_text(record.dataflow.estimate)),
+             ('vs actual', estimate.beside_actuals(record.dataflow.estimate, record.usage)),
+             ('guardrails', estimate.guardrails_text(record.dataflow.budget)),
              ('budget left', None if record.is_terminal
-              else estimate.budget_left_text(record.budget, record.usage))]
+              else estimate.budget_left_text(record.dataflow.budget, record.usage))]
     return [(name, text) for name, text in found if text]
 
 

@@ -11,7 +11,7 @@ from beam_jobs.cli import common
 from beam_jobs.cli import run_commands
 from beam_jobs.cli import watch
 from beam_jobs.cli.progress_bar import TerminalBar
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import rehearsals as record_lib
 from beam_jobs.records import requests as request_records
 from beam_jobs.rehearsal import rehearse as rehearse_lib
@@ -74,7 +74,7 @@ def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
             raise common.UsageError('--request brings its own --verify, --expect and '
                                     '--param: leave those out.')
         request = request_records.RequestStore(
-            planning.signoff_target(args.namespace)).get(args.request)
+            record_stores.signoff_target(args.namespace)).get(args.request)
         if args.job and args.job != request.job_name:
             raise common.UsageError(f'Request {request.request_id} is for '
                                     f'{request.job_name}, not {args.job}.')
@@ -94,7 +94,7 @@ def cmd_rehearse(args, pipeline_args: Sequence[str]) -> int:
                                 pipeline_args, after, args.namespace,
                                 own_flags=args.own_flags, request=request,
                                 expect_text=expect_text)
-    store = planning.record_store(planned.job_plan)
+    store = record_stores.for_plan(planned.job_plan)
     bar = TerminalBar()
     try:
         record = rehearse_lib.rehearse(
@@ -129,7 +129,7 @@ def _taken_on(args, record: record_lib.RehearsalRecord) -> record_lib.RehearsalR
 
 
 def cmd_rehearsals(args) -> int:
-    store = record_lib.RehearsalStore(planning.signoff_target(args.namespace))
+    store = record_lib.RehearsalStore(record_stores.signoff_target(args.namespace))
     records = [_taken_on(args, r) for r in store.recent(args.limit, args.job)]
     common.print_table(
         ('REHEARSAL ID', 'VERDICT', 'APPROVED BY', 'CREATED', 'BY', 'EXPORT'),
@@ -143,7 +143,7 @@ def cmd_rehearsals(args) -> int:
 
 
 def cmd_rehearsal(args) -> int:
-    store = record_lib.RehearsalStore(planning.signoff_target(args.namespace))
+    store = record_lib.RehearsalStore(record_stores.signoff_target(args.namespace))
     print(report.markdown(_taken_on(args, store.get(args.rehearsal_id))), end='')
     return common.EXIT_OK
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import argparse
-import contextlib
 from typing import Sequence
 
 from beam_jobs import refusals
@@ -12,7 +11,6 @@ from beam_jobs.cli import common
 from beam_jobs.cli import run_commands
 from beam_jobs.cli.progress_bar import TerminalBar
 from beam_jobs.compile import revert_steps
-from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import revert as revert_lib
 from beam_jobs.records import runs
@@ -64,8 +62,7 @@ def cmd_revert(args, pipeline_args: Sequence[str]) -> int:
             backup_location=args.backup_location, no_backup=args.no_backup)
     except refusals.Refused as error:
         if args.new_run_id:   # the console made the record: it must not stay new
-            with contextlib.suppress(runs.InvalidTransitionError, runs.UnknownRunError):
-                ending.end_run(store, args.new_run_id, runs.FAILED, error=str(error))
+            launcher.refuse(store, args.new_run_id, str(error))
         raise
     run_id = args.new_run_id or store.create(plan.job_name).run_id
     print(f'Run {run_id}: {"dry run of a " if args.dry_run else ""}revert of run '
@@ -79,8 +76,8 @@ def cmd_revert(args, pipeline_args: Sequence[str]) -> int:
         return common.EXIT_FAILED
     finally:
         bar.close()
-    if record.dataflow_job_id and not record.is_terminal:
-        print(f'Submitted to Dataflow as job {record.dataflow_job_id}: follow it with '
+    if record.dataflow.job_id and not record.is_terminal:
+        print(f'Submitted to Dataflow as job {record.dataflow.job_id}: follow it with '
               f'`beam-jobs status {run_id} --watch`.')
         return common.EXIT_OK
     lines = list(store.output(run_id)) if record.status == 'completed' else []

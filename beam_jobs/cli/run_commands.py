@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from typing import Optional, Sequence
@@ -16,12 +15,12 @@ from beam_jobs.cli import watch
 from beam_jobs.cli.progress_bar import TerminalBar
 from beam_jobs.io import namespaces as namespaces_lib
 from beam_jobs.io import sources
-from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate
 from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import gate
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.lifecycle import run_logs
 from beam_jobs.lifecycle import run_text
 from beam_jobs.records import rehearsals as rehearsal_records
@@ -201,7 +200,7 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
         if args.run_id:   # the console made the record: it must not stay new
             _refuse_record(args, str(error))
         raise
-    store = planning.record_store(plan)
+    store = record_stores.for_plan(plan)
     if args.run_id:
         existing = store.get(args.run_id)
         if existing.status != runs.NEW or existing.job_name != job.__name__:
@@ -219,9 +218,9 @@ def cmd_run(args, pipeline_args: Sequence[str]) -> int:
         return common.EXIT_FAILED
     finally:
         bar.close()
-    if record.dataflow_job_id and not record.is_terminal:
-        print(f'Submitted to Dataflow as job {record.dataflow_job_id}\n'
-              f'  console: {record.console_url}\n'
+    if record.dataflow.job_id and not record.is_terminal:
+        print(f'Submitted to Dataflow as job {record.dataflow.job_id}\n'
+              f'  console: {record.dataflow.console_url}\n'
               f'  follow:  beam-jobs status {run_id} --watch   (output: beam-jobs '
               f'output {run_id}; stop: beam-jobs cancel {run_id})', flush=True)
         if not args.wait:
@@ -253,8 +252,8 @@ def _report_end(store: runs.RunStore, record: runs.RunRecord,
     if hint:
         print(f'Retry: {hint}')
     if record.status != runs.COMPLETED:
-        if record.dataflow_job_id:
-            print(f'Console: {record.console_url}', file=sys.stderr)
+        if record.dataflow.job_id:
+            print(f'Console: {record.dataflow.console_url}', file=sys.stderr)
         else:
             print(f'Log: {run_logs.log_path(record.run_id)}' + (
                 '' if verbose else ' (Beam\'s traceback; --verbose shows it here)'),
@@ -263,9 +262,8 @@ def _report_end(store: runs.RunStore, record: runs.RunRecord,
 
 
 def _refuse_record(args, reason: str) -> None:
-    store = common.store(args)   # where this setting's runs keep their records
-    with contextlib.suppress(runs.InvalidTransitionError, runs.UnknownRunError):
-        ending.end_run(store, args.run_id, runs.FAILED, error=reason)
+    # Where this setting's runs keep their records.
+    launcher.refuse(common.store(args), args.run_id, reason)
 
 
 def cmd_runs(args) -> int:
@@ -311,22 +309,24 @@ def _print_status(record: runs.RunRecord) -> None:
                 ('revert of', record.revert_of), ('retry of', record.retry_of),
                 ('retry', common.retry_hint(record)),
                 ('gate', ', '.join(f'{k}: {v}' for k, v in record.gate.items())),
-                ('dataflow job', record.dataflow_job_id),
-                ('console', record.console_url),
+                ('dataflow job', record.dataflow.job_id),
+                ('console', record.dataflow.console_url),
                 ('progress', run_text.progress_text(record)),
-                ('stages', run_text.stages_text(record.stages)),
+                ('stages', run_text.stages_text(record.dataflow.stages)),
                 ('usage', run_text.usage_text(record.usage)),
                 *common.cost_lines(record),
                 ('canceled by', record.canceled_by),
-                ('error', record.error), ('log', None if record.dataflow_job_id
+                ('error', record.error), ('log', None if record.dataflow.job_id
                                           else record.log_file),
-                ('dataflow api', record.follow_error)]
+                ('dataflow api', record.dataflow.follow_error)]
     fields += [(name, value) for name, value in optional if value]
-    fields += [('cause', run_text.failure_text(failure)) for failure in record.failure_messages]
+    fields += [('cause', run_text.failure_text(failure))
+               for failure in record.dataflow.failure_messages]
     fields += [('hook error', error) for error in record.hook_errors]
     for name, value in fields:
         print(f'{name:>13}: {value}')
-    attempted = ' (attempted: the job is still running)' if record.counters_attempted else ''
+    attempted = (' (attempted: the job is still running)'
+                 if record.dataflow.counters_attempted else '')
     for name, value in record.counters.items():
         print(f'{"counter":>13}: {name} = {value}{attempted}')
     if record.is_terminal:
@@ -364,7 +364,7 @@ def cmd_cancel(args) -> int:
 def _cancel_rehearsal(args) -> int:
     """`beam-jobs cancel REHEARSAL_ID`: the run in flight stops (on Dataflow,
     its job), no further run starts, and the rehearsal ends failed."""
-    store = rehearsal_records.RehearsalStore(planning.signoff_target(args.namespace))
+    store = rehearsal_records.RehearsalStore(record_stores.signoff_target(args.namespace))
     record = store.get(args.run_id)
     context = rehearse_lib.context_for(record, common.registry(args).get)
     if context is None:

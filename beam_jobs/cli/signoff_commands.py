@@ -13,7 +13,7 @@ from beam_jobs import readable
 from beam_jobs import target as target_lib
 from beam_jobs.cli import common
 from beam_jobs.lifecycle import approval_signatures as signatures
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import requests as request_records
 from beam_jobs.rehearsal import release_plan
@@ -100,7 +100,7 @@ def _add_decisions(commands, parent) -> None:
 
 
 def _target(args):
-    return planning.signoff_target(args.namespace)
+    return record_stores.signoff_target(args.namespace)
 
 
 def _me(given=None) -> str:
@@ -171,7 +171,7 @@ def cmd_plan(args) -> int:
     namespace = (args.target_namespace or args.namespace
                  or os.environ.get(target_lib.NAMESPACE_ENV) or None)
     plan = release_plan.build(_target(args), common.registry(args).get,
-                              planning.production_runs_of(project, namespace),
+                              record_stores.production_runs_of(project, namespace),
                               project, namespace)
     print(f'The release plan for production {project or "(any project)"}'
           f'{", namespace " + namespace if namespace else ""}, '

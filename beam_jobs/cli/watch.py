@@ -40,7 +40,8 @@ def _show(record: runs.RunRecord, bar: TerminalBar, shown: Optional[str]) -> Opt
     if record.progress and record.progress.get('total') is not None:
         bar(record.progress)
     line = ' · '.join(part for part in (
-        record.status, run_text.stages_text(record.stages), record.follow_error) if part)
+        record.status, run_text.stages_text(record.dataflow.stages),
+        record.dataflow.follow_error) if part)
     if line != shown and not sys.stderr.isatty():
         print(f'watching {record.run_id}: {line}', file=sys.stderr, flush=True)
         return line

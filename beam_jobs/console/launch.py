@@ -31,7 +31,7 @@ from beam_jobs import failures
 from beam_jobs import refusals
 from beam_jobs import registry as registry_lib
 from beam_jobs.io import namespaces as namespaces_lib
-from beam_jobs.lifecycle import ending
+from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
 from beam_jobs.lifecycle import run_logs
 from beam_jobs.records import runs
@@ -244,11 +244,11 @@ def _reap(proc: subprocess.Popen, store: runs.RunStore, run_id: str,
             return
         printed = output_path.read_text(encoding='utf-8', errors='replace')
         tail = ' '.join(printed.strip().splitlines()[-3:]) or 'it printed nothing'
-        ending.end_run(store, run_id, runs.FAILED, error=(
+        launcher.end_unstarted(store, run_id, (
             f'The run\'s process exited (code {code}) before it started the '
             f'run: {tail} (all it printed: {output_path}).'),
             log_file=str(output_path))
-    except (runs.InvalidTransitionError, runs.UnknownRunError):
+    except runs.UnknownRunError:
         pass
     except Exception:  # pylint: disable=broad-except
         # The Datastore is gone: the record stays `new`, as after a crash.

@@ -25,12 +25,11 @@ from beam_jobs import signing
 from beam_jobs import target as target_lib
 from beam_jobs.console import launch
 from beam_jobs.console import views
-from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.lifecycle import launcher
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.lifecycle import revert as revert_lib
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_record
@@ -67,7 +66,7 @@ class Console:
         self.store = store
         # Rehearsals, requests, approvals and the audit: the team's records
         # when shared (`records_project`), else beside the run records.
-        self.signoff_target = target_lib.shared_records() or store.target
+        self.signoff_target = record_stores.signoff_target_beside(store.target)
         self.rehearsals = rehearsal_record.RehearsalStore(self.signoff_target)
         # Passed on to the runs it starts, so they find the same jobs. (The
         # loaded registry has checked its jobs, which is how a cancel finds
@@ -186,8 +185,8 @@ class Console:
         try:
             launch.start(argv, self.store, record.run_id)
         except OSError as error:
-            ending.end_unless_ended(self.store, record.run_id, runs.FAILED,
-                                    error=f'Could not start its process: {error}.')
+            launcher.end_unstarted(self.store, record.run_id,
+                                   f'Could not start its process: {error}.')
             raise ServerError(f'Could not start the run\'s process ({error}): '
                                'check the console\'s Python and its logs folder.'
                                ) from None
@@ -214,8 +213,8 @@ class Console:
         try:
             launch.start(argv, self.store, record.run_id)
         except OSError as error:
-            ending.end_unless_ended(self.store, record.run_id, runs.FAILED,
-                                    error=f'Could not start its process: {error}.')
+            launcher.end_unstarted(self.store, record.run_id,
+                                   f'Could not start its process: {error}.')
             raise ServerError(f'Could not start the revert\'s process ({error}).') from None
         return record
 
@@ -339,7 +338,7 @@ class Console:
             or config.get('project')
         namespace = self.store.target.namespace
         planned = release_plan.build(self.signoff_target, self.registry.get,
-                                     planning.production_runs_of(project, namespace),
+                                     record_stores.production_runs_of(project, namespace),
                                      project, namespace)
         return {'project': project, 'namespace': namespace,
                 'jobs': [views.planned_view(p) for p in planned]}

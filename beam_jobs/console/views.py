@@ -103,7 +103,7 @@ LEGEND = {
 
 
 def run_view(record: runs.RunRecord) -> dict[str, Any]:
-    view = dataclasses.asdict(record)
+    view = record.stored_fields()   # flat, a Dataflow run's fields beside the rest
     view.update(
         label=status_label(record),
         # Failed items or error lines: the badge that must not read as clean.
@@ -117,12 +117,12 @@ def run_view(record: runs.RunRecord) -> dict[str, Any]:
         duration_text=readable.duration(record.seconds),
         source_text=sources.text(record.source),
         progress_view=progress_view(record.progress) if not record.is_terminal else None,
-        stages_text=run_text.stages_text(record.stages),
+        stages_text=run_text.stages_text(record.dataflow.stages),
         usage_text=run_text.usage_text(record.usage),
         cost_view=cost_view(record),
         budget_left_text=(None if record.is_terminal
-                          else estimate.budget_left_text(record.budget, record.usage)),
-        failure_texts=[run_text.failure_text(f) for f in record.failure_messages],
+                          else estimate.budget_left_text(record.dataflow.budget, record.usage)),
+        failure_texts=[run_text.failure_text(f) for f in record.dataflow.failure_messages],
         url=f'/runs/{record.run_id}',
         backup_view=backup_view(record),
     )
@@ -132,14 +132,14 @@ def run_view(record: runs.RunRecord) -> dict[str, Any]:
 def cost_view(record: runs.RunRecord) -> Optional[dict[str, Any]]:
     """A Dataflow run's estimate (made before it was submitted), beside what
     it reported, and its guardrails; None for a run that had none."""
-    if not record.estimate and not record.budget:
+    if not record.dataflow.estimate and not record.dataflow.budget:
         return None
-    kept = record.estimate or {}
+    kept = record.dataflow.estimate or {}
     return {'estimate': estimate.figures_text(kept),
             'assumptions': kept.get('assumptions'),
             'warnings': kept.get('warnings') or [],
             'beside_actuals': estimate.beside_actuals(kept, record.usage),
-            'guardrails': estimate.guardrails_text(record.budget)}
+            'guardrails': estimate.guardrails_text(record.dataflow.budget)}
 
 
 def backup_view(record: runs.RunRecord) -> Optional[dict[str, Any]]:

@@ -2,7 +2,10 @@
 
     planning.py           plan_run: every check and decision, before a record
     gate.py               the production gate (code_version.py: what was rehearsed)
-    launcher.py           what surfaces ask to start and cancel a run
+    launcher.py           what surfaces ask to start and cancel a run, and to
+                          end one that never started (refused, not started,
+                          not needed): no surface ends a record itself
+    record_stores.py      which Datastore keeps run and sign-off records
     follow.py             what every surface asks to follow one: current, until_end
     backend.py            the runner backend interface, and the shared start
     local.py, dataflow.py the two backends (dataflow_settings.py: checks, names;

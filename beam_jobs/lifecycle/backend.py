@@ -98,10 +98,11 @@ class Backend:
                     return self.launch(plan, store, run_id, pipeline, listeners,
                                        stop_requested)
             except BaseException as error:  # pylint: disable=broad-except
-                return self._ended_by(error, stop_requested, store, run_id)
+                return self._ended_by(error, stop_requested, store, run_id,
+                                      plan.job_name)
 
     def _ended_by(self, error: BaseException, stop_requested: list,
-                  store: runs.RunStore, run_id: str) -> runs.RunRecord:
+                  store: runs.RunStore, run_id: str, job_name: str) -> runs.RunRecord:
         """The end an exception out of `launch` means: a stop asked for from
         outside (cancel, Ctrl-C: canceled; a lost Datastore: failed), or a
         failure with its real cause."""
@@ -109,10 +110,13 @@ class Backend:
         if stop_requested or isinstance(error, KeyboardInterrupt):
             stop = (stop_requested or [stops.Stop('interrupted (Ctrl-C)')])[0]
             if stop.status == runs.FAILED:
-                return self.end(store, run_id, runs.FAILED, error=stop.reason)
-            self.end(store, run_id, runs.CANCELED, stop_reason=stop.reason)
+                return self.end(store, run_id, runs.FAILED, job_name=job_name,
+                                error=stop.reason)
+            self.end(store, run_id, runs.CANCELED, job_name=job_name,
+                     stop_reason=stop.reason)
             raise RunCanceledError(stop.reason) from None
-        record = self.end(store, run_id, runs.FAILED, error=failures.describe(error))
+        record = self.end(store, run_id, runs.FAILED, job_name=job_name,
+                          error=failures.describe(error))
         if not isinstance(error, Exception):
             raise error
         return record
@@ -127,9 +131,11 @@ class Backend:
         stops.Stop when something outside asks the run to stop."""
         raise NotImplementedError
 
-    def end(self, store: runs.RunStore, run_id: str, status: str,
-            **fields) -> runs.RunRecord:
-        """Record the run's end (unless it has one already)."""
+    def end(self, store: runs.RunStore, run_id: str, status: str, *,
+            job_name: str, **fields) -> runs.RunRecord:
+        """Record the end of run `run_id` of job `job_name` (unless it has
+        one already). The job's name is what a backend says of the run when
+        its record cannot be read (local.py: a lost Datastore)."""
         return ending.end_unless_ended(store, run_id, status, **fields)
 
     def follow(self, store: runs.RunStore, record: runs.RunRecord) -> runs.RunRecord:

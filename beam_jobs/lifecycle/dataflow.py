@@ -116,14 +116,15 @@ def poll(store: runs.RunStore, record: runs.RunRecord,
     """Bring a started Dataflow run's record up to date with its job (at most
     one poll per `follow_interval`, whoever asks, unless `force`); ended,
     with the job's hooks, once the job has."""
-    if not record.dataflow_job_id:
+    if not record.dataflow.job_id:
         # Nothing remote to ask yet: a submission whose process died before
         # it recorded the job id is an orphan like a local run.
         return backend_lib.end_if_orphaned(store, record)
     if record.status != runs.STARTED:
         return record
     every_msec = 0 if force else int(follow_every_secs() * 1000)
-    if record.followed_msec and runs.now_msec() - record.followed_msec < every_msec:
+    followed = record.dataflow.followed_msec
+    if followed and runs.now_msec() - followed < every_msec:
         return record       # asked recently: by this reader or another
     claimed = store.claim_follow(record.run_id, every_msec)
     if claimed is None:
@@ -137,7 +138,7 @@ def poll(store: runs.RunStore, record: runs.RunRecord,
         fields = dataflow_fields.record_fields(claimed, metrics, stages, committed=ended)
         if ended:
             fields.update(_ended(store, claimed, job, metrics, budget))
-        over = None if ended else estimate_lib.over_budget(claimed.budget, fields['usage'])
+        over = None if ended else estimate_lib.over_budget(claimed.dataflow.budget, fields['usage'])
         if over:
             # Past its budget: stopped now, not when someone notices.
             dataflow_api.cancel(claimed, budget.left())
@@ -145,7 +146,7 @@ def poll(store: runs.RunStore, record: runs.RunRecord,
         text = reason_of(error) if isinstance(error, api_exceptions.GoogleAPICallError) \
             else str(error)
         _LOG.warning('Could not follow Dataflow job %s (%s); showing run %s as '
-                     'last recorded.', record.dataflow_job_id, text, record.run_id)
+                     'last recorded.', record.dataflow.job_id, text, record.run_id)
         return store.update(record.run_id, follow_error=(
             f'Dataflow did not answer ({text}) at '
             f'{time.strftime("%H:%M:%S")}: these figures are the last it gave.'))
@@ -182,12 +183,12 @@ def _ended(store: runs.RunStore, record: runs.RunRecord, job: dataflow_api.Job,
     fields['usage'] = {'workers': workers, 'elapsed_seconds': elapsed,
                        'vcpu_seconds': None, **dataflow_fields.usage(record, metrics)}
     if template:
-        fields['error'] = template.format(url=record.console_url)
+        fields['error'] = template.format(url=record.dataflow.console_url)
     if status == runs.FAILED:
         trimmed = dataflow_fields.failures(dataflow_api.messages(
             record, 'JOB_MESSAGE_ERROR', budget.left()))
         fields['failure_messages'] = trimmed
-        fields['error'] = dataflow_fields.failure_sentence(trimmed, record.console_url)
+        fields['error'] = dataflow_fields.failure_sentence(trimmed, record.dataflow.console_url)
     if status == runs.COMPLETED:
         try:
             counts = store.output_counts(record.run_id)
@@ -204,7 +205,7 @@ def cancel(store: runs.RunStore, record: runs.RunRecord, reason: str,
     A run whose submission has not returned yet has no job id: its record is
     ended here, and `submit` cancels the job as soon as it has one.
     """
-    if record.dataflow_job_id:
+    if record.dataflow.job_id:
         try:
             dataflow_api.cancel(record, API_TIMEOUT_SECS)
         except api_exceptions.GoogleAPICallError as error:
@@ -212,9 +213,9 @@ def cancel(store: runs.RunStore, record: runs.RunRecord, reason: str,
             if current.is_terminal:  # it ended on its own meanwhile
                 return current
             raise DataflowError(
-                f'Dataflow did not cancel job {record.dataflow_job_id} '
+                f'Dataflow did not cancel job {record.dataflow.job_id} '
                 f'({reason_of(error)}): cancel it in the console '
-                f'({record.console_url}), then run `beam-jobs cancel '
+                f'({record.dataflow.console_url}), then run `beam-jobs cancel '
                 f'{record.run_id}` again.') from error
     return ending.end_unless_ended(store, record.run_id, runs.CANCELED,
                                    canceled_by=user_id, error=reason)

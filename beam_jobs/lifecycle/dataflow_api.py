@@ -71,8 +71,8 @@ def _client_kwargs(endpoint: Optional[str]) -> dict:
 
 
 def _where(record: runs.RunRecord) -> dict:
-    return {'project_id': record.dataflow_project, 'location': record.dataflow_region,
-            'job_id': record.dataflow_job_id}
+    return {'project_id': record.dataflow.project, 'location': record.dataflow.region,
+            'job_id': record.dataflow.job_id}
 
 
 def _msec(timestamp) -> Optional[int]:
@@ -86,7 +86,7 @@ def _msec(timestamp) -> Optional[int]:
 
 def job(record: runs.RunRecord, timeout: float = DEFAULT_TIMEOUT_SECS) -> Job:
     api = _api()
-    answer = api.JobsV1Beta3Client(**_client_kwargs(record.dataflow_endpoint)).get_job(
+    answer = api.JobsV1Beta3Client(**_client_kwargs(record.dataflow.endpoint)).get_job(
         request=api.GetJobRequest(**_where(record)), timeout=timeout)
     return Job(api.JobState(answer.current_state).name,
                _msec(answer.start_time) or _msec(answer.create_time),
@@ -108,7 +108,7 @@ def _plain(value) -> Any:
 
 def metrics(record: runs.RunRecord, timeout: float = DEFAULT_TIMEOUT_SECS) -> list[Metric]:
     api = _api()
-    answer = api.MetricsV1Beta3Client(**_client_kwargs(record.dataflow_endpoint)).get_job_metrics(
+    answer = api.MetricsV1Beta3Client(**_client_kwargs(record.dataflow.endpoint)).get_job_metrics(
         request=api.GetJobMetricsRequest(**_where(record)), timeout=timeout)
     return [Metric(update.name.origin, update.name.name, dict(update.name.context),
                    _plain(update.scalar))
@@ -120,7 +120,7 @@ def messages(record: runs.RunRecord, minimum_importance: str,
     """The job's messages of at least `minimum_importance`
     (e.g. 'JOB_MESSAGE_ERROR'), oldest first, at most `limit`."""
     api = _api()
-    pager = api.MessagesV1Beta3Client(**_client_kwargs(record.dataflow_endpoint)).list_job_messages(
+    pager = api.MessagesV1Beta3Client(**_client_kwargs(record.dataflow.endpoint)).list_job_messages(
         request=api.ListJobMessagesRequest(
             **_where(record), page_size=limit,
             minimum_importance=api.JobMessageImportance[minimum_importance]),
@@ -136,7 +136,7 @@ def messages(record: runs.RunRecord, minimum_importance: str,
 def stages(record: runs.RunRecord, timeout: float = DEFAULT_TIMEOUT_SECS) -> list[dict]:
     """`[{'name', 'state'}]` of the job's stages, as execution details give them."""
     api = _api()
-    pager = api.MetricsV1Beta3Client(**_client_kwargs(record.dataflow_endpoint)).get_job_execution_details(
+    pager = api.MetricsV1Beta3Client(**_client_kwargs(record.dataflow.endpoint)).get_job_execution_details(
         request=api.GetJobExecutionDetailsRequest(**_where(record)), timeout=timeout)
     found = []
     for stage in pager.stages:
@@ -148,7 +148,7 @@ def stages(record: runs.RunRecord, timeout: float = DEFAULT_TIMEOUT_SECS) -> lis
 
 def cancel(record: runs.RunRecord, timeout: float = DEFAULT_TIMEOUT_SECS) -> None:
     api = _api()
-    api.JobsV1Beta3Client(**_client_kwargs(record.dataflow_endpoint)).update_job(
+    api.JobsV1Beta3Client(**_client_kwargs(record.dataflow.endpoint)).update_job(
         request=api.UpdateJobRequest(
             **_where(record),
             job=api.Job(requested_state=api.JobState.JOB_STATE_CANCELLED)),

@@ -65,7 +65,7 @@ def usage(record: runs.RunRecord, metrics: list[dataflow_api.Metric]) -> dict:
     """The resources the job reported so far, priced at the rates its
     budget (or its estimate) was made with."""
     used = resources(metrics)
-    rates = (record.budget or {}).get('rates')
+    rates = (record.dataflow.budget or {}).get('rates')
     cost = estimate_lib.cost_of(used, rates) if rates else None
     if cost is not None:
         used['cost_usd'] = round(cost, 6)

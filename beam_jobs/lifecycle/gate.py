@@ -279,7 +279,7 @@ def counts_as_run(record, job_name: str, since_msec: int, project: Optional[str]
     `since_msec`: completed, wrote (not a dry run, not a revert, not over an
     export), against this target."""
     source = record.source or {}
-    where = record.dataflow_project or source.get('project')
+    where = record.dataflow.project or source.get('project')
     return (record.job_name == job_name and record.status == 'completed'
             and not record.params.get('dry_run') and not record.revert_of
             and source.get('type') != 'export'

@@ -4,11 +4,14 @@ Every way of starting a job (`Job.enqueue`, `beam-jobs run`, a rehearsal,
 the console) plans it (planning.py), creates its record, and starts it here
 on the backend its runner names (local.py, dataflow.py; follow.py chooses
 it). Every way of reading a run as it is now follows it through follow.py.
-The record store itself only stores.
+A run whose record was made but that never starts is ended here too, one
+function per reason (`refuse`, `end_unstarted`, `cancel_unneeded`): no
+surface ends a record itself. The record store itself only stores.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping, Optional, Sequence
 
 from beam_jobs import job_class as job_class_lib
@@ -73,3 +76,33 @@ def cancel_run(store: runs.RunStore, run_id: str,
     if record.status != runs.STARTED:   # not running anywhere yet
         return follow.LOCAL.cancel(store, record, user_id)
     return follow.backend_for(record.runner).cancel(store, record, user_id)
+
+
+def refuse(store: runs.RunStore, run_id: str, reason: str) -> None:
+    """End a run whose record was made ahead of its plan (the console makes
+    it, then runs the command), refused before it started: `failed` with
+    the refusal, so it does not stay `new`. A run that has ended already, or
+    has no record, is left as it is."""
+    with contextlib.suppress(runs.InvalidTransitionError, runs.UnknownRunError):
+        ending.end_run(store, run_id, runs.FAILED, error=reason)
+
+
+def end_unstarted(store: runs.RunStore, run_id: str, reason: str,
+                  log_file: Optional[str] = None) -> Optional[runs.RunRecord]:
+    """End a run whose process never started it (it could not be started,
+    or exited first): `failed` with the reason, if its record is still
+    `new`; a run that got further records its own end. None if it did."""
+    fields: dict[str, Any] = {'log_file': log_file} if log_file else {}
+    try:
+        if store.get(run_id).status != runs.NEW:
+            return None
+        return ending.end_run(store, run_id, runs.FAILED, error=reason, **fields)
+    except (runs.InvalidTransitionError, runs.UnknownRunError):
+        return None
+
+
+def cancel_unneeded(store: runs.RunStore, run_id: str, reason: str) -> runs.RunRecord:
+    """End a run made for a step that turned out not to need it (another
+    reader of a rehearsal started that step first): `canceled` with the
+    reason, before it started."""
+    return ending.end_unless_ended(store, run_id, runs.CANCELED, error=reason)

@@ -54,19 +54,20 @@ class LocalBackend(Backend):
             # the run was still asked to stop, and is recorded so.
             raise stops.StopRun(stop_requested[0].reason)
         if state != PipelineState.DONE:
-            return self.end(store, run_id, runs.FAILED,
+            return self.end(store, run_id, runs.FAILED, job_name=plan.job_name,
                             error=f'The pipeline ended in state {state}.')
         counts = store.output_counts(run_id)
-        return self.end(store, run_id, runs.COMPLETED,
+        return self.end(store, run_id, runs.COMPLETED, job_name=plan.job_name,
                         counters=counters_lib.from_beam_metrics(
                             result, plan.job_name, plan.kinds),
                         progress=reporter.final(), usage=usage,
                         **(counts.as_record_fields() if counts else {}))
 
-    def end(self, store: runs.RunStore, run_id: str, status: str,
-            **fields) -> runs.RunRecord:
+    def end(self, store: runs.RunStore, run_id: str, status: str, *,
+            job_name: str, **fields) -> runs.RunRecord:
         """End the run; if its Datastore is gone, keep the end on this
-        machine for the next reader to record (run_logs.save_end)."""
+        machine for the next reader to record (run_logs.save_end), and say
+        it in a record of run `run_id` of `job_name` made here."""
         host = target_lib.emulator_host()
         try:
             if host and not emulator.is_serving(host):
@@ -80,10 +81,9 @@ class LocalBackend(Backend):
             print(f'Could not record that run {run_id} ended {status} '
                   f'({failures.describe(error)}); the next command that reads it '
                   f'records that end (kept in {saved}).', file=sys.stderr)
-            record = runs.RunRecord(run_id=run_id, job_name=run_id.split('-')[0],
-                                    status=status)
+            record = runs.RunRecord(run_id=run_id, job_name=job_name, status=status)
             for name, value in fields.items():
-                setattr(record, name, value)
+                record.set(name, value)
             record.log_file = str(run_logs.log_path(run_id))
             return record
 

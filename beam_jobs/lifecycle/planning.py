@@ -36,6 +36,7 @@ from beam_jobs.lifecycle import dataflow_settings
 from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.lifecycle import prices
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
@@ -226,11 +227,13 @@ def _gate(job: type, params: dict[str, Any], pipeline_options: PipelineOptions,
     return gate_lib.check(
         job, params=params, is_dataflow=options_lib.is_dataflow(pipeline_options),
         changes_datastore=write_mode.changes_datastore, skip=skip,
-        rehearsals=lambda: rehearsal_records.RehearsalStore(signoff_target(namespace)),
-        audit=lambda: audit_lib.AuditStore(signoff_target(namespace)),
+        rehearsals=lambda: rehearsal_records.RehearsalStore(
+            record_stores.signoff_target(namespace)),
+        audit=lambda: audit_lib.AuditStore(record_stores.signoff_target(namespace)),
         runner=options_lib.runner_name(pipeline_options),
         project=pipeline_options.view_as(GoogleCloudOptions).project, namespace=namespace,
-        no_backup=no_backup, runs_of=production_runs(pipeline_options, namespace),
+        no_backup=no_backup,
+        runs_of=record_stores.production_runs(pipeline_options, namespace),
         database=database)
 
 
@@ -285,7 +288,7 @@ def _namespaces_read(source, requested: Sequence[str], pipeline_options: Pipelin
         where = target_lib.Target.from_environment(
             pipeline_options.view_as(GoogleCloudOptions).project, None, database)
     else:
-        where = dataclasses.replace(local_records_target(records_namespace),
+        where = dataclasses.replace(record_stores.local_target(records_namespace),
                                     namespace=None, database=database)
     return source.namespaces(requested, where)
 
@@ -343,7 +346,7 @@ def estimate_for(job: type, models: Sequence, source, pipeline_options: Pipeline
         counts = source.totals(models, target_lib.Target.from_environment(
             cloud.project, namespace)).values()
         entities = None if None in counts else sum(counts)
-    records = signoff_target(namespace)
+    records = record_stores.signoff_target(namespace)
     measurement = estimate_lib.last_measurement(
         name, rehearsal_records.RehearsalStore(records), runs.RunStore(records))
     workers = pipeline_options.view_as(WorkerOptions)
@@ -415,71 +418,3 @@ def retry_source(original: runs.RunRecord, job: type, params: Mapping[str, Any])
                                    'nothing left to retry.')
         return sources.FailedKeysSource(run_id, keys)
     return sources.UnfinishedSource(run_id, location)
-
-
-def records_target(pipeline_options: PipelineOptions,
-                   namespace: Optional[str] = None) -> target_lib.Target:
-    """The Datastore where runs with these options keep their records.
-
-    A local run's: the emulator that DATASTORE_EMULATOR_HOST names, else the
-    project's own (started, or shared with other commands). A Dataflow run
-    never starts an emulator: its records live in the Datastore of its
-    project (or of the emulator DATASTORE_EMULATOR_HOST names, as in tests).
-    """
-    if options_lib.is_dataflow(pipeline_options):
-        # The team's shared records when configured: where everyone looks.
-        shared = target_lib.shared_records()
-        if shared is not None:
-            return shared
-        project = pipeline_options.view_as(GoogleCloudOptions).project
-        return target_lib.Target.from_environment(project, namespace)
-    return local_records_target(namespace)
-
-
-def production_runs(pipeline_options: PipelineOptions,
-                    namespace: Optional[str] = None) -> Callable[[str], list]:
-    """`runs_of(job_name)`: the newest runs of a job where runs with these
-    options are recorded (the gate's question: has the job it follows run?)."""
-    def runs_of(job_name: str) -> list:
-        return runs.RunStore(records_target(pipeline_options, namespace)).recent(
-            RUNS_LOOKED_AT, job_name)
-    return runs_of
-
-
-RUNS_LOOKED_AT = 200
-
-
-def production_runs_of(project: Optional[str],
-                       namespace: Optional[str] = None) -> Callable[[str], list]:
-    """`runs_of(job_name)` where Dataflow runs against `project` are recorded
-    (the team's shared records, else that project's Datastore)."""
-    def runs_of(job_name: str) -> list:
-        where = target_lib.shared_records() or target_lib.Target.from_environment(
-            project, namespace)
-        return runs.RunStore(where).recent(RUNS_LOOKED_AT, job_name)
-    return runs_of
-
-
-def local_records_target(namespace: Optional[str] = None) -> target_lib.Target:
-    emulator.ensure_environment()
-    return target_lib.Target.from_environment(None, namespace)
-
-
-def signoff_target(namespace: Optional[str] = None) -> target_lib.Target:
-    """Where the team's sign-off lives (rehearsal records, requests,
-    approvals, the gate's audit trail): the shared records when configured
-    (`records_project`), else with this machine's local records."""
-    return target_lib.shared_records() or local_records_target(namespace)
-
-
-def record_store(plan: RunPlan) -> runs.RunStore:
-    """The run records of the planned run's Datastore."""
-    return runs.RunStore(records_target(plan.pipeline_options, plan.namespace))
-
-
-def configured_record_store(pipeline_args: Sequence[str] = (),
-                            namespace: Optional[str] = None) -> runs.RunStore:
-    """The run records that commands reading runs use: those of the
-    configured runner (`runner`, `project` settings) and these flags."""
-    return runs.RunStore(records_target(options_lib.pipeline_options(pipeline_args),
-                                        namespace))

@@ -26,6 +26,7 @@ from beam_jobs.io import write_modes
 from beam_jobs.lifecycle import dataflow_settings
 from beam_jobs.lifecycle import gate as gate_lib
 from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
@@ -127,8 +128,8 @@ def plan_revert(store: runs.RunStore, run_id: str, *, job_lookup: Callable[[str]
         job, params=params, is_dataflow=on_dataflow,
         changes_datastore=write_mode.changes_datastore, skip=None,
         rehearsals=lambda: rehearsal_records.RehearsalStore(
-            planning.signoff_target(namespace)),
-        audit=lambda: audit_lib.AuditStore(planning.signoff_target(namespace)),
+            record_stores.signoff_target(namespace)),
+        audit=lambda: audit_lib.AuditStore(record_stores.signoff_target(namespace)),
         runner=options_lib.runner_name(pipeline_options),
         project=pipeline_options.view_as(GoogleCloudOptions).project,
         namespace=namespace, no_backup=no_backup,

@@ -17,7 +17,7 @@ from beam_jobs.records import runs
 def progress_text(record: runs.RunRecord) -> Optional[str]:
     """How far the run has read; None once a local run ended (its counters
     say it all)."""
-    if not record.progress or record.is_terminal and not record.dataflow_job_id:
+    if not record.progress or record.is_terminal and not record.dataflow.job_id:
         return None
     return progress.describe(record.progress)
 

@@ -1,7 +1,10 @@
 """Run records: one Datastore entity per run, moved through its statuses.
 
 A record says what ran (job, params, shard count, runner), when, how it
-ended (error, counters, output counts) and where its output is. Status
+ended (error, counters, output counts) and where its output is; its
+`dataflow` part (DataflowRun) what a run on Dataflow adds (the job, its
+estimate and budget, how it was last seen). Both are stored flat, under the
+names records have always had, so records of any age read alike. Status
 changes happen in a transaction and only along `ALLOWED`, so a cancel racing
 a completion cannot produce a record that is both.
 
@@ -65,7 +68,57 @@ def process_start(pid: int) -> Optional[str]:
 
 
 @dataclasses.dataclass
+class DataflowRun:
+    """What a run on Dataflow adds to its record (empty for a local run).
+
+    The job and where it runs, so following and canceling reach that
+    service; its estimate and guardrails, made before it was submitted
+    (lifecycle/estimate.py: entities, CPU per entity and who measured it,
+    vCPU hours, wall time, price, assumptions, warnings; `budget`:
+    {'max_num_workers', 'flexrs', 'max_cost_usd' or None, 'rates'}: the
+    watch cancels it once the cost of its reported resources, at those
+    rates, passes max_cost_usd); and the job as its backend last saw it
+    (lifecycle/dataflow.py): whether the run's counters are the attempted
+    values (while it runs) rather than the committed ones, its stages, the
+    first error messages of a failed job, trimmed ([{'exception', 'step',
+    'item', 'at_msec'}]), when it was last asked, and the error the service
+    gave then, if it did.
+    """
+
+    job_id: Optional[str] = None
+    console_url: Optional[str] = None
+    project: Optional[str] = None
+    region: Optional[str] = None
+    endpoint: Optional[str] = None
+    estimate: dict[str, Any] = dataclasses.field(default_factory=dict)
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)
+    counters_attempted: bool = False
+    stages: list[Any] = dataclasses.field(default_factory=list)
+    failure_messages: list[Any] = dataclasses.field(default_factory=list)
+    followed_msec: Optional[int] = None
+    follow_error: Optional[str] = None
+
+
+# A Dataflow run's fields as a record is stored, flat beside every run's
+# (the names records have always been stored under): stored name -> field.
+DATAFLOW_STORED = {
+    'dataflow_job_id': 'job_id', 'console_url': 'console_url',
+    'dataflow_project': 'project', 'dataflow_region': 'region',
+    'dataflow_endpoint': 'endpoint', 'estimate': 'estimate', 'budget': 'budget',
+    'counters_attempted': 'counters_attempted', 'stages': 'stages',
+    'failure_messages': 'failure_messages', 'followed_msec': 'followed_msec',
+    'follow_error': 'follow_error',
+}
+
+
+@dataclasses.dataclass
 class RunRecord:
+    """What every run has; a Dataflow run adds `dataflow`.
+
+    Stored flat, as records always were (`stored_fields`): a record stored
+    before the split reads the same, and so does one an older version reads.
+    """
+
     run_id: str
     job_name: str
     status: str = NEW
@@ -76,12 +129,6 @@ class RunRecord:
     shard_count: Optional[int] = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     runner: Optional[str] = None
-    dataflow_job_id: Optional[str] = None
-    console_url: Optional[str] = None
-    # Where the Dataflow job runs, so refresh and cancel reach that service.
-    dataflow_project: Optional[str] = None
-    dataflow_region: Optional[str] = None
-    dataflow_endpoint: Optional[str] = None
     error: Optional[str] = None
     counters: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Failed items (the framework's ERROR lines), and the job's own error
@@ -89,6 +136,7 @@ class RunRecord:
     error_count: int = 0
     error_line_count: int = 0
     output_line_count: Optional[int] = None
+    # The process that queued and started it (on Dataflow: that submitted it).
     host: Optional[str] = None
     pid: Optional[int] = None
     process_start: Optional[str] = None
@@ -106,20 +154,11 @@ class RunRecord:
     # The production gate: the approved rehearsal it found, or who skipped it
     # and why (lifecycle/gate.py); empty for runs it does not concern.
     gate: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # A Dataflow run, as its backend last saw it (lifecycle/dataflow.py):
-    # counters are the attempted values while it runs, committed once it
-    # ended; its stages; its cost and size ({'vcpu_seconds',
+    # What it used: on Dataflow its cost and size ({'vcpu_seconds',
     # 'memory_gb_seconds', 'shuffle_gb', 'cost_usd'} as reported while it
-    # runs, with 'workers' and 'elapsed_seconds' once ended; a local run's
-    # {'cpu_seconds', 'elapsed_seconds'}, what its process used); the first error messages of a
-    # failed job, trimmed ([{'exception', 'step', 'item', 'at_msec'}]); when
-    # it was last asked, and the error the service gave then, if it did.
-    counters_attempted: bool = False
-    stages: list[Any] = dataclasses.field(default_factory=list)
+    # runs, with 'workers' and 'elapsed_seconds' once ended); a local run's
+    # {'cpu_seconds', 'elapsed_seconds'}, what its process used.
     usage: dict[str, Any] = dataclasses.field(default_factory=dict)
-    failure_messages: list[Any] = dataclasses.field(default_factory=list)
-    followed_msec: Optional[int] = None
-    follow_error: Optional[str] = None
     # The before-images of what it wrote (io/before_images.py): while it
     # runs {'location', 'state': 'keeping'}; once ended, the manifest's
     # summary ({'location', 'kinds', 'writes', 'files', 'export', 'state':
@@ -132,14 +171,7 @@ class RunRecord:
     retry_of: Optional[str] = None
     # The rehearsal it is a run of (its job's, or a verify job's).
     rehearsal_id: Optional[str] = None
-    # A Dataflow run's estimate, made before it was submitted
-    # (lifecycle/estimate.py: entities, CPU per entity and who measured it,
-    # vCPU hours, wall time, price, assumptions, warnings), and its
-    # guardrails ({'max_num_workers', 'flexrs', 'max_cost_usd' or None,
-    # 'rates'}: the watch cancels it once the cost of its reported
-    # resources, at those rates, passes max_cost_usd).
-    estimate: dict[str, Any] = dataclasses.field(default_factory=dict)
-    budget: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataflow: DataflowRun = dataclasses.field(default_factory=DataflowRun)
 
     @property
     def is_terminal(self) -> bool:
@@ -156,10 +188,26 @@ class RunRecord:
         end = self.finished_msec or now_msec()
         return (end - self.started_msec) / 1000
 
+    def set(self, name: str, value: Any) -> None:
+        """Set a field by its stored name (what `transition` and `update`
+        take): a Dataflow run's go to `dataflow`."""
+        if name in DATAFLOW_STORED:
+            setattr(self.dataflow, DATAFLOW_STORED[name], value)
+        else:
+            setattr(self, name, value)
+
+    def stored_fields(self) -> dict[str, Any]:
+        """The record as it is stored and shown (the console's JSON): every
+        field under its stored name, one flat mapping."""
+        values = dataclasses.asdict(self)
+        dataflow = values.pop('dataflow')
+        values.update({stored: dataflow[name] for stored, name in DATAFLOW_STORED.items()})
+        return values
+
     def to_entity(self, client: ds.Client) -> ds.Entity:
         entity = ds.Entity(client.key(RECORD_KIND, self.run_id),
                            exclude_from_indexes=_UNINDEXED)
-        values = dataclasses.asdict(self)
+        values = self.stored_fields()
         for name in _JSON_FIELDS:
             values[f'{name}_json'] = json.dumps(values.pop(name), sort_keys=True)
         del values['run_id']
@@ -173,9 +221,15 @@ class RunRecord:
             text = values.pop(f'{name}_json', None)
             if text:
                 values[name] = json.loads(text)
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(run_id=entity.key.name,
-                   **{k: v for k, v in values.items() if k in known})
+        record = cls(run_id=entity.key.name, job_name=values.get('job_name', ''))
+        for name, value in values.items():
+            if name in DATAFLOW_STORED or name in _COMMON_FIELDS:
+                record.set(name, value)
+        return record
+
+
+_COMMON_FIELDS = frozenset(field.name for field in dataclasses.fields(RunRecord)
+                           if field.name != 'dataflow')
 
 
 class RunStore(store_lib.EntityStore):
@@ -229,7 +283,7 @@ class RunStore(store_lib.EntityStore):
             elif status in TERMINAL:
                 record.finished_msec = now_msec()
             for name, value in fields.items():
-                setattr(record, name, value)
+                record.set(name, value)
             self._client.put(record.to_entity(self._client))
         return record
 
@@ -238,7 +292,7 @@ class RunStore(store_lib.EntityStore):
         with self._client.transaction():
             record = self.get(run_id)
             for name, value in fields.items():
-                setattr(record, name, value)
+                record.set(name, value)
             self._client.put(record.to_entity(self._client))
         return record
 
@@ -251,10 +305,10 @@ class RunStore(store_lib.EntityStore):
         try:
             with self._client.transaction():
                 record = self.get(run_id)
-                if record.status != STARTED or (
-                        record.followed_msec and now - record.followed_msec < every_msec):
+                followed = record.dataflow.followed_msec
+                if record.status != STARTED or (followed and now - followed < every_msec):
                     return None
-                record.followed_msec = now
+                record.dataflow.followed_msec = now
                 self._client.put(record.to_entity(self._client))
         except api_exceptions.Aborted:
             return None     # another reader claimed it at the same moment

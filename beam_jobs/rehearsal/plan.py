@@ -20,6 +20,7 @@ from beam_jobs import options as options_lib
 from beam_jobs import refusals
 from beam_jobs.export import after_state as after_state_lib
 from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import rehearsals as record_lib
 from beam_jobs.records import requests as request_records
 from beam_jobs.rehearsal import expect as expect_lib
@@ -128,7 +129,7 @@ def plan(job: type, export: str, params: Optional[Mapping[str, Any]] = None,
     if expect_text is not None:
         expect_lib.parse_text(expect_text, expect_file or 'the request')
     follows = followed(job_plan.source, rehearsal_store=lambda: record_lib.RehearsalStore(
-        planning.signoff_target(namespace)))
+        record_stores.signoff_target(namespace)))
     follows += [{'job': name} for name in (request.follows if request else [])
                 if name not in {item['job'] for item in follows}]
     return RehearsalPlan(rehearsal_id, job, export, job_plan, verify_plans, expect_text,

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from beam_jobs import identity
 from beam_jobs.lifecycle import code_version
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import rehearsals as record_lib
 from beam_jobs.records import runs
 from beam_jobs.records.store import now_msec
@@ -26,7 +26,7 @@ Change = Callable[[record_lib.RehearsalRecord], None]
 def store_of(namespace: Optional[str]) -> record_lib.RehearsalStore:
     """Where a rehearsal's record is kept: published where the team's
     sign-off lives (its runs stay where they ran)."""
-    return record_lib.RehearsalStore(planning.signoff_target(namespace))
+    return record_lib.RehearsalStore(record_stores.signoff_target(namespace))
 
 
 def create(store: record_lib.RehearsalStore, rehearsal: RehearsalPlan,

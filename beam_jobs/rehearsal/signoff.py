@@ -1,7 +1,8 @@
 """The team's sign-off: requests, approvals, rejections, withdrawals.
 
 The production guide's process, on the records every machine reads
-(`planning.signoff_target`: the shared records when `records_project` is set):
+(`record_stores.signoff_target`: the shared records when `records_project` is
+set):
 
 1. The author asks for a rehearsal: `request` (the job, its verify jobs, the
    expected output, params, a note, a link).

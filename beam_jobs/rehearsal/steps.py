@@ -22,11 +22,11 @@ from beam_jobs import options as options_lib
 from beam_jobs import output_format
 from beam_jobs import refusals
 from beam_jobs.export import after_state as after_state_lib
-from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate as estimate_lib
 from beam_jobs.lifecycle import follow
 from beam_jobs.lifecycle import launcher
 from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import rehearsals as record_lib
 from beam_jobs.records import runs
 from beam_jobs.rehearsal import expect as expect_lib
@@ -92,7 +92,7 @@ def start(context: Context, plan: planning.RunPlan, run_id: str) -> runs.RunReco
     record = launcher.start(plan, context.runs, run_id, listeners=context.listeners)
     if plan.is_dataflow:
         context.say(f'{plan.job_name}: submitted to Dataflow as run {run_id}'
-                    + (f' ({record.console_url})' if record.console_url else ''))
+                    + (f' ({record.dataflow.console_url})' if record.dataflow.console_url else ''))
     return record
 
 
@@ -120,9 +120,9 @@ def context_for(record: record_lib.RehearsalRecord, find_job: Callable[[str], ty
     state = RehearsalState.from_record(record)
     if record.on_dataflow:
         options = options_lib.pipeline_options(list(state.pipeline_args))
-        target = planning.records_target(options, state.namespace)
+        target = record_stores.runs_target(options, state.namespace)
     elif record.machine == identity.machine():
-        target = planning.local_records_target(state.namespace)
+        target = record_stores.local_target(state.namespace)
     else:
         return None
     return Context(recording.store_of(state.namespace), runs.RunStore(target),
@@ -222,9 +222,10 @@ def _job_ended(context: Context, record: record_lib.RehearsalRecord,
     reasons += _job_reasons(output, state)
 
     measured = estimate_lib.measured_by_run(run) or {}
-    if run.estimate:    # on Dataflow: what was estimated, beside what it used
-        measured.update(estimate=estimate_lib.figures_text(run.estimate),
-                        beside_actuals=estimate_lib.beside_actuals(run.estimate, run.usage))
+    estimated = run.dataflow.estimate
+    if estimated:    # on Dataflow: what was estimated, beside what it used
+        measured.update(estimate=estimate_lib.figures_text(estimated),
+                        beside_actuals=estimate_lib.beside_actuals(estimated, run.usage))
 
     def record_it(r):
         r.durations['job'] = run.seconds
@@ -271,9 +272,9 @@ def _start_verify(context: Context, record: record_lib.RehearsalRecord,
     if run is None or plan is None:
         return
     if not claimed:
-        ending.end_unless_ended(context.runs, run.run_id, runs.CANCELED,
-                                error='Not needed: another reader of the rehearsal '
-                                      'started this verify job first.')
+        launcher.cancel_unneeded(context.runs, run.run_id,
+                                 'Not needed: another reader of the rehearsal '
+                                 'started this verify job first.')
         return
     start(context, plan, run.run_id)
 

@@ -80,11 +80,11 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
     record = _store(datastore_target).get(run_id)
     assert record.status == runs.STARTED
     assert record.runner == 'DataflowRunner'
-    assert record.dataflow_job_id in stub.jobs
-    assert record.console_url == (
+    assert record.dataflow.job_id in stub.jobs
+    assert record.dataflow.console_url == (
         f'https://console.cloud.google.com/dataflow/jobs/{REGION}/'
-        f'{record.dataflow_job_id}?project={testing.TEST_PROJECT}')
-    assert record.dataflow_job_id in out and record.console_url in out
+        f'{record.dataflow.job_id}?project={testing.TEST_PROJECT}')
+    assert record.dataflow.job_id in out and record.dataflow.console_url in out
 
     # What reached the service: one create, named and labelled for the run.
     [create] = stub.requests_of('POST')
@@ -122,7 +122,7 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
 
     # Following it: each follow asks the service while the job runs; the
     # store alone never does.
-    stub.set_state(record.dataflow_job_id, 'JOB_STATE_RUNNING')
+    stub.set_state(record.dataflow.job_id, 'JOB_STATE_RUNNING')
     assert _store(datastore_target).get(run_id).status == runs.STARTED
     assert not stub.requests_of('GET')
     assert follow.current(_store(datastore_target), run_id).status == runs.STARTED
@@ -134,7 +134,7 @@ def test_run_submits_and_follows_the_job(capsys, datastore_target, stub, gcs,
              | beam.Create([((1, 'k', 0), 'a'), ((1, 'k', 1), 'a'),
                             ((0, 'e', 0), 'ERROR in map for x: boom')])
              | store_output.StoreOutput(run_id, datastore_target))
-    stub.set_state(record.dataflow_job_id, 'JOB_STATE_DONE')
+    stub.set_state(record.dataflow.job_id, 'JOB_STATE_DONE')
     record = follow.current(_store(datastore_target), run_id)
     assert record.status == runs.COMPLETED
     assert (record.output_line_count, record.error_count) == (3, 1)
@@ -163,8 +163,8 @@ def test_enqueue_with_configured_dataflow_then_cancel(
 
     assert cli.main(['cancel', run_id, '--user', 'ops']) == 0
     [update] = stub.requests_of('PUT')
-    assert update.path.split('?')[0].endswith(f'/jobs/{record.dataflow_job_id}')
-    assert stub.jobs[record.dataflow_job_id]['currentState'] == 'JOB_STATE_CANCELLED'
+    assert update.path.split('?')[0].endswith(f'/jobs/{record.dataflow.job_id}')
+    assert stub.jobs[record.dataflow.job_id]['currentState'] == 'JOB_STATE_CANCELLED'
     record = JOB.get_record(run_id)
     assert (record.status, record.canceled_by) == (runs.CANCELED, 'ops')
     assert JOB.get_status_code(run_id) == jobs.STATUS_CODE_CANCELED
@@ -210,7 +210,7 @@ def test_an_endpoint_error_fails_the_run(datastore_target, stub, temp_location):
                               target=datastore_target)
     assert record.status == runs.FAILED
     assert 'refused the job: 403 The caller does not have permission' in record.error
-    assert record.dataflow_job_id is None
+    assert record.dataflow.job_id is None
 
 
 def _started_on_stub(store, stub, state, job=JOB):
@@ -278,7 +278,7 @@ def test_completion_hook_runs_once_when_first_seen_finished(datastore_target, st
     store = _store(datastore_target)
     record = _started_on_stub(store, stub, 'JOB_STATE_RUNNING', job=fx.HookedJob)
     assert fx.HookedJob.get_status_code(record.run_id) == runs.STARTED
-    stub.jobs[record.dataflow_job_id]['currentState'] = 'JOB_STATE_DONE'
+    stub.jobs[record.dataflow.job_id]['currentState'] = 'JOB_STATE_DONE'
     for _ in range(3):
         assert fx.HookedJob.get_status_code(record.run_id) == runs.COMPLETED
     assert fx.HOOK_CALLS == [('post_completed', record.run_id)]
@@ -388,9 +388,9 @@ def test_guardrails_on_by_default_reach_the_service_and_the_summary(
             'resources cost more than $2.50 (max_cost_usd); FlexRS (COST_OPTIMIZED): '
             'Dataflow may start it up to hours later') in head
     record = _store(datastore_target).get(run_id)
-    assert record.budget['max_cost_usd'] == 2.5 and record.budget['flexrs']
-    assert record.budget['rates']['vcpu_hour'] == 0.056
-    assert record.estimate['workers'] == 20 and record.estimate['vcpu_hours'] is None
+    assert record.dataflow.budget['max_cost_usd'] == 2.5 and record.dataflow.budget['flexrs']
+    assert record.dataflow.budget['rates']['vcpu_hour'] == 0.056
+    assert record.dataflow.estimate['workers'] == 20 and record.dataflow.estimate['vcpu_hours'] is None
 
 
 @pytest.mark.parametrize('flags, message', [

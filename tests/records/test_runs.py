@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from google.cloud import datastore as ds
 
 from beam_jobs import output_format
 from beam_jobs import target as target_lib
@@ -164,3 +165,35 @@ def test_cancel_a_new_run(datastore_target):
     assert record.canceled_by == 'release-coordinator'
     with pytest.raises(runs.InvalidTransitionError, match='already ended'):
         fx.TopicCountJob.cancel(job_id, 'someone')
+
+
+def test_a_record_stored_flat_before_the_split_loads_with_its_dataflow_part(
+        datastore_target):
+    """Records are stored flat, as before a Dataflow run's fields moved to
+    `RunRecord.dataflow`: one written then loads, and is written back the same."""
+    client = target_lib.client(datastore_target)
+    entity = ds.Entity(client.key(runs.RECORD_KIND, 'OldJob-1'),
+                       exclude_from_indexes=('console_url', 'follow_error'))
+    entity.update(job_name='OldJob', status=runs.STARTED, created_msec=5,
+                  runner='DataflowRunner', dataflow_job_id='2026-01-01_job',
+                  console_url='https://console/job', dataflow_project='prod',
+                  dataflow_region='europe-west1', dataflow_endpoint=None,
+                  counters_attempted=True, followed_msec=7, follow_error=None,
+                  stages_json='[{"name": "F1", "state": "running"}]',
+                  budget_json='{"max_cost_usd": 5.0}', counters_json='{"read": 3}',
+                  retired_field='an old version wrote it')
+    client.put(entity)
+    record = runs.RunStore(datastore_target).get('OldJob-1')
+    assert (record.job_name, record.status, record.counters) == (
+        'OldJob', runs.STARTED, {'read': 3})
+    assert record.dataflow == runs.DataflowRun(
+        job_id='2026-01-01_job', console_url='https://console/job', project='prod',
+        region='europe-west1', budget={'max_cost_usd': 5.0}, counters_attempted=True,
+        stages=[{'name': 'F1', 'state': 'running'}], followed_msec=7)
+    stored = record.to_entity(client)
+    assert {name: stored[name] for name in ('dataflow_job_id', 'console_url',
+                                            'counters_attempted', 'stages_json')} == {
+        'dataflow_job_id': '2026-01-01_job', 'console_url': 'https://console/job',
+        'counters_attempted': True,
+        'stages_json': '[{"name": "F1", "state": "running"}]'}
+    assert 'dataflow' not in stored and 'dataflow' not in record.stored_fields()

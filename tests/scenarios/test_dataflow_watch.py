@@ -105,17 +105,17 @@ def test_a_watched_run_to_completed(capsys, monkeypatch, datastore_target, stub,
     store = runs.RunStore(datastore_target)
     record = store.get(run_id)
     assert record.progress['total'] == {'ExplorationModel': 12}
-    stub.play(record.dataflow_job_id, COMPLETING)
+    stub.play(record.dataflow.job_id, COMPLETING)
 
     # While it runs: attempted counters under a local run's names, progress
     # against the export's count, stages.
     record = follow.current(store, run_id)
-    assert record.status == runs.STARTED and record.counters_attempted
+    assert record.status == runs.STARTED and record.dataflow.counters_attempted
     assert record.counters[READ] == 3 and record.counters['map_calls'] == 3
     assert record.counters[f'{JOB.__name__}.seen'] == 3
     assert not any('RPC' in name for name in record.counters)
     assert record.progress['read'] == {'ExplorationModel': 3}
-    assert record.stages == [{'name': 'F1', 'state': 'running'},
+    assert record.dataflow.stages == [{'name': 'F1', 'state': 'running'},
                              {'name': 'F2', 'state': 'not started'}]
     # Within the interval, every reader sees that refresh without asking.
     monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '10')
@@ -139,7 +139,7 @@ def test_a_watched_run_to_completed(capsys, monkeypatch, datastore_target, stub,
     assert re.search(r'status: completed$', out, re.M)
     assert 'usage: 3 worker(s) at most, 2.00 vCPU hours, 22 min 30 s elapsed' in out
     record = store.get(run_id)
-    assert not record.counters_attempted and record.counters[READ] == 12
+    assert not record.dataflow.counters_attempted and record.counters[READ] == 12
     assert record.usage == {'workers': 3, 'vcpu_seconds': 7200.0, 'elapsed_seconds': 1350.0,
                             'cost_usd': pytest.approx(2 * 0.056)}   # vCPU alone reported
     assert (record.output_line_count, record.error_count) == (1, 0)
@@ -152,7 +152,7 @@ def test_a_watched_run_to_failed_says_why(capsys, datastore_target, stub, gcs, e
     code, out, err = _submit(capsys, stub, gcs, export)
     run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
     store = runs.RunStore(datastore_target)
-    stub.play(store.get(run_id).dataflow_job_id, FAILING)
+    stub.play(store.get(run_id).dataflow.job_id, FAILING)
     assert cli.main(['status', run_id, '--watch', '--every', '0']) == cli.EXIT_FAILED
     out, err = capsys.readouterr()
     record = store.get(run_id)
@@ -161,10 +161,10 @@ def test_a_watched_run_to_failed_says_why(capsys, datastore_target, stub, gcs, e
         "The Dataflow job failed in step 'RunJob InteractionAuditOneOffJob/Steps/Map' "
         'on ExplorationModel/exp-000007: beam_jobs.compile.steps.JobItemError: ERROR in '
         "map for ExplorationModel/exp-000007: ValueError: state 'Intro' has no content")
-    assert record.console_url in record.error and 'Traceback' not in record.error
+    assert record.dataflow.console_url in record.error and 'Traceback' not in record.error
     # The first error messages, trimmed; repeats once.
-    assert [f['item'] for f in record.failure_messages] == ['ExplorationModel/exp-000007', None]
-    assert record.failure_messages[1]['exception'].startswith('Workflow failed')
+    assert [f['item'] for f in record.dataflow.failure_messages] == ['ExplorationModel/exp-000007', None]
+    assert record.dataflow.failure_messages[1]['exception'].startswith('Workflow failed')
     assert f'!!! RUN FAILED: {record.error}' in err
     assert 'cause: beam_jobs.compile.steps.JobItemError' in out
     assert JOB.get_error(run_id) == record.error
@@ -184,10 +184,10 @@ def test_run_wait_follows_to_the_end_with_runs_exit_codes(capsys, datastore_targ
         [job_id] = stub.jobs
         stub.play(job_id, COMPLETING)
         store = runs.RunStore(datastore_target)
-        [record] = [r for r in store.recent(5) if r.dataflow_job_id == job_id] or [None]
+        [record] = [r for r in store.recent(5) if r.dataflow.job_id == job_id] or [None]
         while record is None:
             threading.Event().wait(0.05)
-            [record] = [r for r in store.recent(5) if r.dataflow_job_id == job_id] or [None]
+            [record] = [r for r in store.recent(5) if r.dataflow.job_id == job_id] or [None]
         _store_output(datastore_target, record.run_id,
                       ["['TextInput', 11]", 'ERROR in map for ExplorationModel/x: E: boom'])
     player = threading.Thread(target=play_when_submitted, daemon=True)
@@ -205,7 +205,7 @@ def test_following_is_polite(monkeypatch, datastore_target, stub, gcs, export, c
     code, out, _ = _submit(capsys, stub, gcs, export)
     run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
     store = runs.RunStore(datastore_target)
-    job_id = store.get(run_id).dataflow_job_id
+    job_id = store.get(run_id).dataflow.job_id
     stub.play(job_id, COMPLETING)
     monkeypatch.setenv('BEAM_JOBS_FOLLOW_INTERVAL', '10')
     before = len(stub.requests_of('GET'))
@@ -226,17 +226,17 @@ def test_an_api_error_is_shown_and_the_last_figures_kept(datastore_target, stub,
     code, out, _ = _submit(capsys, stub, gcs, export)
     run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
     store = runs.RunStore(datastore_target)
-    stub.play(store.get(run_id).dataflow_job_id, COMPLETING)
+    stub.play(store.get(run_id).dataflow.job_id, COMPLETING)
     assert follow.current(store, run_id).counters[READ] == 3
     stub.fail_with = (500, 'backend unavailable')
     record = follow.current(store, run_id)
     assert record.status == runs.STARTED and record.counters[READ] == 3
-    assert record.follow_error.startswith('Dataflow did not answer (500 backend unavailable)')
+    assert record.dataflow.follow_error.startswith('Dataflow did not answer (500 backend unavailable)')
     with console_helpers.client(datastore_target) as client:
         assert 'backend unavailable' in client.get(f'/runs/{run_id}').text
     stub.fail_with = None
     record = follow.current(store, run_id)
-    assert record.follow_error is None and record.counters[READ] == 9
+    assert record.dataflow.follow_error is None and record.counters[READ] == 9
 
 
 def _spending(vcpu_hours):
@@ -253,7 +253,7 @@ def test_a_run_past_its_budget_is_canceled_and_ends_failed_naming_it(
     assert code == 0, err
     run_id = re.search(r'^Run (\S+)$', out, re.M).group(1)
     store = runs.RunStore(datastore_target)
-    job_id = store.get(run_id).dataflow_job_id
+    job_id = store.get(run_id).dataflow.job_id
     stub.play(job_id, [_spending(1), _spending(10)])
 
     # Under budget: it goes on, and says what is left.

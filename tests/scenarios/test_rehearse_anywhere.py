@@ -14,7 +14,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 
 from beam_jobs import cli, entities as entities_lib, testing
 from beam_jobs.export import ReadExport, after_state, encode, write_export
-from beam_jobs.lifecycle import planning
+from beam_jobs.lifecycle import record_stores
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
 from pipelines import sample_data
@@ -149,7 +149,7 @@ def test_a_rehearsal_on_dataflow_runs_the_job_then_the_verify_job_there(
     assert len(_gets_of(stub, job_id, posts[1])) >= 3
     store = runs.RunStore(datastore_target)
     job_run, verify_run = store.get(record.run_id), store.get(record.verify[0]['run_id'])
-    assert (job_run.dataflow_job_id, verify_run.dataflow_job_id) == (job_id, verify_id)
+    assert (job_run.dataflow.job_id, verify_run.dataflow.job_id) == (job_id, verify_id)
     assert job_run.status == verify_run.status == runs.COMPLETED
     assert verify_run.source['path'] == record.after_state
     assert verify_run.source['after_state_of'].startswith(gcs_export.rsplit('/', 1)[0])
@@ -229,7 +229,7 @@ def test_cancel_a_rehearsal_on_dataflow_in_the_middle(
     assert record.reasons[-1] == 'Canceled by rel.'
     # The Dataflow job in flight was canceled, and nothing started after it.
     [put] = stub.requests_of('PUT')
-    assert put.path.split('?')[0].endswith(f'/jobs/{in_flight.dataflow_job_id}')
+    assert put.path.split('?')[0].endswith(f'/jobs/{in_flight.dataflow.job_id}')
     assert runs.RunStore(datastore_target).get(in_flight.run_id).status == runs.CANCELED
     assert len(stub.requests_of('POST')) == (1 if stage == 'job' else 2)
     code, _, err = _cli(capsys, 'cancel', record.rehearsal_id)
@@ -350,7 +350,7 @@ def test_the_records_say_where_a_dataflow_rehearsal_keeps_its_runs(datastore_tar
     """A reader on any machine finds the runs of a Dataflow rehearsal from its
     record; a local rehearsal of another machine is that machine's."""
     from beam_jobs.rehearsal import rehearse
-    store = rehearsal_records.RehearsalStore(planning.signoff_target())
+    store = rehearsal_records.RehearsalStore(record_stores.signoff_target())
     local = store.create('RewriteNotesJob', machine='another-machine',
                          resume={'namespace': datastore_target.namespace})
     assert rehearse.context_for(local, lambda name: None) is None

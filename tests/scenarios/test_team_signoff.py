@@ -20,7 +20,7 @@ import pytest
 
 from beam_jobs import cli, emulator, testing
 from beam_jobs.export import write_export
-from beam_jobs.lifecycle import follow, planning
+from beam_jobs.lifecycle import follow, record_stores
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records import rehearsals as rehearsal_records
 from beam_jobs.records import runs
@@ -85,7 +85,7 @@ def _dataflow(stub, *more):
 
 
 def _signoff():
-    return planning.signoff_target()
+    return record_stores.signoff_target()
 
 
 def test_the_guides_process_across_three_machines(capsys, team, stub, gcs, tmp_path,
@@ -162,7 +162,7 @@ def test_the_guides_process_across_three_machines(capsys, team, stub, gcs, tmp_p
     repair_run = re.search(r'^Run (\S+)$', out, re.M).group(1)
     stub.set_state(list(stub.jobs)[-1], 'JOB_STATE_DONE')
     # Whoever follows it next (here the release machine) sees it completed.
-    shared_runs = runs.RunStore(planning.signoff_target())
+    shared_runs = runs.RunStore(record_stores.signoff_target())
     assert follow.current(shared_runs, repair_run).status == runs.COMPLETED
     code, out, _ = _cli(capsys, 'plan', '--project', testing.TEST_PROJECT)
     assert re.search(rf'^1\s+{REPAIR}\s+ran \({repair_run}\)', out, re.M), out
