@@ -24,8 +24,10 @@ def test_an_end_the_datastore_cannot_take_is_kept_for_the_next_reader(
     with monkeypatch.context() as lost:
         lost.setenv('DATASTORE_EMULATOR_HOST', f'localhost:{_free_port()}')
         record = local.LocalBackend().end(store, run_id, runs.CANCELED,
+                                          job_name='TopicCountJob',
                                           stop_reason='interrupted (Ctrl-C)')
     assert (record.status, record.error) == (runs.CANCELED, 'Canceled: interrupted (Ctrl-C)')
+    assert record.job_name == 'TopicCountJob'   # known, not guessed from the id
     assert run_logs.take_end(run_id) == (runs.CANCELED,
                                          {'error': 'Canceled: interrupted (Ctrl-C)'})
     assert f'Could not record that run {run_id} ended canceled' in capsys.readouterr().err
