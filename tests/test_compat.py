@@ -9,6 +9,7 @@ import ast
 import importlib
 import importlib.util
 import pathlib
+import threading
 
 import pytest
 from google.cloud import datastore
@@ -91,3 +92,15 @@ def test_the_uncapped_channel_is_the_only_api_object_replaced(datastore_target):
     entity['n'] = 1
     client.put(entity)
     assert client.get(key)['n'] == 1
+
+
+def test_a_state_sampler_left_running_is_stopped():
+    from apache_beam.runners.worker import statesampler
+    from beam_jobs.compat import beam as beam_compat
+    sampler = statesampler.StateSampler('left-running', None)
+    sampler.start()
+    before = {thread for thread in threading.enumerate() if thread.is_alive()}
+    assert beam_compat.stop_state_samplers() == 1
+    assert sampler.finished
+    assert len({t for t in threading.enumerate() if t.is_alive()}) == len(before) - 1
+    assert beam_compat.stop_state_samplers() == 0

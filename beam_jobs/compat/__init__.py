@@ -5,6 +5,8 @@
     datastore_client.py  google-cloud-datastore: keys built without copies,
                          entity meanings, the emulator's channel
     argparse.py          the standard library's argparse: a parser's flags
+    beam.py              Apache Beam: a state sampler left running by a
+                         stop, found through its thread and stopped
 
 Each module names every internal it uses in one list and checks them all when
 it is imported, so a library upgrade that removes or renames one fails at

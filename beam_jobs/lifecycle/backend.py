@@ -26,6 +26,7 @@ from beam_jobs import failures
 from beam_jobs import progress
 from beam_jobs import target as target_lib
 from beam_jobs.compile.store_output import StoreOutput
+from beam_jobs.compat import beam as beam_compat
 from beam_jobs.compile.transforms import RunJob
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import hooks
@@ -107,6 +108,9 @@ class Backend:
         outside (cancel, Ctrl-C: canceled; a lost Datastore: failed), or a
         failure with its real cause."""
         run_logs.write_traceback(run_id, error)
+        # A stop raised while a bundle was starting can leave Beam's sampler
+        # thread running, and the process would never exit.
+        beam_compat.stop_state_samplers()
         if stop_requested or isinstance(error, KeyboardInterrupt):
             stop = (stop_requested or [stops.Stop('interrupted (Ctrl-C)')])[0]
             if stop.status == runs.FAILED:
