@@ -69,7 +69,7 @@ class _MapFn(beam.DoFn):
 
     BATCH = 64
 
-    def __init__(self, job: type, params: Mapping[str, Any],
+    def __init__(self, job: job_class_lib.JobClass, params: Mapping[str, Any],
                  target: target_lib.Target, batched: bool = True,
                  packed: bool = False, keeps_backup: bool = False,
                  per_namespace: bool = False):
@@ -97,7 +97,7 @@ class _MapFn(beam.DoFn):
     def start_bundle(self):
         # Counted here and handed to Beam once per bundle: a Beam counter
         # update per element and per pair cost more than the map step itself.
-        self._counts = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
         self._pending = []
 
     def process(self, element):
@@ -148,7 +148,7 @@ class _MapFn(beam.DoFn):
                     kind, build = self._kind_and_builder(element)
                 counts[self._read_names.get(kind) or f'entities_read.{kind}'] += 1
                 count_read(kind)
-                own = []
+                own: list[Any] = []
                 writes = None
                 failed = False
                 try:
@@ -214,7 +214,7 @@ class _MapFn(beam.DoFn):
     def _route(self, item, element):
         if isinstance(item, job_class_lib.Put):
             kind = entities.kind_of(type(item.model))
-            write = ('put', kind, entities.to_beam_entity(item.model))
+            write: tuple[Any, ...] = ('put', kind, entities.to_beam_entity(item.model))
         elif isinstance(item, job_class_lib.Delete):
             key = item.ndb_key()
             write = ('delete', key.kind(), entities.to_beam_key(key))
@@ -293,7 +293,7 @@ class _ReduceFn(beam.DoFn):
     Lines leave as `(order, line)`: see `output_format.FAILURE_GROUP`.
     """
 
-    def __init__(self, job: type, params: Mapping[str, Any],
+    def __init__(self, job: job_class_lib.JobClass, params: Mapping[str, Any],
                  target: target_lib.Target, packed: bool = False):
         super().__init__()
         self._job = job
@@ -305,7 +305,7 @@ class _ReduceFn(beam.DoFn):
         self._fail_fast = _fails_fast(self._job, self._params)
 
     def start_bundle(self):
-        self._counts = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
 
     def finish_bundle(self):
         _flush_counts(self._counts)
@@ -318,7 +318,7 @@ class _ReduceFn(beam.DoFn):
         with self._ndb.active(), job_class_lib.mapper_params(self._params):
             try:
                 self._counts['keys_reduced'] += 1
-                lines = [((output_format.REPORT_GROUP, key, index), output_format.output_line(value))
+                lines: list[Any] = [((output_format.REPORT_GROUP, key, index), output_format.output_line(value))
                          for index, value in enumerate(
                              self._job.reduce(key, values) or ())]
             except Exception as error:  # pylint: disable=broad-except
@@ -346,7 +346,7 @@ class _CombineFn(beam.CombineFn):
 
     COMBINE_EVERY = 1000
 
-    def __init__(self, job: type, params: Mapping[str, Any]):
+    def __init__(self, job: job_class_lib.JobClass, params: Mapping[str, Any]):
         super().__init__()
         self._job = job
         self._params = dict(params)
@@ -376,7 +376,8 @@ class _CombineFn(beam.CombineFn):
         return accumulator
 
     def merge_accumulators(self, accumulators):
-        key, values = None, []
+        key: Any = None
+        values: list[Any] = []
         for other_key, other_values in accumulators:
             key = other_key if other_key is not None else key
             values.extend(other_values)
@@ -415,7 +416,7 @@ class JobSteps(beam.PTransform):
     backup kept, the identity of each entity whose map failed).
     """
 
-    def __init__(self, job: type, params: Mapping[str, Any],
+    def __init__(self, job: job_class_lib.JobClass, params: Mapping[str, Any],
                  target: target_lib.Target, write_mode: write_modes.WriteMode,
                  per_namespace: bool = False):
         super().__init__()
