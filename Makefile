@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python -m bench.run --entities $(N)
 	$(BIN)/python -m bench.exports --sizes $(N),$(EXPORT_N) --huge $(HUGE)
 	$(BIN)/python -m bench.shapes --shapes-n $(N)
+	$(BIN)/python -m bench.guide --sizes $(N),$(EXPORT_N)
 	$(BIN)/python -m bench.backups --entities $(BACKUP_N)
 	$(BIN)/python -m bench.estimates --small 10000 --large $(EXPORT_N)
 	$(BIN)/python -m bench.namespaces --entities $(NAMESPACES_N) --parts 4 --rounds 2
