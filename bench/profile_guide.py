@@ -20,7 +20,7 @@ bench` runs it after each size's rounds). One run of
   (/proc/self/task/TID/stat, sampled while they live: the read's threads
   end before the run does);
 - **the read's floor**: afterwards, the same key ranges read by the same
-  number of threads as the run's read (datastore_read.read_plan), pages
+  number of threads as the run's read (datastore_read's split and merge), pages
   dropped: what the emulator alone needs to serve the kind that way.
 
 The sampler costs the run a little (its thread takes the GIL 1/SAMPLE_SECS
@@ -166,9 +166,9 @@ def _thread_kind(name: str) -> str:
 
 
 def _read_floor(target, kinds: Sequence[str], shard_count: int) -> dict:
-    """The run's read plan, pages dropped: the kind split, the first range
-    read alone and counted, the others merged by its count (emulator) or
-    merged as the shard count says, read on the plan's threads."""
+    """The run's read, pages dropped: each kind split as the run splits it
+    (shard_count ranges, adjacent ones merged as the run merges them), read
+    on as many threads as the run reads with."""
     from beam_jobs import target as target_lib
     from beam_jobs.io import datastore_read
 
@@ -176,18 +176,12 @@ def _read_floor(target, kinds: Sequence[str], shard_count: int) -> dict:
         client = target_lib.client(target)
         return sum(len(page) for page in datastore_read.read_pages(client, key_range))
     began = time.perf_counter()
-    entities, queries, threads = 0, 0, 1
+    entities, queries, threads = 0, 0, datastore_read.READERS
     for kind in kinds:
         query = datastore_read.KindQuery(kind, target.project, target.namespace)
-        plan, ranges = datastore_read.read_plan(query, shard_count)
-        threads = plan.readers
-        if plan.entities_per_query and len(ranges) > 1:
-            count = read(ranges[0])
-            entities += count
-            ranges = datastore_read.sized_merge(ranges[1:], count, plan)
-            queries += 1
-        else:
-            ranges = datastore_read.merge_adjacent(ranges, plan.queries)
+        ranges = datastore_read.split_ranges(
+            query, shard_count, datastore_read.EMULATOR_SCATTER_KEYS)
+        ranges = datastore_read.merge_adjacent(ranges, datastore_read.QUERIES_PER_RUN)
         queries += len(ranges)
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             entities += sum(pool.map(read, ranges))
