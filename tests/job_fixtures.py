@@ -434,3 +434,12 @@ class NoteTextMigrationJob(jobs.BaseMapReduceOneOffJobManager):
     @staticmethod
     def reduce(key, values):
         yield (key, len(values))
+
+
+def put_notes(target, count=4, text='text'):
+    """`count` notes (topics t0/t1 in turn) put into `target`."""
+    from beam_jobs import testing
+    with testing.ndb_context(target):
+        testing.put_models(target, [NoteModel(id='note-%03d' % i, text=text,
+                                              topic='t%d' % (i % 2))
+                                    for i in range(count)])

@@ -15,11 +15,7 @@ def _hook_calls():
     fx.HOOK_CALLS.clear()
 
 
-def _put_notes(target, count=4, text='text'):
-    with testing.ndb_context(target):
-        testing.put_models(target, [fx.NoteModel(id='note-%03d' % i, text=text,
-                                                 topic='t%d' % (i % 2))
-                                    for i in range(count)])
+_put_notes = fx.put_notes
 
 
 def test_status_and_timing_getters(datastore_target):
