@@ -143,6 +143,43 @@ def _check_keeps_databases(host: str, target: Target) -> None:
             'at it, or leave --database out.')
 
 
+# Where a project's databases are listed (Firestore's admin API); the
+# setting points tests at a stand-in.
+FIRESTORE_ENDPOINT_SETTING = 'firestore_endpoint'
+FIRESTORE_API = 'https://firestore.googleapis.com'
+
+
+def database_ids(project: str) -> Optional[list[str]]:
+    """The databases of `project` (`(default)` among them), from Firestore's
+    admin API; None where they cannot be listed (no permission, no network):
+    then nothing is refused, and a missing one fails the run's first read."""
+    import google.auth  # pylint: disable=import-outside-toplevel
+    from google.auth.transport import requests as auth_requests  # pylint: disable=import-outside-toplevel
+    endpoint = str(config.get(FIRESTORE_ENDPOINT_SETTING) or FIRESTORE_API).rstrip('/')
+    try:
+        credentials = (auth_credentials.AnonymousCredentials()
+                       if endpoint != FIRESTORE_API else google.auth.default()[0])
+        answer = auth_requests.AuthorizedSession(credentials).get(
+            f'{endpoint}/v1/projects/{project}/databases', timeout=10)
+        answer.raise_for_status()
+        return sorted(str(found['name']).rsplit('/', 1)[-1]
+                      for found in answer.json().get('databases') or [])
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def check_database_exists(project: str, database: Optional[str]) -> None:
+    """Refuse a named database `project` does not have, naming those it has
+    (where they can be listed: not on an emulator, where any id exists)."""
+    if not database or is_emulator():
+        return
+    found = database_ids(project)
+    if found is not None and database not in found:
+        raise refusals.Refused(
+            f'Project {project} has no database {database}: its databases are '
+            f'{", ".join(found) or "none"}. Fix --database (or the `database` setting).')
+
+
 SHARED_PROJECT_SETTING = 'records_project'
 SHARED_EMULATOR_ENV = 'BEAM_JOBS_RECORDS_EMULATOR_HOST'
 SHARED_NAMESPACE_SETTING = 'records_namespace'

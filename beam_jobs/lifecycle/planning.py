@@ -193,6 +193,9 @@ def plan_run(job: type, params: Optional[Mapping[str, Any]] = None,
     shard_count = check_shard_count(shard_count)
     pipeline_options = options_lib.pipeline_options(pipeline_args, own_flags, command)
     budget = _budget(pipeline_options, max_cost_usd, flexrs)
+    if options_lib.is_dataflow(pipeline_options):
+        target_lib.check_database_exists(
+            pipeline_options.view_as(GoogleCloudOptions).project, database)
     namespace = run_namespace(namespace)
     source = _source(job, params, export, retry_of)
     namespaces = namespaces or (retry_of.source.get('namespaces')

@@ -5,7 +5,6 @@ binds an approval to its database; a Dataflow graph names it."""
 import datetime
 import re
 
-import pytest
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from beam_jobs import cli
@@ -113,10 +112,3 @@ def test_a_dataflow_graph_names_the_database_in_its_read_and_write(
     job = 'RunJob TopicTagMigrationJob'
     assert f'{job}/Read Datastore/SplitQuery' in named
     assert any(name.startswith(f'{job}/Write/Apply writes/') for name in named), named
-
-
-@pytest.mark.parametrize('text', ['(default)', ''])
-def test_the_default_database_is_no_database(text, monkeypatch):
-    monkeypatch.setenv(target_lib.DATABASE_ENV, text)
-    assert target_lib.run_database() is None
-    assert target_lib.Target.from_environment('p').describe() == 'project p'
