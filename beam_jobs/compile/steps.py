@@ -125,13 +125,10 @@ class _MapFn(beam.DoFn):
     def _map_batch(self, elements) -> list:
         """Inside the ndb context: `job.map` of each element, in order."""
         stop_request.check()
-        outputs = []
-        counts = self._counts
-        job_map = self._job.map
+        outputs: list[Any] = []
+        map_one = self._map_one
         after_each = self._ndb.after_each
-        class_kinds = self._class_kinds
-        count_read = progress.count
-        map_calls = pairs = 0
+        pairs = 0
         namespace_now = _UNSET
         with self._params_scope:
             for element in elements:
@@ -142,53 +139,59 @@ class _MapFn(beam.DoFn):
                     if namespace != namespace_now:
                         self._ndb.use_namespace(namespace)
                         namespace_now = namespace
-                kind = class_kinds.get(type(element))
-                build = None
-                if kind is None:
-                    kind, build = self._kind_and_builder(element)
-                counts[self._read_names.get(kind) or f'entities_read.{kind}'] += 1
-                count_read(kind)
-                own: list[Any] = []
-                writes = None
-                failed = False
-                try:
-                    model = element if build is None else build(element)
-                    map_calls += 1
-                    for item in job_map(model) or ():
-                        if type(item) is tuple and len(item) == 2:  # pylint: disable=unidiomatic-typecheck
-                            # App Engine MapReduce shuffled strings.
-                            key, value = item
-                            own.append((str(key), str(value)))
-                            continue
-                        output = self._route(item, element)
-                        own.append(output)
-                        if isinstance(output, beam.pvalue.TaggedOutput):
-                            op, write_kind = output.value[:2]
-                            writes = writes or []
-                            writes.append(f'{op}s.{write_kind}')
-                except Exception as error:  # pylint: disable=broad-except
-                    place = _describe_key(element.key)
-                    if self._fail_fast:
-                        counts['map_calls'] += map_calls
-                        raise JobItemError(output_format.failure_line('map', place, error)) from error
-                    counts['errors'] += 1
-                    own = [beam.pvalue.TaggedOutput(
-                        ERRORS_TAG, output_format.failure_line('map', place, error))]
-                    if self._keeps_backup and element.key is not None:
-                        own.append(beam.pvalue.TaggedOutput(
-                            FAILED_TAG, before_images.identity(element.key)))
-                    failed = True
+                own, own_pairs = map_one(element)
                 after_each()
-                if not failed:
-                    pairs += len(own) - len(writes or ())
-                    for name in writes or ():
-                        counts[name] += 1
+                pairs += own_pairs
                 outputs.extend(own)
-        counts['map_calls'] += map_calls
         if pairs:
-            counts['pairs_emitted'] += pairs
+            self._counts['pairs_emitted'] += pairs
         progress.publish()
         return _packed(outputs) if self._packed else outputs
+
+    def _map_one(self, element) -> tuple[list[Any], int]:
+        """`job.map` of one element: what it yields, and how many are pairs."""
+        counts = self._counts
+        kind = self._class_kinds.get(type(element))
+        build = None
+        if kind is None:
+            kind, build = self._kind_and_builder(element)
+        counts[self._read_names.get(kind) or f'entities_read.{kind}'] += 1
+        progress.count(kind)
+        own: list[Any] = []
+        writes = None
+        try:
+            model = element if build is None else build(element)
+            counts['map_calls'] += 1
+            for item in self._job.map(model) or ():
+                if type(item) is tuple and len(item) == 2:  # pylint: disable=unidiomatic-typecheck
+                    # App Engine MapReduce shuffled strings.
+                    key, value = item
+                    own.append((str(key), str(value)))
+                    continue
+                output = self._route(item, element)
+                own.append(output)
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    op, write_kind = output.value[:2]
+                    writes = writes or []
+                    writes.append(f'{op}s.{write_kind}')
+        except Exception as error:  # pylint: disable=broad-except
+            return self._failed(element, error), 0
+        for name in writes or ():
+            counts[name] += 1
+        return own, len(own) - len(writes or ())
+
+    def _failed(self, element, error: Exception) -> list[Any]:
+        """A failed map's outputs: its failure line (and key, to retry it),
+        or the run's end when the job fails fast."""
+        line = output_format.failure_line('map', _describe_key(element.key), error)
+        if self._fail_fast:
+            raise JobItemError(line) from error
+        self._counts['errors'] += 1
+        own: list[Any] = [beam.pvalue.TaggedOutput(ERRORS_TAG, line)]
+        if self._keeps_backup and element.key is not None:
+            own.append(beam.pvalue.TaggedOutput(
+                FAILED_TAG, before_images.identity(element.key)))
+        return own
 
     def _kind_and_builder(self, element):
         """The element's kind, and what makes its model (None: it is one)."""
