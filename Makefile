@@ -50,7 +50,8 @@ browser:
 	@test -x $(CHROMIUM) || { echo "make: $(CHROMIUM) is still missing after installing chromium: install it, then run make test again." >&2; exit 1; }
 
 # lint-imports checks the layers and rooms declared in pyproject.toml; mypy
-# the types ([tool.mypy]: every module's bodies, the records and IO strictly).
+# the types ([tool.mypy]: every module's bodies, and the lifecycle, records
+# and IO strictly).
 test: install browser
 	$(BIN)/lint-imports
 	$(BIN)/mypy

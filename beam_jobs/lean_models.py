@@ -34,6 +34,7 @@ from google.cloud.datastore.helpers import DatetimeWithNanoseconds
 from google.cloud.datastore.helpers import GeoPoint
 from google.cloud.datastore_v1.types import entity as entity_types
 from google.cloud.ndb import model as ndb_model
+from google.protobuf.message import Message
 
 from beam_jobs.compat import datastore_client
 from beam_jobs.compat import ndb as ndb_compat
@@ -54,7 +55,7 @@ class EntityPb:
 
     __slots__ = ('pb',)
 
-    def __init__(self, pb):
+    def __init__(self, pb: Message) -> None:
         self.pb = pb
 
     @property

@@ -33,19 +33,22 @@ The read a job compiles to, for any number of kinds:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import queue
 import threading
 import time
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
+from apache_beam.utils.windowed_value import WindowedValue
 from google.api_core import exceptions as api_exceptions
 from google.cloud import datastore
 from google.cloud.datastore import helpers
 from google.cloud.datastore_v1.types import entity as entity_types
+from google.protobuf.message import Message
 
 from beam_jobs import counters
 from beam_jobs import entities
@@ -77,6 +80,13 @@ _ENTITY_PB = entity_types.Entity
 # Incremented on the bundle's own thread: Beam's metrics belong to the thread
 # that runs the DoFn, and an increment on a reader thread is lost.
 _READ_RETRIES = Metrics.counter(counters.METRICS_NAMESPACE, counters.READ_RETRIES)
+
+# A page: the raw entity protobufs (entity_pb2.Entity) the Datastore sent.
+Page = list[Message]
+# A key as the Datastore orders it (_key_order).
+_KeyOrder = list[Union[str, tuple[int, int, str]]]
+# A key to look up: (namespace, flat path), as before_images.Identity.
+KeyIdentity = tuple[str, Sequence[Union[str, int]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,10 +131,10 @@ def _client(query: KindQuery) -> datastore.Client:
                                                database=query.database))
 
 
-def _key_order(key: datastore.Key) -> list:
+def _key_order(key: datastore.Key) -> _KeyOrder:
     """How the Datastore orders keys: by path, kind by kind; within a kind,
     ids (in order) before names (in order)."""
-    order = [key.project, key.namespace or '']
+    order: _KeyOrder = [key.project, key.namespace or '']
     flat = list(key.flat_path)
     for position in range(0, len(flat), 2):
         order.append(flat[position])
@@ -134,7 +144,7 @@ def _key_order(key: datastore.Key) -> list:
     return order
 
 
-def _split_points(keys: Sequence[datastore.Key], num_splits: int) -> list:
+def _split_points(keys: Sequence[datastore.Key], num_splits: int) -> list[datastore.Key]:
     """`num_splits - 1` keys spread evenly over the sorted sample `keys`
     (all of them, if the sample is smaller): each range ends at the last
     sample of its share, so the first range is not the small one."""
@@ -161,7 +171,7 @@ def split_ranges(query: KindQuery, num_splits: int,
     keys = sorted((entity.key for entity in scatter.fetch(limit=limit)), key=_key_order)
     # Beam's words, which a run's log has always shown.
     _LOGGER.info('Splitting the query into %d splits', num_splits)
-    bounds = [None, *_split_points(keys, num_splits), None]
+    bounds: list[Optional[datastore.Key]] = [None, *_split_points(keys, num_splits), None]
     return [KeyRange(query, index, bounds[index], bounds[index + 1])
             for index in range(len(bounds) - 1)]
 
@@ -187,9 +197,9 @@ def merge_adjacent(ranges: Sequence[KeyRange], queries: int) -> list[KeyRange]:
     return merged
 
 
-def _range_query(client: datastore.Client, key_range: KeyRange):
-    query = client.query(kind=key_range.query.kind,
-                         namespace=key_range.query.namespace or '')
+def _range_query(client: datastore.Client, key_range: KeyRange) -> datastore.query.Query:
+    query: datastore.query.Query = client.query(kind=key_range.query.kind,
+                                                namespace=key_range.query.namespace or '')
     if key_range.start is not None:
         query.add_filter(filter=datastore.query.PropertyFilter(_KEY, '>=', key_range.start))
     if key_range.end is not None:
@@ -197,7 +207,7 @@ def _range_query(client: datastore.Client, key_range: KeyRange):
     return query
 
 
-def _raw(unused_iterator, entity):
+def _raw(unused_iterator: object, entity: entity_types.Entity) -> Message:
     return _ENTITY_PB.pb(entity)
 
 
@@ -220,7 +230,7 @@ def _sleep(delay: float) -> bool:
 def read_pages(client: datastore.Client, key_range: KeyRange,
                max_page_bytes: int = MAX_PAGE_BYTES,
                backoff: Optional[read_retries.Backoff] = None,
-               before_retry: Callable[[float], bool] = _sleep) -> Iterator[list]:
+               before_retry: Callable[[float], bool] = _sleep) -> Iterator[Page]:
     """The pages of a key range, each a list of entity protobufs, none much
     over `max_page_bytes` once a page has shown how large the entities are.
 
@@ -253,7 +263,8 @@ def read_pages(client: datastore.Client, key_range: KeyRange,
                 return
 
 
-def _fetch(query, position: _Position, max_page_bytes: int) -> Iterator[list]:
+def _fetch(query: datastore.query.Query, position: _Position,
+           max_page_bytes: int) -> Iterator[Page]:
     """One query from `position`, page by page. `position` moves past a page
     once it has been handed on, so a query that fails resumes after it.
 
@@ -285,6 +296,17 @@ def _fetch(query, position: _Position, max_page_bytes: int) -> Iterator[list]:
         position.done = True
 
 
+class _Signal(enum.Enum):
+    """What a reader thread puts on the queue besides pages and errors."""
+
+    DONE = enum.auto()
+    RETRIED = enum.auto()
+
+
+# What the reader threads hand the consumer.
+_Item = Union[Page, BaseException, _Signal]
+
+
 class _Prefetch:
     """Pages of several key ranges, read on threads, handed out as they come.
 
@@ -295,31 +317,28 @@ class _Prefetch:
     to be counted on the DoFn's own thread.
     """
 
-    _DONE = object()
-    _RETRIED = object()
-
     def __init__(self, ranges: Sequence[KeyRange], readers: int, buffered: int,
                  backoff: Optional[read_retries.Backoff] = None):
         self._backoff = backoff
-        self._todo: queue.Queue = queue.Queue()
+        self._todo: queue.Queue[KeyRange] = queue.Queue()
         for key_range in ranges:
             self._todo.put(key_range)
-        self._pages: queue.Queue = queue.Queue(maxsize=max(1, buffered))
+        self._pages: queue.Queue[_Item] = queue.Queue(maxsize=max(1, buffered))
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._read, daemon=True,
                                           name=f'datastore-read-{n}')
                          for n in range(max(1, min(readers, len(ranges))))]
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[Message]:
         for thread in self._threads:
             thread.start()
         running = len(self._threads)
         try:
             while running:
                 page = self._pages.get()
-                if page is self._DONE:
+                if page is _Signal.DONE:
                     running -= 1
-                elif page is self._RETRIED:
+                elif page is _Signal.RETRIED:
                     _READ_RETRIES.inc()
                 elif isinstance(page, BaseException):
                     raise page
@@ -337,7 +356,7 @@ class _Prefetch:
             except queue.Empty:
                 break
 
-    def _put(self, item) -> bool:
+    def _put(self, item: _Item) -> bool:
         while not self._stop.is_set():
             try:
                 self._pages.put(item, timeout=0.2)
@@ -348,10 +367,10 @@ class _Prefetch:
 
     def _before_retry(self, delay: float) -> bool:
         """Count the retry, then wait `delay` unless the prefetch is closed."""
-        return self._put(self._RETRIED) and not self._stop.wait(delay)
+        return self._put(_Signal.RETRIED) and not self._stop.wait(delay)
 
     def _read(self) -> None:
-        clients: dict = {}
+        clients: dict[tuple[str, Optional[str], Optional[str]], datastore.Client] = {}
         try:
             while not self._stop.is_set():
                 try:
@@ -370,7 +389,7 @@ class _Prefetch:
         except BaseException as error:  # pylint: disable=broad-except
             self._put(error)
             return
-        self._put(self._DONE)
+        self._put(_Signal.DONE)
 
 
 class _ReadRangesFn(beam.DoFn):
@@ -383,18 +402,19 @@ class _ReadRangesFn(beam.DoFn):
 
     def __init__(self, readers: int = READERS, buffered: int = BUFFERED_PAGES,
                  backoff: Optional[read_retries.Backoff] = None):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Beam's DoFn.__init__ is untyped
         self._readers = readers
         self._buffered = buffered
         self._backoff = backoff
 
-    def start_bundle(self):
-        self._ranges = []
+    def start_bundle(self) -> None:
+        self._ranges: list[KeyRange] = []
 
-    def process(self, key_range):
+    # Types in comments: Beam would take annotations here as its type hints.
+    def process(self, key_range):  # type: (KeyRange) -> None
         self._ranges.append(key_range)
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> Iterator[WindowedValue]:
         ranges, self._ranges = self._ranges, []
         if not ranges:
             return
@@ -406,22 +426,22 @@ class _ReadRangesFn(beam.DoFn):
 class _SplitFn(beam.DoFn):
 
     def __init__(self, num_splits: int, max_scatter_keys: Optional[int],
-                 shown: Optional[dict] = None):
-        super().__init__()
+                 shown: Optional[dict[str, Any]] = None):
+        super().__init__()  # type: ignore[no-untyped-call]  # Beam's DoFn.__init__ is untyped
         self._num_splits = num_splits
         self._max_scatter_keys = max_scatter_keys
         self._shown = shown or {}
 
-    def display_data(self):
+    def display_data(self) -> dict[str, Any]:
         # What is read, on the step itself: Dataflow's graph keeps a step's
         # display data, not a composite's.
         return self._shown
 
-    def process(self, query):
+    def process(self, query):  # type: (KindQuery) -> list[KeyRange]
         return split_ranges(query, self._num_splits, self._max_scatter_keys)
 
 
-class ReadKinds(beam.PTransform):
+class ReadKinds(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[EntityPb]]):
     """pbegin → every entity of `kinds` in `target`, as entity protobufs
     (with `namespaces`, in each of those namespaces of its database instead
     of the target's one: one read over all of them, its splits across all).
@@ -459,7 +479,7 @@ class ReadKinds(beam.PTransform):
         self._buffered = BUFFERED_PAGES if buffered is None else buffered
         self._backoff = backoff or read_retries.Backoff.configured()
 
-    def display_data(self):
+    def display_data(self) -> dict[str, Any]:
         first = self._queries[0]
         return {'kinds': ', '.join(dict.fromkeys(query.kind for query in self._queries)),
                 'namespaces': ', '.join(dict.fromkeys(query.namespace or '(default)'
@@ -467,10 +487,11 @@ class ReadKinds(beam.PTransform):
                 'database': target_lib.database_name(first.database),
                 'num_splits': self._num_splits}
 
-    def expand(self, pbegin):
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def expand(self, pbegin):  # type: (beam.pvalue.PBegin) -> beam.PCollection[EntityPb]
         # Beam's own step names (ReadFromDatastore's), so a graph reads the
         # same to whoever knows Beam's.
-        return (
+        read: beam.PCollection[EntityPb] = (
             pbegin.pipeline
             | 'UserQuery' >> beam.Create(self._queries)
             | 'SplitQuery' >> beam.ParDo(_SplitFn(
@@ -479,6 +500,7 @@ class ReadKinds(beam.PTransform):
             | 'Read' >> beam.ParDo(_ReadRangesFn(self._readers, self._buffered,
                                                  self._backoff))
         )
+        return read
 
 
 class _LookUpFn(beam.DoFn):
@@ -488,26 +510,27 @@ class _LookUpFn(beam.DoFn):
     LOOKUP_BATCH = 500
 
     def __init__(self, target: target_lib.Target):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Beam's DoFn.__init__ is untyped
         self._target = target
 
-    def setup(self):
+    def setup(self) -> None:
         self._client = target_lib.client(self._target)
 
-    def start_bundle(self):
-        self._keys = []
+    def start_bundle(self) -> None:
+        self._keys: list[datastore.Key] = []
 
-    def process(self, ident):
+    # Types in comments: Beam would take annotations here as its type hints.
+    def process(self, ident):  # type: (KeyIdentity) -> Iterator[EntityPb]
         namespace, flat = ident
         self._keys.append(self._client.key(*flat, namespace=namespace or None))
         if len(self._keys) >= self.LOOKUP_BATCH:
             yield from self._look_up()
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> Iterator[WindowedValue]:
         for entity_pb in self._look_up():
             yield window.GlobalWindows.windowed_value(entity_pb)
 
-    def _look_up(self) -> list:
+    def _look_up(self) -> list[EntityPb]:
         keys, self._keys = self._keys, []
         if not keys:
             return []
@@ -515,20 +538,23 @@ class _LookUpFn(beam.DoFn):
                 for entity in self._client.get_multi(keys)]
 
 
-class LookUpKeys(beam.PTransform):
+class LookUpKeys(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[EntityPb]]):
     """pbegin → the entities of these keys (identities), as a read yields
     them; a key no longer there yields nothing."""
 
-    def __init__(self, keys: Sequence[tuple], target: target_lib.Target):
+    def __init__(self, keys: Sequence[KeyIdentity], target: target_lib.Target):
         super().__init__()
         self._keys = [(namespace, list(flat)) for namespace, flat in keys]
         self._target = target
 
-    def expand(self, pbegin):
-        return (pbegin.pipeline
-                | 'Keys' >> beam.Create(self._keys)
-                | 'Reshuffle' >> beam.Reshuffle()
-                | 'Look up' >> beam.ParDo(_LookUpFn(self._target)))
+    # Types in a comment: Beam would take annotations here as its type hints.
+    def expand(self, pbegin):  # type: (beam.pvalue.PBegin) -> beam.PCollection[EntityPb]
+        looked_up: beam.PCollection[EntityPb] = (
+            pbegin.pipeline
+            | 'Keys' >> beam.Create(self._keys)
+            | 'Reshuffle' >> beam.Reshuffle()
+            | 'Look up' >> beam.ParDo(_LookUpFn(self._target)))
+        return looked_up
 
 
 def estimated_count(target: target_lib.Target, kind: str) -> Optional[int]:

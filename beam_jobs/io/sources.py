@@ -240,7 +240,11 @@ class FailedKeysSource(DatastoreSource):
         return {kind: count for kind, count in counts.items()}
 
 
-def for_run(export: Optional[str] = None) -> Union[ExportSource, DatastoreSource]:
+# What a run reads (a revert's backup aside: lifecycle/revert.py).
+Source = Union[ExportSource, DatastoreSource]
+
+
+def for_run(export: Optional[str] = None) -> Source:
     """The source a run reads: `export` (an export or after state) if given,
     else the Datastore."""
     return ExportSource(export) if export else DatastoreSource()

@@ -161,7 +161,8 @@ def _record_value(record: RehearsalRecord, field: str) -> Any:
     return getattr(record, field)
 
 
-def signer_of(record: RehearsalRecord, approval: dict) -> tuple[str, dict]:
+def signer_of(record: RehearsalRecord,
+              approval: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Who signed `approval` of `record`, and what they signed; SignatureError
     with the phrase naming what failed (no signature, unknown key, revoked
     key, a signature or field that does not match the record)."""
@@ -184,7 +185,7 @@ def signer_of(record: RehearsalRecord, approval: dict) -> tuple[str, dict]:
     return principal, signed
 
 
-def covers(record: RehearsalRecord, approval: dict, project: Optional[str],
+def covers(record: RehearsalRecord, approval: dict[str, Any], project: Optional[str],
            namespace: Optional[str]) -> Optional[str]:
     """None when the signed approval covers a run against this target, else
     the phrase saying why not."""
@@ -206,7 +207,7 @@ def covers(record: RehearsalRecord, approval: dict, project: Optional[str],
     return None
 
 
-def badge(record: RehearsalRecord, approval: dict) -> dict:
+def badge(record: RehearsalRecord, approval: dict[str, Any]) -> dict[str, str]:
     """What the console shows of an approval's signature."""
     if not signed_mode():
         return {'state': 'unsigned', 'text': 'unsigned (no allowed_signers)'}

@@ -93,7 +93,7 @@ class Backend:
                           hooks.call(plan.job_name, '_pre_start_hook', run_id))
             started: dict[str, Any] = {'hook_errors': [hook_error]} if hook_error else {}
             store.transition(run_id, runs.STARTED, **started)
-            stop_requested: list = []
+            stop_requested: list[stops.Stop] = []
             try:
                 with stops.stop_on_signals(stop_requested):
                     return self.launch(plan, store, run_id, pipeline, listeners,
@@ -102,7 +102,7 @@ class Backend:
                 return self._ended_by(error, stop_requested, store, run_id,
                                       plan.job_name)
 
-    def _ended_by(self, error: BaseException, stop_requested: list,
+    def _ended_by(self, error: BaseException, stop_requested: list[stops.Stop],
                   store: runs.RunStore, run_id: str, job_name: str) -> runs.RunRecord:
         """The end an exception out of `launch` means: a stop asked for from
         outside (cancel, Ctrl-C: canceled; a lost Datastore: failed), or a
@@ -130,13 +130,13 @@ class Backend:
 
     def launch(self, plan: RunPlan, store: runs.RunStore, run_id: str,
                pipeline: beam.Pipeline, listeners: Sequence[progress.Listener],
-               stop_requested: list) -> runs.RunRecord:
+               stop_requested: list[stops.Stop]) -> runs.RunRecord:
         """Run or submit the pipeline; `stop_requested` fills with a
         stops.Stop when something outside asks the run to stop."""
         raise NotImplementedError
 
     def end(self, store: runs.RunStore, run_id: str, status: str, *,
-            job_name: str, **fields) -> runs.RunRecord:
+            job_name: str, **fields: Any) -> runs.RunRecord:
         """Record the end of run `run_id` of job `job_name` (unless it has
         one already). The job's name is what a backend says of the run when
         its record cannot be read (local.py: a lost Datastore)."""

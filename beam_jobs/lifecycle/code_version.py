@@ -124,21 +124,21 @@ def framework_version() -> str:
         return 'unknown'
 
 
-def params_of(params: Optional[Mapping[str, Any]]) -> dict:
+def params_of(params: Optional[Mapping[str, Any]]) -> dict[str, Any]:
     """The params a fingerprint covers: a run's own (not `dry_run`, which
     the gate never sees: a dry run writes nothing)."""
     return {key: value for key, value in sorted((params or {}).items())
             if key != 'dry_run'}
 
 
-def fingerprint(job: type, params: Optional[Mapping[str, Any]] = None) -> dict:
+def fingerprint(job: type, params: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     return {'job': job.__name__, 'class_sha256': class_sha256(job),
             'modules': project_modules(job.__module__),
             'params': json.loads(json.dumps(params_of(params), sort_keys=True, default=str)),
             'framework': framework_version()}
 
 
-def differences(rehearsed: Mapping, now: Mapping) -> list[str]:
+def differences(rehearsed: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """What differs between a rehearsed fingerprint and today's, one phrase
     each (empty when they match)."""
     found = []
@@ -169,7 +169,7 @@ def _git(folder: str, *args: str) -> Optional[str]:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def of(job: type, params: Optional[Mapping[str, Any]] = None) -> dict:
+def of(job: type, params: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """`{'commit', 'dirty', 'source_file', 'source_sha256', 'fingerprint'}`
     for the job's code; `commit` is None outside a git checkout, and `dirty`
     says whether the job's file differs from that commit."""

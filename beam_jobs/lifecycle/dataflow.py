@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions
@@ -36,8 +36,10 @@ from beam_jobs.lifecycle import dataflow_api
 from beam_jobs.lifecycle import dataflow_fields
 from beam_jobs.lifecycle import ending
 from beam_jobs.lifecycle import estimate as estimate_lib
+from beam_jobs.lifecycle import stops
 from beam_jobs.lifecycle.dataflow_settings import (  # noqa: F401  (the backend's words)
     CONSOLE_URL, NO_CREDENTIALS, DataflowError, check, name_job, reason_of)
+from beam_jobs.lifecycle.planning import RunPlan
 from beam_jobs.records import runs
 
 RUNNER = 'DataflowRunner'
@@ -67,7 +69,8 @@ def follow_every_secs() -> float:
 
 
 def submit(pipeline: beam.Pipeline, pipeline_options: PipelineOptions,
-           store: runs.RunStore, run_id: str, totals: dict) -> runs.RunRecord:
+           store: runs.RunStore, run_id: str,
+           totals: Mapping[str, Optional[int]]) -> runs.RunRecord:
     """Stage and submit the pipeline; record the job and return, not wait."""
     cloud = pipeline_options.view_as(GoogleCloudOptions)
     try:
@@ -159,7 +162,7 @@ def poll(store: runs.RunStore, record: runs.RunRecord,
     return ending.end_unless_ended(store, record.run_id, status, **fields)
 
 
-def _stages(record: runs.RunRecord, budget: _Budget) -> Optional[list]:
+def _stages(record: runs.RunRecord, budget: _Budget) -> Optional[list[dict[str, str]]]:
     """Stage states, where the service gives them (None where it does not)."""
     try:
         return dataflow_api.stages(record, budget.left())
@@ -169,10 +172,10 @@ def _stages(record: runs.RunRecord, budget: _Budget) -> Optional[list]:
 
 
 def _ended(store: runs.RunStore, record: runs.RunRecord, job: dataflow_api.Job,
-           metrics: list, budget: _Budget) -> dict:
+           metrics: list[dataflow_api.Metric], budget: _Budget) -> dict[str, Any]:
     """What a run's end adds: cost and size, its output's counts, the cause."""
     status, template = _ENDS[job.state]
-    fields: dict = {}
+    fields: dict[str, Any] = {}
     try:
         workers = dataflow_fields.most_workers(dataflow_api.messages(
             record, 'JOB_MESSAGE_BASIC', budget.left()))
@@ -224,13 +227,13 @@ def cancel(store: runs.RunStore, record: runs.RunRecord, reason: str,
 class DataflowBackend(backend_lib.Backend):
     """Runs submitted to Dataflow and followed from their records."""
 
-    def prepare(self, plan, run_id: str) -> None:
+    def prepare(self, plan: RunPlan, run_id: str) -> None:
         name_job(plan.pipeline_options, run_id, job_class_lib.job_name(plan.job),
                  plan.gate)
 
-    def launch(self, plan, store: runs.RunStore, run_id: str,
+    def launch(self, plan: RunPlan, store: runs.RunStore, run_id: str,
                pipeline: beam.Pipeline, listeners: Sequence[progress.Listener],
-               stop_requested: list) -> runs.RunRecord:
+               stop_requested: list[stops.Stop]) -> runs.RunRecord:
         # Submitted and left running: followers of the record take it from
         # here, measuring its progress against what the source says it holds.
         totals = plan.source.totals(plan.models, plan.data_target(store.target),

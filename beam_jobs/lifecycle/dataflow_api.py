@@ -15,7 +15,9 @@ bounded by `timeout` seconds: a follower (a console page) never waits long.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
+import types
 from typing import Any, Optional
 
 from google.api_core import client_options as client_options_lib
@@ -37,8 +39,8 @@ class Job:
 class Metric:
     origin: str
     name: str
-    context: dict
-    scalar: Any
+    context: dict[str, str]
+    scalar: Any                      # as _plain made it: a number, text, a flag
 
     @property
     def tentative(self) -> bool:
@@ -52,14 +54,14 @@ class Message:
     msec: Optional[int]
 
 
-def _api():
+def _api() -> types.ModuleType:
     from google.cloud import dataflow_v1beta3   # heavy: only when used
     return dataflow_v1beta3
 
 
-def _client_kwargs(endpoint: Optional[str]) -> dict:
+def _client_kwargs(endpoint: Optional[str]) -> dict[str, Any]:
     endpoint = (endpoint or '').strip().rstrip('/')
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     if endpoint.startswith('http://'):
         kwargs.update(credentials=auth_credentials.AnonymousCredentials(),
                       transport='rest')
@@ -70,12 +72,12 @@ def _client_kwargs(endpoint: Optional[str]) -> dict:
     return kwargs
 
 
-def _where(record: runs.RunRecord) -> dict:
+def _where(record: runs.RunRecord) -> dict[str, Optional[str]]:
     return {'project_id': record.dataflow.project, 'location': record.dataflow.region,
             'job_id': record.dataflow.job_id}
 
 
-def _msec(timestamp) -> Optional[int]:
+def _msec(timestamp: Optional[datetime.datetime]) -> Optional[int]:
     if not timestamp:
         return None
     try:
@@ -93,8 +95,9 @@ def job(record: runs.RunRecord, timeout: float = DEFAULT_TIMEOUT_SECS) -> Job:
                _msec(answer.current_state_time))
 
 
-def _plain(value) -> Any:
-    """A protobuf Value (a metric's scalar) as a Python number or text."""
+def _plain(value: Any) -> Any:
+    """A protobuf Value (a metric's scalar) as a Python number or text (Any:
+    protobuf is untyped, and proto-plus may have made it a Python value)."""
     if value is None:
         return None
     for field in ('number_value', 'string_value', 'bool_value'):
@@ -133,12 +136,13 @@ def messages(record: runs.RunRecord, minimum_importance: str,
     return sorted(found, key=lambda m: m.msec or 0)
 
 
-def stages(record: runs.RunRecord, timeout: float = DEFAULT_TIMEOUT_SECS) -> list[dict]:
+def stages(record: runs.RunRecord,
+           timeout: float = DEFAULT_TIMEOUT_SECS) -> list[dict[str, str]]:
     """`[{'name', 'state'}]` of the job's stages, as execution details give them."""
     api = _api()
     pager = api.MetricsV1Beta3Client(**_client_kwargs(record.dataflow.endpoint)).get_job_execution_details(
         request=api.GetJobExecutionDetailsRequest(**_where(record)), timeout=timeout)
-    found = []
+    found: list[dict[str, str]] = []
     for stage in pager.stages:
         state = api.ExecutionState(stage.state).name
         found.append({'name': stage.stage_id,

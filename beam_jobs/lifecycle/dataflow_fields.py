@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional, TypedDict
 
 from beam_jobs import counters as counters_lib
 from beam_jobs import output_format
@@ -46,22 +46,31 @@ _WORKERS = re.compile(r'(?:number of workers to|worker pool (?:from \d+ )?to|'
                       r'Starting|Resized worker pool to) (\d+)(?: workers)?', re.I)
 
 
+class Failure(TypedDict):
+    """One error message of a failed job, trimmed (`failure`)."""
+
+    exception: str
+    step: Optional[str]
+    item: Optional[str]
+    at_msec: Optional[int]
+
+
 def record_fields(record: runs.RunRecord, metrics: list[dataflow_api.Metric],
-                  stages: Optional[list], committed: bool) -> dict:
+                  stages: Optional[list[dict[str, str]]], committed: bool) -> dict[str, Any]:
     """The fields a poll sets on the record: counters (committed once the job
     ended), progress, usage, the stages where the service gives them, and no
     `follow_error` (the API answered)."""
     totals = (record.progress or {}).get('total') or {}
     counted = counters(metrics, record.job_name, list(totals), committed=committed)
-    fields = {'counters': counted, 'counters_attempted': not committed,
-              'progress': progress(counted, totals),
-              'usage': usage(record, metrics), 'follow_error': None}
+    fields: dict[str, Any] = {'counters': counted, 'counters_attempted': not committed,
+                              'progress': progress(counted, totals),
+                              'usage': usage(record, metrics), 'follow_error': None}
     if stages is not None:
         fields['stages'] = stages
     return fields
 
 
-def usage(record: runs.RunRecord, metrics: list[dataflow_api.Metric]) -> dict:
+def usage(record: runs.RunRecord, metrics: list[dataflow_api.Metric]) -> dict[str, float]:
     """The resources the job reported so far, priced at the rates its
     budget (or its estimate) was made with."""
     used = resources(metrics)
@@ -89,17 +98,18 @@ def counters(metrics: Iterable[dataflow_api.Metric], job_name: str,
     return dict(sorted(found.items()))
 
 
-def progress(counted: dict, totals: dict) -> dict:
+def progress(counted: dict[str, int],
+             totals: Mapping[str, Optional[int]]) -> dict[str, Any]:
     """Entities read per kind against the totals known at submission."""
     read = counters_lib.entities_read(counted)
     return {'read': {kind: read.get(kind, 0) for kind in totals} | read,
             'total': dict(totals), 'updated_msec': int(time.time() * 1000)}
 
 
-def resources(metrics: Iterable[dataflow_api.Metric]) -> dict:
+def resources(metrics: Iterable[dataflow_api.Metric]) -> dict[str, float]:
     """What the job reported using so far: `{'vcpu_seconds',
     'memory_gb_seconds', 'shuffle_gb'}`, each only once reported."""
-    found = {}
+    found: dict[str, float] = {}
     for metric in metrics:
         if metric.name in _RESOURCES and metric.origin != USER_ORIGIN and isinstance(
                 metric.scalar, (int, float)) and not isinstance(metric.scalar, bool):
@@ -115,7 +125,7 @@ def most_workers(messages: Iterable[dataflow_api.Message]) -> Optional[int]:
     return max(counts) if counts else None
 
 
-def failure(message: dataflow_api.Message) -> dict:
+def failure(message: dataflow_api.Message) -> Failure:
     """One error message, cut to `{'exception', 'step', 'item'}`: the
     traceback's last exception line, the step Beam names, and the item a
     framework failure line names."""
@@ -135,9 +145,10 @@ def failure(message: dataflow_api.Message) -> dict:
             'item': item, 'at_msec': message.msec}
 
 
-def failures(messages: Iterable[dataflow_api.Message]) -> list[dict]:
+def failures(messages: Iterable[dataflow_api.Message]) -> list[Failure]:
     """The first error messages, trimmed, without repeats."""
-    kept, seen = [], set()
+    kept: list[Failure] = []
+    seen: set[tuple[str, Optional[str]]] = set()
     for message in messages:
         trimmed = failure(message)
         key = (trimmed['exception'], trimmed['step'])
@@ -150,7 +161,7 @@ def failures(messages: Iterable[dataflow_api.Message]) -> list[dict]:
     return kept
 
 
-def failure_sentence(trimmed: list[dict], console_url: Optional[str]) -> str:
+def failure_sentence(trimmed: list[Failure], console_url: Optional[str]) -> str:
     """The run's `error` for a failed job: the cause, then where the logs are."""
     logs = f'its logs are in the console ({console_url})' if console_url else 'see its logs'
     if not trimmed:

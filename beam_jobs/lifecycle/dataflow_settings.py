@@ -9,7 +9,7 @@ backend (dataflow.py), which submits and follows.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -96,7 +96,7 @@ def check_credentials(pipeline_options: PipelineOptions) -> None:
         raise DataflowError(NO_CREDENTIALS.format(what='a Dataflow run')) from None
 
 
-def approver_label(gate: dict) -> str:
+def approver_label(gate: Mapping[str, Any]) -> str:
     """Who let the run through the production gate, as a label value:
     the approvers of its rehearsal, `skipped-by-NAME`, or `none` (a run the
     gate does not stop, or a gate turned off)."""
@@ -108,7 +108,7 @@ def approver_label(gate: dict) -> str:
 
 
 def name_job(pipeline_options: PipelineOptions, run_id: str,
-             job_name: str, gate: Optional[dict] = None) -> None:
+             job_name: str, gate: Optional[Mapping[str, Any]] = None) -> None:
     """Name the Dataflow job after the run, and label it so billing finds
     it: the job, the run and who approved it (`job=` too, as labelled before
     these). A label the user set on the command line wins."""

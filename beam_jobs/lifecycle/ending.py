@@ -50,7 +50,7 @@ def end_run(store: runs.RunStore, run_id: str, status: str, *,
     return record
 
 
-def finish_backup(record: runs.RunRecord, status: str) -> dict:
+def finish_backup(record: runs.RunRecord, status: str) -> dict[str, Any]:
     """The manifest of a run's before-images, written as it ends (whatever
     the end: a failed run's writes need undoing most); what its record keeps."""
     location = record.backup['location']

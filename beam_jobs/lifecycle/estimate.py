@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Optional
+from typing import Any, Mapping, Optional, Union
 
 from beam_jobs import counters as counters_lib
 from beam_jobs import options as options_lib
@@ -37,10 +37,10 @@ class GuardrailError(refusals.Refused):
     """A budget or worker cap that cannot cap anything."""
 
 
-def positive(name: str, value) -> float:
+def positive(name: str, value: Union[str, float, None]) -> float:
     """The value as a positive number, or a one-sentence refusal."""
     try:
-        number = float(value)
+        number = float(value) if value is not None else 0.0
     except (TypeError, ValueError):
         number = 0.0
     if not number > 0 or number != number or number == float('inf'):
@@ -60,7 +60,7 @@ class Measurement:
     measured_by: str          # 'rehearsal ID (local run RUN_ID)', 'local run RUN_ID', …
 
 
-def measured_by_run(run: runs.RunRecord) -> Optional[dict]:
+def measured_by_run(run: runs.RunRecord) -> Optional[dict[str, Any]]:
     """What a finished run measured (`{'run_id', 'runner', 'cpu_seconds',
     'entities'}`): a local run's process CPU, a Dataflow job's vCPU time;
     None when it recorded no CPU or read nothing."""
@@ -73,7 +73,7 @@ def measured_by_run(run: runs.RunRecord) -> Optional[dict]:
             'entities': int(entities)}
 
 
-def _where(measured: dict) -> str:
+def _where(measured: Mapping[str, Any]) -> str:
     local = (measured.get('runner') or options_lib.LOCAL_RUNNER) in options_lib.LOCAL_RUNNERS
     return f'{"local" if local else "Dataflow"} run {measured["run_id"]}'
 
@@ -119,11 +119,11 @@ class Estimate:
     workers: int
     machine_type: Optional[str]
     region: Optional[str]
-    rates: Optional[dict]
+    rates: Optional[dict[str, float]]
     vcpu_hours: Optional[float]
     wall_minutes: Optional[float]
     usd: Optional[float]
-    warnings: tuple = ()
+    warnings: tuple[str, ...] = ()
 
     def assumptions(self) -> str:
         rates = self.rates
@@ -139,7 +139,7 @@ class Estimate:
                 f'vCPU ({self.machine_type or "n1-standard-1"}) all busy, start-up '
                 f'not counted; {priced}.')
 
-    def as_record(self) -> dict:
+    def as_record(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)
         fields['warnings'] = list(self.warnings)
         fields['assumptions'] = self.assumptions()
@@ -148,12 +148,12 @@ class Estimate:
 
 
 def estimate(job_name: str, entities: Optional[int], measurement: Optional[Measurement],
-             workers, region: Optional[str], machine_type: Optional[str] = None,
+             workers: Optional[int], region: Optional[str], machine_type: Optional[str] = None,
              vcpu_hour_usd: Optional[float] = None) -> Estimate:
     """The estimate for reading `entities`, scaled from a measured run."""
     workers = int(positive('max_num_workers', workers))
     rates = prices.rates_for(region, vcpu_hour_usd)
-    warnings = []
+    warnings: list[str] = []
     if rates is None:
         warnings.append(f'No list price for region {region}: set {VCPU_PRICE_SETTING} '
                         '(a USD price per vCPU-hour) to get a cost.')
@@ -186,7 +186,7 @@ def usd_text(usd: Optional[float]) -> str:
     return f'${usd:,.2f}' if usd >= 0.1 else f'${usd:.4f}'
 
 
-def figures_text(kept: Optional[dict]) -> Optional[str]:
+def figures_text(kept: Optional[dict[str, Any]]) -> Optional[str]:
     """`about 0.01234 vCPU hours, 3 min 10 s with 4 worker(s), $0.0008`."""
     if not kept:
         return None
@@ -197,7 +197,7 @@ def figures_text(kept: Optional[dict]) -> Optional[str]:
             f'{kept["workers"]} worker(s), {usd_text(kept.get("usd"))}')
 
 
-def lines(kept: dict) -> list[str]:
+def lines(kept: dict[str, Any]) -> list[str]:
     """The estimate as printed before a submission and by `beam-jobs estimate`."""
     entities = kept.get('entities')
     per = kept.get('cpu_seconds_per_entity')
@@ -210,13 +210,14 @@ def lines(kept: dict) -> list[str]:
     return out
 
 
-def before_submitting(kept: dict, budget: dict) -> list[str]:
+def before_submitting(kept: dict[str, Any], budget: dict[str, Any]) -> list[str]:
     """What a Dataflow run will cost and take, and what caps it: said
     before anything is submitted (run, rehearse)."""
     return [*lines(kept), f'Guardrails: {guardrails_text(budget)}']
 
 
-def beside_actuals(kept: Optional[dict], usage: Optional[dict]) -> Optional[str]:
+def beside_actuals(kept: Optional[dict[str, Any]],
+                   usage: Optional[dict[str, Any]]) -> Optional[str]:
     """The estimate next to what the run reported: `vCPU hours 0.0123 estimated,
     0.0150 reported (+22%); cost $0.0008 estimated, $0.0010 reported`."""
     if not kept or kept.get('vcpu_hours') is None:
@@ -241,17 +242,19 @@ def beside_actuals(kept: Optional[dict], usage: Optional[dict]) -> Optional[str]
 
 # The budget: what a run's reported resources cost so far.
 
-def cost_of(usage: dict, rates: dict) -> Optional[float]:
+def cost_of(usage: Mapping[str, Optional[float]],
+            rates: Mapping[str, float]) -> Optional[float]:
     """The list price of the resources a job reported (vCPU, memory,
     shuffle); None before it reported any vCPU time."""
-    if usage.get('vcpu_seconds') is None:
+    vcpu_seconds = usage.get('vcpu_seconds')
+    if vcpu_seconds is None:
         return None
-    return (usage['vcpu_seconds'] / 3600 * rates['vcpu_hour']
+    return (vcpu_seconds / 3600 * rates['vcpu_hour']
             + (usage.get('memory_gb_seconds') or 0) / 3600 * rates['memory_gb_hour']
             + (usage.get('shuffle_gb') or 0) * rates['shuffle_gb'])
 
 
-def guardrails_text(budget: Optional[dict]) -> Optional[str]:
+def guardrails_text(budget: Optional[dict[str, Any]]) -> Optional[str]:
     """A Dataflow run's guardrails in one line, as its summary states them."""
     if not budget:
         return None
@@ -267,7 +270,7 @@ def guardrails_text(budget: Optional[dict]) -> Optional[str]:
     return '; '.join(said)
 
 
-def over_budget(budget: Optional[dict], usage: dict) -> Optional[str]:
+def over_budget(budget: Optional[dict[str, Any]], usage: dict[str, Any]) -> Optional[str]:
     """Why a run must stop now (its reported cost passed its budget), or None."""
     if not (budget or {}).get('max_cost_usd') or usage.get('cost_usd') is None:
         return None
@@ -281,7 +284,8 @@ def over_budget(budget: Optional[dict], usage: dict) -> Optional[str]:
             'then rerun it.')
 
 
-def budget_left_text(budget: Optional[dict], usage: Optional[dict]) -> Optional[str]:
+def budget_left_text(budget: Optional[dict[str, Any]],
+                     usage: Optional[dict[str, Any]]) -> Optional[str]:
     """`$0.42 of $1.00 left` while a run with a budget goes."""
     if not (budget or {}).get('max_cost_usd'):
         return None

@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 from beam_jobs import config
 from beam_jobs import identity
@@ -47,8 +47,13 @@ from beam_jobs.lifecycle import approval_signatures as signatures
 from beam_jobs.lifecycle import code_version
 from beam_jobs.records import audit as audit_lib
 from beam_jobs.records.rehearsals import RehearsalRecord, RehearsalStore
+from beam_jobs.records.runs import RunRecord
 
 DEFAULT_MAX_AGE_DAYS = 30
+
+# `runs_of(job_name)`: the job's run records where production runs are
+# recorded, newest first (record_stores.production_runs).
+RunsOf = Callable[[str], list[RunRecord]]
 
 
 class GateError(refusals.Refused):
@@ -76,14 +81,22 @@ def _flag(name: str, default: bool) -> bool:
     return bool(value)
 
 
+class AuditTrail(Protocol):
+    """Where the gate appends its decisions: an audit_lib.AuditStore, or a
+    _NoBackupAudit in front of one."""
+
+    def append(self, job_name: str, decision: str,
+               **fields: Any) -> audit_lib.GateDecision: ...
+
+
 class _NoBackupAudit:
     """An audit store whose entries say the run keeps no before-images."""
 
-    def __init__(self, store: audit_lib.AuditStore):
+    def __init__(self, store: AuditTrail):
         self._store = store
 
     def append(self, job_name: str, decision: str, reason: Optional[str] = None,
-               **fields):
+               **fields: Any) -> audit_lib.GateDecision:
         said = 'no before-images kept (--no-backup): it cannot be reverted'
         return self._store.append(job_name, decision,
                                   reason=f'{reason}; {said}' if reason else said, **fields)
@@ -118,7 +131,8 @@ def is_production(is_dataflow: bool) -> bool:
                            and bool(os.environ.get('BEAM_JOBS_REAL_DATASTORE')))
 
 
-def export_age_days(export: dict, now: Optional[datetime.datetime] = None) -> Optional[float]:
+def export_age_days(export: Mapping[str, Any],
+                    now: Optional[datetime.datetime] = None) -> Optional[float]:
     """Days since the export a rehearsal ran on was taken (None: unknown)."""
     stamp = str((export or {}).get('timestamp') or '')
     try:
@@ -130,13 +144,13 @@ def export_age_days(export: dict, now: Optional[datetime.datetime] = None) -> Op
     return (now - taken).total_seconds() / 86400
 
 
-def _standing(record: RehearsalRecord, names: Optional[list[str]]) -> list[dict]:
+def _standing(record: RehearsalRecord, names: Optional[list[str]]) -> list[dict[str, Any]]:
     """Approvals that count: not withdrawn, and by a named approver if any."""
     return [approval for approval in record.standing_approvals
             if names is None or approval['user'] in names]
 
 
-def _why_uncounted(record: RehearsalRecord, approval: dict, project: Optional[str],
+def _why_uncounted(record: RehearsalRecord, approval: dict[str, Any], project: Optional[str],
                    namespace: Optional[str], database: Optional[str] = None) -> Optional[str]:
     """None when a standing approval counts for a run against this target:
     one for the run's database (an approval made before databases were
@@ -157,9 +171,10 @@ def _why_uncounted(record: RehearsalRecord, approval: dict, project: Optional[st
 
 def _counting(record: RehearsalRecord, names: Optional[list[str]],
               project: Optional[str], namespace: Optional[str],
-              database: Optional[str] = None) -> tuple[list, list]:
+              database: Optional[str] = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The standing approvals that count for this run, and why the others do not."""
-    counting, why = [], []
+    counting: list[dict[str, Any]] = []
+    why: list[str] = []
     for approval in _standing(record, names):
         reason = _why_uncounted(record, approval, project, namespace, database)
         if reason is None:
@@ -169,7 +184,7 @@ def _counting(record: RehearsalRecord, names: Optional[list[str]],
     return counting, why
 
 
-def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float,
+def _why_not(record: RehearsalRecord, fingerprint: dict[str, Any], oldest: float,
              names: Optional[list[str]] = None, project: Optional[str] = None,
              namespace: Optional[str] = None, database: Optional[str] = None) -> list[str]:
     if not record.fingerprint:
@@ -187,13 +202,13 @@ def _why_not(record: RehearsalRecord, fingerprint: dict, oldest: float,
     return [] if counting else not_counting
 
 
-def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool,
+def check(job: type, *, params: Mapping[str, Any], is_dataflow: bool, changes_datastore: bool,
           skip: Optional[Skip], rehearsals: Callable[[], RehearsalStore],
-          audit: Callable[[], audit_lib.AuditStore], runner: Optional[str] = None,
+          audit: Callable[[], AuditTrail], runner: Optional[str] = None,
           project: Optional[str] = None, namespace: Optional[str] = None,
           revert: Optional[Revert] = None, no_backup: bool = False,
-          runs_of: Optional[Callable[[str], list]] = None,
-          database: Optional[str] = None) -> dict:
+          runs_of: Optional[RunsOf] = None,
+          database: Optional[str] = None) -> dict[str, Any]:
     """What the run record keeps about the gate; raises GateError to refuse.
 
     `changes_datastore` is the plan's write mode's answer: only a run whose
@@ -219,7 +234,7 @@ def check(job: type, *, params: dict, is_dataflow: bool, changes_datastore: bool
                 'reason': revert.reason}
     if no_backup:
         audit_store = audit
-        audit = lambda: _NoBackupAudit(audit_store())  # type: ignore[assignment,return-value]  # noqa: E731  # the same append
+        audit = lambda: _NoBackupAudit(audit_store())  # noqa: E731  # the same append
     if not required():
         audit().append(name, audit_lib.OFF, reason='require_rehearsal = false', **facts)
         return {'gate': 'off (require_rehearsal = false)'}
@@ -251,11 +266,11 @@ class Verdict:
     state: str                           # may run | unrehearsed | unapproved |
                                          # not covered | waits for
     rehearsal_id: Optional[str] = None
-    approved_by: list = dataclasses.field(default_factory=list)
-    reasons: list = dataclasses.field(default_factory=list)
+    approved_by: list[str] = dataclasses.field(default_factory=list)
+    reasons: list[str] = dataclasses.field(default_factory=list)
     # When the approving rehearsal's export gets too old (msec), if known.
     expires_msec: Optional[int] = None
-    follows: list = dataclasses.field(default_factory=list)
+    follows: list[str] = dataclasses.field(default_factory=list)
     next_step: str = ''
 
 
@@ -273,7 +288,7 @@ def approved_at(record: RehearsalRecord) -> Optional[int]:
     return min(times) if times else None
 
 
-def counts_as_run(record, job_name: str, since_msec: int, project: Optional[str],
+def counts_as_run(record: RunRecord, job_name: str, since_msec: int, project: Optional[str],
                   namespace: Optional[str], database: Optional[str] = None) -> bool:
     """Whether a run record is a production run of the job since
     `since_msec`: completed, wrote (not a dry run, not a revert, not over an
@@ -289,20 +304,20 @@ def counts_as_run(record, job_name: str, since_msec: int, project: Optional[str]
             and (record.finished_msec or 0) >= since_msec)
 
 
-def _has_run(job_name: str, runs: list, since_msec: int, project: Optional[str],
+def _has_run(job_name: str, runs: list[RunRecord], since_msec: int, project: Optional[str],
              namespace: Optional[str], database: Optional[str] = None) -> bool:
     return any(counts_as_run(record, job_name, since_msec, project, namespace, database)
                for record in runs)
 
 
 def _waits_for(record: RehearsalRecord, rehearsals: RehearsalStore,
-               runs_of: Optional[Callable[[str], list]], project: Optional[str],
+               runs_of: Optional[RunsOf], project: Optional[str],
                namespace: Optional[str], database: Optional[str] = None) -> list[str]:
     """The jobs this rehearsal follows that have not run in production since
     their approval, each as a phrase naming why."""
     if runs_of is None:
         return []
-    waiting = []
+    waiting: list[str] = []
     for item in record.follows:
         job_name = item['job']
         followed = None
@@ -331,8 +346,8 @@ def _date(msec: int) -> str:
         '%Y-%m-%d %H:%M UTC')
 
 
-def evaluate(job: type, params: dict, rehearsals: RehearsalStore,
-             runs_of: Optional[Callable[[str], list]] = None,
+def evaluate(job: type, params: Mapping[str, Any], rehearsals: RehearsalStore,
+             runs_of: Optional[RunsOf] = None,
              project: Optional[str] = None, namespace: Optional[str] = None,
              database: Optional[str] = None) -> Verdict:
     """What the gate decides now for a production run of `job` with

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions
@@ -42,7 +42,7 @@ class LocalBackend(Backend):
 
     def launch(self, plan: RunPlan, store: runs.RunStore, run_id: str,
                pipeline: beam.Pipeline, listeners: Sequence[progress.Listener],
-               stop_requested: list) -> runs.RunRecord:
+               stop_requested: list[stops.Stop]) -> runs.RunRecord:
         with stops.StopOnLostDatastore(target_lib.emulator_host(), stop_requested), \
                 _progress(plan, store, run_id, listeners) as reporter:
             used = _Usage()
@@ -64,7 +64,7 @@ class LocalBackend(Backend):
                         **(counts.as_record_fields() if counts else {}))
 
     def end(self, store: runs.RunStore, run_id: str, status: str, *,
-            job_name: str, **fields) -> runs.RunRecord:
+            job_name: str, **fields: Any) -> runs.RunRecord:
         """End the run; if its Datastore is gone, keep the end on this
         machine for the next reader to record (run_logs.save_end), and say
         it in a record of run `run_id` of `job_name` made here."""
@@ -117,7 +117,7 @@ class _Usage:
     the Datastore's work is not billed as worker vCPU). What a rehearsal's
     estimate of a larger run is scaled from (lifecycle/estimate.py)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cpu, self._wall = self._cpu_now(), time.monotonic()
 
     @staticmethod
@@ -125,7 +125,7 @@ class _Usage:
         times = os.times()
         return times.user + times.system + times.children_user + times.children_system
 
-    def so_far(self) -> dict:
+    def so_far(self) -> dict[str, float]:
         return {'cpu_seconds': round(self._cpu_now() - self._cpu, 3),
                 'elapsed_seconds': round(time.monotonic() - self._wall, 3)}
 

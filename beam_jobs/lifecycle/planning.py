@@ -17,9 +17,11 @@ import dataclasses
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import WorkerOptions
+from google.cloud import ndb
 
 from beam_jobs import config
 from beam_jobs import emulator
@@ -44,14 +46,19 @@ from beam_jobs.records import runs
 # The legacy way to name a run's export: an entry of additional_job_params.
 EXPORT_PARAM = 'export'
 
+# A revert's own steps for the run's Datastore and write mode: pbegin → the
+# run's lines (lifecycle/revert.py).
+Steps = Callable[[target_lib.Target, write_modes.WriteMode],
+                 beam.PTransform[beam.pvalue.PBegin, beam.PCollection[Any]]]
+
 
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
     """A run that passed every check: what a backend needs, nothing to refuse."""
 
     job: type
-    models: tuple
-    params: dict
+    models: tuple[type[ndb.Model], ...]
+    params: dict[str, Any]
     shard_count: int
     pipeline_options: PipelineOptions
     # What it reads (io/sources.py) and what becomes of its writes
@@ -60,21 +67,21 @@ class RunPlan:
     write_mode: write_modes.WriteMode
     namespace: Optional[str] = None
     # What the production gate found (gate.py), kept in the record.
-    gate: dict = dataclasses.field(default_factory=dict)
+    gate: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The run this one finishes (`--retry-failed`) or takes back (a revert:
     # lifecycle/revert.py, whose `steps` replace the job's).
     retry_of: Optional[str] = None
     revert_of: Optional[str] = None
-    steps: Optional[Callable] = None
+    steps: Optional[Steps] = None
     # A Dataflow run's estimate (lifecycle/estimate.py, as its record keeps
     # it) and guardrails ({'max_num_workers', 'flexrs', 'max_cost_usd',
     # 'rates'}); empty for local runs.
-    estimate: dict = dataclasses.field(default_factory=dict)
-    budget: dict = dataclasses.field(default_factory=dict)
+    estimate: dict[str, Any] = dataclasses.field(default_factory=dict)
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)
     # `--namespaces`: every namespace the run reads ('' the default one;
     # io/namespaces.py), None for a run over one (`namespace`); and the
     # database (None: the project's default one).
-    namespaces: Optional[tuple] = None
+    namespaces: Optional[tuple[str, ...]] = None
     database: Optional[str] = None
 
     @property
@@ -100,7 +107,8 @@ class RunPlan:
 
     @property
     def flag_project(self) -> Optional[str]:
-        return self.pipeline_options.view_as(GoogleCloudOptions).project
+        project: Optional[str] = self.pipeline_options.view_as(GoogleCloudOptions).project
+        return project
 
     def data_target(self, records: target_lib.Target) -> target_lib.Target:
         """The Datastore the run reads and writes: a Dataflow run's project
@@ -115,15 +123,15 @@ class RunPlan:
         # keeps its own, and a model the job makes goes to the default one.
         return dataclasses.replace(data, namespace=None) if self.namespaces else data
 
-    def source_record(self, records: target_lib.Target) -> dict:
+    def source_record(self, records: target_lib.Target) -> dict[str, Any]:
         """Where the run reads, as its record keeps it (io/sources.py), with
         the namespaces of a `--namespaces` run."""
-        described = self.source.describe(self.data_target(records))
+        described: dict[str, Any] = self.source.describe(self.data_target(records))
         if self.namespaces:
             described['namespaces'] = list(self.namespaces)
         return described
 
-    def backup_of(self, run_id: str) -> dict:
+    def backup_of(self, run_id: str) -> dict[str, Any]:
         """What the record of run `run_id` says of its before-images when
         it starts (the manifest replaces it when the run ends)."""
         mode = self.write_mode.for_run(run_id)
@@ -134,7 +142,7 @@ class RunPlan:
                     'before-images were kept, so it cannot be reverted'}
         return {}
 
-    def over(self, source) -> 'RunPlan':
+    def over(self, source: sources.Source) -> 'RunPlan':
         """The same run over another source (a rehearsal's verify job, over
         the after state its job has just written)."""
         return dataclasses.replace(
@@ -253,7 +261,7 @@ def _budget(pipeline_options: PipelineOptions, max_cost_usd: Optional[Any],
 
 
 def _source(job: type, params: dict[str, Any], export: Optional[str],
-            retry_of: Optional[runs.RunRecord]) -> Any:
+            retry_of: Optional[runs.RunRecord]) -> sources.Source:
     """What the run reads: what a run left (`--retry-failed`), an export, or
     the Datastore."""
     if retry_of is None:
@@ -264,9 +272,9 @@ def _source(job: type, params: dict[str, Any], export: Optional[str],
     return retry_source(retry_of, job, params)
 
 
-def _write_mode(source: Any, params: dict[str, Any], pipeline_options: PipelineOptions,
-                after_state: Optional[str], backup_location: Optional[str],
-                no_backup: bool) -> write_modes.WriteMode:
+def _write_mode(source: sources.Source, params: dict[str, Any],
+                pipeline_options: PipelineOptions, after_state: Optional[str],
+                backup_location: Optional[str], no_backup: bool) -> write_modes.WriteMode:
     """What becomes of the run's writes; where it keeps before-images,
     checked writable before anything runs."""
     if backup_location and no_backup:
@@ -281,8 +289,9 @@ def _write_mode(source: Any, params: dict[str, Any], pipeline_options: PipelineO
     return write_mode
 
 
-def _namespaces_read(source, requested: Sequence[str], pipeline_options: PipelineOptions,
-                     records_namespace: Optional[str], database: Optional[str]) -> tuple:
+def _namespaces_read(source: sources.Source, requested: Sequence[str],
+                     pipeline_options: PipelineOptions, records_namespace: Optional[str],
+                     database: Optional[str]) -> tuple[str, ...]:
     """The namespaces a `--namespaces` run reads, checked against those its
     source holds (the Datastore's `__namespace__`, or the export's)."""
     if source.reads_export:
@@ -302,7 +311,7 @@ def run_namespace(namespace: Optional[str] = None) -> Optional[str]:
 
 
 def guardrails(pipeline_options: PipelineOptions, max_cost_usd: Optional[Any] = None,
-               flexrs: bool = False) -> dict:
+               flexrs: bool = False) -> dict[str, Any]:
     """Check a Dataflow run's worker cap and budget, set FlexRS if asked;
     what its record keeps of them (`budget`: {'max_num_workers', 'flexrs',
     'max_cost_usd' (None: no budget), 'rates'}). The cap and the prices come
@@ -335,7 +344,8 @@ def vcpu_price() -> Optional[float]:
         estimate_lib.VCPU_PRICE_SETTING, value)
 
 
-def estimate_for(job: type, models: Sequence, source, pipeline_options: PipelineOptions,
+def estimate_for(job: type, models: Sequence[type[ndb.Model]], source: sources.Source,
+                 pipeline_options: PipelineOptions,
                  namespace: Optional[str] = None) -> estimate_lib.Estimate:
     """What running `job` over `source` on Dataflow with these options would
     take and cost: the entities the source holds (an export's metadata, the
@@ -348,7 +358,8 @@ def estimate_for(job: type, models: Sequence, source, pipeline_options: Pipeline
         cloud = pipeline_options.view_as(GoogleCloudOptions)
         counts = source.totals(models, target_lib.Target.from_environment(
             cloud.project, namespace)).values()
-        entities = None if None in counts else sum(counts)
+        known = [count for count in counts if count is not None]
+        entities = sum(known) if len(known) == len(counts) else None
     records = record_stores.signoff_target(namespace)
     measurement = estimate_lib.last_measurement(
         name, rehearsal_records.RehearsalStore(records), runs.RunStore(records))
@@ -388,7 +399,8 @@ def backup_root(pipeline_options: PipelineOptions,
     return location
 
 
-def retry_source(original: runs.RunRecord, job: type, params: Mapping[str, Any]):
+def retry_source(original: runs.RunRecord, job: type,
+                 params: Mapping[str, Any]) -> sources.DatastoreSource:
     """What a retry of `original` reads: the keys whose map failed (a run
     that completed), or what it had not written yet (one that failed or was
     canceled midway). Refuses a retry that would not finish that run."""

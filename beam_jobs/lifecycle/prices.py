@@ -24,7 +24,7 @@ class Rates:
     memory_gb_hour: float
     shuffle_gb: float    # Dataflow Shuffle, data processed (batch)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
 

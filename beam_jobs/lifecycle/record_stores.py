@@ -99,14 +99,15 @@ def configured_run_store(pipeline_args: Sequence[str] = (),
     return run_store(options_lib.pipeline_options(pipeline_args), namespace)
 
 
-RunsOf = Callable[[str], list]
+# `runs_of(job_name)`: a job's newest run records (gate.RunsOf).
+RunsOf = Callable[[str], list[runs.RunRecord]]
 
 
 def production_runs(pipeline_options: PipelineOptions,
                     namespace: Optional[str] = None) -> RunsOf:
     """`runs_of(job_name)`: the newest runs of a job where runs with these
     options are recorded (the gate's question: has the job it follows run?)."""
-    def runs_of(job_name: str) -> list:
+    def runs_of(job_name: str) -> list[runs.RunRecord]:
         return run_store(pipeline_options, namespace).recent(RUNS_LOOKED_AT, job_name)
     return runs_of
 
@@ -114,7 +115,7 @@ def production_runs(pipeline_options: PipelineOptions,
 def production_runs_of(project: Optional[str],
                        namespace: Optional[str] = None) -> RunsOf:
     """`runs_of(job_name)` where Dataflow runs against `project` are recorded."""
-    def runs_of(job_name: str) -> list:
+    def runs_of(job_name: str) -> list[runs.RunRecord]:
         return runs.RunStore(dataflow_runs_target(project, namespace)).recent(
             RUNS_LOOKED_AT, job_name)
     return runs_of

@@ -12,7 +12,7 @@ who and why. Its steps are compile/revert_steps.py.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
@@ -22,6 +22,7 @@ from beam_jobs import refusals
 from beam_jobs import target as target_lib
 from beam_jobs.compile.revert_steps import RevertSteps
 from beam_jobs.io import before_images
+from beam_jobs.io import sources
 from beam_jobs.io import write_modes
 from beam_jobs.lifecycle import dataflow_settings
 from beam_jobs.lifecycle import gate as gate_lib
@@ -47,15 +48,17 @@ class BackupSource:
     def __init__(self, manifest: before_images.Manifest):
         self.manifest = manifest
 
-    def describe(self, target: target_lib.Target) -> dict:
-        described = {'type': 'backup', 'path': self.manifest.location,
-                     'revert_of': self.manifest.run_id, 'writes': self.manifest.writes,
-                     'project': target.project, 'namespace': target.namespace}
+    def describe(self, target: target_lib.Target) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            'type': 'backup', 'path': self.manifest.location,
+            'revert_of': self.manifest.run_id, 'writes': self.manifest.writes,
+            'project': target.project, 'namespace': target.namespace}
         if target.database:
             described['database'] = target.database
         return described
 
-    def totals(self, models, target, namespaces=None) -> dict:
+    def totals(self, models: sources.Models, target: target_lib.Target,
+               namespaces: Optional[Sequence[str]] = None) -> dict[str, Optional[int]]:
         return {}
 
     def reads_text(self, kinds: str, where: str) -> str:
@@ -138,7 +141,7 @@ def plan_revert(store: runs.RunStore, run_id: str, *, job_lookup: Callable[[str]
     keys_files = [before_images.keys_path(manifest.location, name)
                   for name in manifest.chunks]
 
-    def steps(target: target_lib.Target, mode: write_modes.WriteMode):
+    def steps(target: target_lib.Target, mode: write_modes.WriteMode) -> RevertSteps:
         return RevertSteps(manifest.location, run_id, keys_files, target, mode, force)
 
     # Put back where the run wrote: its database.

@@ -7,7 +7,7 @@ why it failed.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from beam_jobs import progress
 from beam_jobs import readable
@@ -22,13 +22,13 @@ def progress_text(record: runs.RunRecord) -> Optional[str]:
     return progress.describe(record.progress)
 
 
-def stages_text(stages: Optional[list]) -> Optional[str]:
+def stages_text(stages: Optional[list[dict[str, Any]]]) -> Optional[str]:
     if not stages:
         return None
     return ', '.join(f'{stage["name"]} {stage["state"]}' for stage in stages)
 
 
-def usage_text(usage: Optional[dict]) -> Optional[str]:
+def usage_text(usage: Optional[dict[str, Any]]) -> Optional[str]:
     usage = usage or {}
     parts = []
     if usage.get('workers') is not None:
@@ -48,8 +48,9 @@ def usage_text(usage: Optional[dict]) -> Optional[str]:
     return ', '.join(parts) or None
 
 
-def failure_text(failure: dict) -> str:
+def failure_text(failure: Mapping[str, Any]) -> str:
     """One trimmed error message of a failed Dataflow job (dataflow_fields.failure)."""
+    exception: str = failure['exception']
     where = ([f"step '{failure['step']}'"] if failure.get('step') else []) + (
         [f'item {failure["item"]}'] if failure.get('item') else [])
-    return failure['exception'] + (f' ({", ".join(where)})' if where else '')
+    return exception + (f' ({", ".join(where)})' if where else '')

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import signal
 import threading
+import types
 from typing import Iterator, Optional
 
 from beam_jobs import emulator
@@ -36,7 +37,7 @@ LOST_SIGNAL = signal.SIGUSR1
 
 
 @contextlib.contextmanager
-def stop_on_signals(requested: list) -> Iterator[None]:
+def stop_on_signals(requested: list[Stop]) -> Iterator[None]:
     """Turn SIGTERM (`beam-jobs cancel`), SIGINT (Ctrl-C) and a lost
     Datastore into a stop.
 
@@ -47,11 +48,11 @@ def stop_on_signals(requested: list) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    reasons = {signal.SIGTERM: 'stopped by SIGTERM (beam-jobs cancel)',
-               signal.SIGINT: 'interrupted (Ctrl-C)'}
+    reasons: dict[int, str] = {signal.SIGTERM: 'stopped by SIGTERM (beam-jobs cancel)',
+                               signal.SIGINT: 'interrupted (Ctrl-C)'}
     raised: list[bool] = []     # raised once; the map step raises it again if dropped
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: Optional[types.FrameType]) -> None:
         if signum in reasons and not requested:
             requested.append(Stop(reasons[signum]))
         if requested and not raised:
@@ -82,7 +83,7 @@ class StopOnLostDatastore:
     INTERVAL_SECS = 1.0
     MISSES = 3
 
-    def __init__(self, host: Optional[str], requested: list):
+    def __init__(self, host: Optional[str], requested: list[Stop]):
         self._host = host
         self._requested = requested
         self._done = threading.Event()
@@ -90,12 +91,12 @@ class StopOnLostDatastore:
         self._thread = threading.Thread(target=self._check, daemon=True,
                                         name='lost-datastore-stop')
 
-    def __enter__(self):
+    def __enter__(self) -> StopOnLostDatastore:
         if self._host and threading.current_thread() is threading.main_thread():
             self._thread.start()
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self._done.set()
 
     def _check(self) -> None:
